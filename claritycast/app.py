@@ -1,0 +1,152 @@
+"""The Faust app factory: one app with exactly the stages asked for.
+
+All stages in one app (one consumer group) is the embedded default; one app
+per stage group, each its own consumer group, is how a deployment scales a
+stage on its own. The consumer group is the app id, so it is derived from the
+stage set: every worker of the same stages joins the same group.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+import agents
+from claritycast.deps import Deps
+from claritycast.embedded import Endpoints
+from claritycast.logs import get_logger
+from claritycast.settings import Settings
+from claritycast.store import Store
+from models.documents import WorkerBeat
+from topics import Topics
+
+log = get_logger(__name__)
+
+HEARTBEAT_INTERVAL_S = 5.0
+# Tansu's consumer-group join waits half the session timeout: keep it short.
+EMBEDDED_SESSION_TIMEOUT_S = 4.0
+DEFAULT_SESSION_TIMEOUT_S = 60.0
+
+
+class ClarityCastApp(faust.App):
+    """A Faust app that owns its clients and declares its topics before use.
+
+    ``on_start`` runs before the app's children (producer, consumer, agents)
+    start, and ``on_shutdown`` after they have stopped: the database is open
+    for the agents' whole life, and every topic exists with its partition
+    count before anything reads or writes it.
+    """
+
+    deps: Deps
+    declared: Topics
+    stage_names: tuple[str, ...]
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await self.deps.open()
+        await self.declared.declare_all()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        await self.deps.close()
+
+
+def app_id_for(settings: Settings, stage_names: Iterable[str]) -> str:
+    """The consumer group of a stage set: the plain app id when it runs every stage."""
+    names = tuple(stage_names)
+    if set(names) == set(agents.STAGES):
+        return settings.app_id
+    return f"{settings.app_id}-{'-'.join(names)}"
+
+
+def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict[str, Any]:
+    """Faust settings; the Tansu workarounds apply only to the embedded broker."""
+    options: dict[str, Any] = {
+        "broker": endpoints.kafka_url,
+        "store": "memory://",
+        "autodiscover": False,
+        "web_enabled": False,
+        "datadir": str(settings.data_dir / "faust" / app_id),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "topic_allow_declare": True,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+    }
+    if endpoints.embedded_kafka:
+        session_s = settings.broker_session_timeout_s or EMBEDDED_SESSION_TIMEOUT_S
+        options |= {
+            # One record per batch: Tansu answers a wrong high watermark after
+            # multi-record batches, which breaks table recovery on failover.
+            "producer_max_batch_size": 1,
+            "broker_session_timeout": session_s,
+            "broker_heartbeat_interval": max(session_s / 4, 0.25),
+        }
+    elif settings.broker_session_timeout_s:
+        options |= {
+            "broker_session_timeout": settings.broker_session_timeout_s,
+            "broker_heartbeat_interval": max(settings.broker_session_timeout_s / 4, 0.25),
+        }
+    return options
+
+
+def create_app(
+    settings: Settings, stages: Iterable[str], endpoints: Endpoints
+) -> ClarityCastApp:
+    """Build an app with exactly ``stages`` registered (names, groups or ``all``)."""
+    chosen = agents.select(stages)
+    names = tuple(stage.name for stage in chosen)
+    app_id = app_id_for(settings, names)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = ClarityCastApp(app_id, **faust_options(settings, endpoints, app_id))
+    app.stage_names = names
+    app.deps = Deps(store=Store.connect(endpoints.mongodb_url, settings.mongodb_database))
+    app.declared = Topics(app, settings.topic_prefix, settings.partitions)
+    for stage in chosen:
+        stage.register(app, app.declared, app.deps)
+    _add_heartbeat(app)
+    return app
+
+
+def _add_heartbeat(app: ClarityCastApp) -> None:
+    """Every worker records itself in MongoDB, so `status` and `up` see it alive."""
+    host = socket.gethostname()
+    pid = os.getpid()
+    started_at = datetime.now(UTC)
+    worker_id = f"{host}:{pid}:{app.conf.id}"
+
+    async def heartbeat() -> None:
+        announced = False
+        try:
+            while not app.should_stop:
+                beat = WorkerBeat(
+                    worker_id=worker_id,
+                    app_id=app.conf.id,
+                    stages=app.stage_names,
+                    host=host,
+                    pid=pid,
+                    started_at=started_at,
+                    seen_at=datetime.now(UTC),
+                )
+                try:
+                    await app.deps.store.beat(beat)
+                except Exception as exc:  # noqa: BLE001 - a missed beat must not stop the worker
+                    log.warning("worker.heartbeat_failed", error=str(exc))
+                else:
+                    if not announced:
+                        announced = True
+                        log.info("worker.ready", app_id=app.conf.id, stages=",".join(app.stage_names))
+                await app.sleep(HEARTBEAT_INTERVAL_S)
+        finally:
+            if app.deps.store is not None:
+                try:
+                    await app.deps.store.forget_worker(worker_id)
+                except Exception:  # noqa: BLE001, S110 - shutting down; the beat simply ages out
+                    pass
+
+    app.task(heartbeat)

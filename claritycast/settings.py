@@ -1,0 +1,249 @@
+"""One typed settings object, read from the environment and an optional file.
+
+Precedence, highest first: ``CLARITYCAST_*`` environment variables, then the
+TOML file named by ``CLARITYCAST_CONFIG_FILE`` (or ``./claritycast.toml`` when
+it exists), then the defaults below. Keys in the file are the setting names
+without the prefix, in lower case (``kafka_url = "kafka://…"``).
+
+Leaving ``kafka_url`` and ``mongodb_url`` unset means the embedded default:
+``claritycast up`` runs the broker and the database itself, and every other
+command on the same data folder finds them there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from claritycast.errors import ConfigError
+from claritycast.redact import register_secret
+
+ENV_PREFIX = "CLARITYCAST_"
+CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG_FILE"
+DEFAULT_CONFIG_FILE = Path("claritycast.toml")
+CLARITY_EXPORT_URL = "https://www.clarity.ms/export-data/api/v1/project-live-insights"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; names map to ``CLARITYCAST_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # Where things live.
+    kafka_url: str | None = Field(
+        default=None, description="Kafka bootstrap servers, kafka://host:port[;host:port]"
+    )
+    mongodb_url: str | None = Field(default=None, description="MongoDB connection string")
+    mongodb_database: str = Field(default="claritycast", description="MongoDB database name")
+    data_dir: Path = Field(default=Path("./var"), description="Embedded servers' data and logs")
+    mongodb_sync_on_commit: bool = Field(
+        default=True, description="Embedded database fsyncs every commit (no lost snapshot)"
+    )
+
+    # Kafka and Faust.
+    app_id: str = Field(default="claritycast", description="Faust app id and consumer group")
+    topic_prefix: str = Field(default="claritycast.", description="Prefix of every topic name")
+    partitions: int = Field(default=8, ge=1, le=256, description="Partitions per topic")
+    replication_factor: int = Field(default=1, ge=1, le=7, description="Replicas per topic")
+    broker_session_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Consumer session timeout; default 4 s on the embedded broker, 60 s on Kafka",
+    )
+
+    # Logs.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written"
+    )
+    log_format: Literal["human", "json"] = Field(
+        default="human", description="One line per event: human-readable or JSON"
+    )
+
+    # Clarity.
+    clarity_api_url: str = Field(
+        default=CLARITY_EXPORT_URL, description="Full URL of the Data Export endpoint"
+    )
+    clarity_timeout_s: float = Field(default=30.0, gt=0, le=300, description="Per-request timeout")
+    default_timezone: str = Field(
+        default="UTC", description="IANA timezone of organisations created without one"
+    )
+
+    # Slack.
+    slack_token: SecretStr | None = Field(default=None, description="Slack bot token (xoxb-…)")
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL"
+    )
+
+    # Email.
+    smtp_host: str | None = Field(default=None, description="SMTP server host")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP server port")
+    smtp_username: str | None = Field(default=None, description="SMTP user name")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS, implicit TLS, or plain (local catchers only)"
+    )
+    smtp_verify_certs: bool = Field(default=True, description="Check the SMTP certificate")
+    smtp_from: str = Field(
+        default="claritycast <claritycast@localhost>", description="From address of reports"
+    )
+
+    # AI summaries (any OpenAI-compatible chat-completions endpoint).
+    summariser_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
+    summariser_model: str | None = Field(default=None, description="Model name")
+    summariser_api_key: SecretStr | None = Field(default=None, description="API key")
+    summariser_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Give up and use the plain summary after this"
+    )
+
+    @field_validator("kafka_url")
+    @classmethod
+    def _check_kafka_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for server in value.removeprefix("kafka://").split(";"):
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("expected kafka://host:port[;host:port]")
+        return value if value.startswith("kafka://") else f"kafka://{value}"
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _check_mongodb_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("expected a mongodb:// or mongodb+srv:// URL")
+        return value
+
+    @field_validator("clarity_api_url", "slack_api_url", "summariser_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA timezone (e.g. Europe/Paris)") from None
+        return value
+
+    @field_validator("topic_prefix", "app_id", "mongodb_database")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if any(c.isspace() for c in value) or "/" in value or "$" in value:
+            raise ValueError("must not contain spaces, '/' or '$'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """True when claritycast runs the broker itself."""
+        return self.kafka_url is None
+
+    @property
+    def embedded_mongodb(self) -> bool:
+        """True when claritycast runs the database itself."""
+        return self.mongodb_url is None
+
+    @property
+    def run_dir(self) -> Path:
+        """Lock and state files of a running `claritycast up`."""
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        """Logs of the embedded servers."""
+        return self.data_dir / "log"
+
+    def described(self) -> list[tuple[str, str, str]]:
+        """(environment variable, effective value, description), secrets masked."""
+        rows = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = "***"
+            elif value is None:
+                shown = "(unset)"
+            else:
+                shown = str(value)
+            rows.append((f"{ENV_PREFIX}{name.upper()}", shown, field.description or ""))
+        return rows
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get(CONFIG_FILE_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(CONFIG_FILE_ENV, f"no such file: {path}")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, or raise one `ConfigError` naming the first bad setting.
+
+    Secret values are registered with the log redactor before anything can
+    log them.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    except (ValueError, OSError) as exc:  # an unreadable or malformed TOML file
+        raise ConfigError(CONFIG_FILE_ENV, str(exc).splitlines()[0]) from None
+    for secret in (settings.slack_token, settings.smtp_password, settings.summariser_api_key):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    return settings
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    location = error.get("loc") or ("?",)
+    name = str(location[0])
+    field = Settings.model_fields.get(name)
+    setting = f"{ENV_PREFIX}{name.upper()}"
+    message = error["msg"].removeprefix("Value error, ")
+    if field is not None and field.annotation not in (SecretStr, SecretStr | None):
+        raw = os.environ.get(setting)
+        if raw is not None:
+            message = f"{message} (got {raw!r})"
+    return ConfigError(setting, message)

@@ -1,0 +1,117 @@
+"""`claritycast up`: the embedded servers and a worker, stopped together.
+
+Order matters both ways: the broker and the database start and listen before
+the worker starts; on Ctrl-C or SIGTERM the worker stops first (committing
+its offsets against a live broker), then the servers. Every child runs in its
+own session with ``PR_SET_PDEATHSIG``, so even a ``kill -9`` of this process
+leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from claritycast.embedded import (
+    ChildProcess,
+    RunDir,
+    RunState,
+    new_state,
+    start_servers,
+    stop_all,
+)
+from claritycast.errors import ServerFailedToStart
+from claritycast.logs import get_logger
+from claritycast.settings import Settings
+from claritycast.store import Store
+
+log = get_logger(__name__)
+
+READY_TIMEOUT_S = 60.0
+WORKER_STOP_TIMEOUT_S = 30.0
+
+
+async def run_up(
+    settings: Settings, stages: Sequence[str], announce: Callable[[str], None] = print
+) -> int:
+    """Run until a signal arrives or the worker exits; returns the exit code."""
+    run_dir = RunDir(settings.run_dir)
+    run_dir.acquire()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    children: list[ChildProcess] = []
+    try:
+        servers = await start_servers(settings)
+        children.extend(servers)
+        state = new_state(settings, servers)
+        run_dir.write_state(state)
+        worker = ChildProcess(
+            "worker", [sys.executable, "-m", "claritycast", "worker", "--stages", ",".join(stages)]
+        )
+        await worker.spawn(env=dict(os.environ))
+        children.append(worker)
+        assert worker.pid is not None
+        state.children["worker"] = worker.pid
+        run_dir.write_state(state)
+
+        if await _wait_ready(settings, state, worker, stop):
+            announce(
+                f"claritycast is ready: kafka at {state.kafka_url}, mongodb at "
+                f"{state.mongodb_url}, data in {settings.data_dir}. Ctrl-C to stop."
+            )
+        return await _wait_end(worker, stop)
+    finally:
+        await _stop_children(children)
+        run_dir.release()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _wait_ready(
+    settings: Settings, state: RunState, worker: ChildProcess, stop: asyncio.Event
+) -> bool:
+    """True once the worker's first heartbeat is in the database."""
+    store = Store.connect(state.mongodb_url, settings.mongodb_database)
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+    try:
+        while not stop.is_set() and worker.returncode is None:
+            workers = await store.live_workers(within_s=60)
+            if any(beat.pid == worker.pid for beat in workers):
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                raise ServerFailedToStart(
+                    f"the worker (pid {worker.pid}) did not report ready within "
+                    f"{READY_TIMEOUT_S:.0f} s; see its log lines above"
+                )
+            await asyncio.sleep(0.25)
+        return False
+    finally:
+        await store.close()
+
+
+async def _wait_end(worker: ChildProcess, stop: asyncio.Event) -> int:
+    assert worker.process is not None
+    stopped = asyncio.create_task(stop.wait())
+    exited = asyncio.create_task(worker.process.wait())
+    await asyncio.wait({stopped, exited}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    exited.cancel()
+    if stop.is_set():
+        log.info("up.stopping", reason="signal")
+        return 0
+    log.error("up.worker_exited", pid=worker.pid, exit_code=worker.returncode)
+    return worker.returncode or 1
+
+
+async def _stop_children(children: list[ChildProcess]) -> None:
+    workers = [child for child in children if child.name == "worker"]
+    servers = [child for child in children if child.name != "worker"]
+    for worker in workers:
+        code = await worker.stop(WORKER_STOP_TIMEOUT_S)
+        log.info("process.stopped", process="worker", pid=worker.pid, exit_code=code)
+    await stop_all(servers)

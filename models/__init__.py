@@ -1,0 +1,1 @@
+"""Message records (the public event contract), stored documents and, later, the metric catalogue."""

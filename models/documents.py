@@ -1,0 +1,102 @@
+"""Documents as stored in MongoDB, with the conversions both ways.
+
+Agents and the CLI never see raw BSON: the store hands out these dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def as_utc(moment: datetime) -> datetime:
+    """MongoDB returns naive UTC datetimes; make them aware again."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One fetch group's response for one project and local date.
+
+    Unique on (project_id, local_date, group): the first stored copy wins, so a
+    redelivered or replayed message never changes or duplicates it.
+    """
+
+    project_id: str
+    local_date: str
+    group: str
+    window_start: datetime
+    window_end: datetime
+    fetched_at: datetime
+    blocks: list[dict[str, Any]]
+    late: bool = False
+    stored_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def id(self) -> str:
+        return f"{self.project_id}/{self.local_date}/{self.group}"
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "_id": self.id,
+            "project_id": self.project_id,
+            "local_date": self.local_date,
+            "group": self.group,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "fetched_at": self.fetched_at,
+            "blocks": self.blocks,
+            "late": self.late,
+            "stored_at": self.stored_at,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Snapshot:
+        return cls(
+            project_id=doc["project_id"],
+            local_date=doc["local_date"],
+            group=doc["group"],
+            window_start=as_utc(doc["window_start"]),
+            window_end=as_utc(doc["window_end"]),
+            fetched_at=as_utc(doc["fetched_at"]),
+            blocks=doc["blocks"],
+            late=doc["late"],
+            stored_at=as_utc(doc["stored_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A running worker, as it last reported itself."""
+
+    worker_id: str
+    app_id: str
+    stages: tuple[str, ...]
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "_id": self.worker_id,
+            "app_id": self.app_id,
+            "stages": list(self.stages),
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "seen_at": self.seen_at,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> WorkerBeat:
+        return cls(
+            worker_id=doc["_id"],
+            app_id=doc["app_id"],
+            stages=tuple(doc["stages"]),
+            host=doc["host"],
+            pid=doc["pid"],
+            started_at=as_utc(doc["started_at"]),
+            seen_at=as_utc(doc["seen_at"]),
+        )

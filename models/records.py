@@ -1,0 +1,57 @@
+"""Faust records: the values of every topic, and so a public contract.
+
+Other services consume these topics. Each record carries ``schema_version``;
+changing a field means bumping it. Each record has an explicit, stable
+``namespace`` because Faust indexes record classes by that name: never rename
+one without a compatibility plan.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import faust
+
+
+class SnapshotFetched(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.SnapshotFetched",
+):
+    """One Clarity response for one project, local date and fetch group, parsed.
+
+    ``window_start``/``window_end`` are the real 24 hours the call covered
+    (Clarity's window is rolling, relative to the call); ``late`` says the call
+    drifted from the organisation's local midnight.
+    """
+
+    project_id: str
+    local_date: str
+    group: str
+    window_start: datetime
+    window_end: datetime
+    fetched_at: datetime
+    blocks: list[dict[str, Any]]
+    late: bool = False
+    schema_version: int = 1
+
+
+class SnapshotStored(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.SnapshotStored",
+):
+    """A snapshot is durably in MongoDB; ``created`` is False for a redelivery."""
+
+    project_id: str
+    local_date: str
+    group: str
+    snapshot_id: str
+    stored_at: datetime
+    created: bool
+    schema_version: int = 1

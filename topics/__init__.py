@@ -1,0 +1,88 @@
+"""Every topic claritycast uses: name, key, value model, partitions, retention.
+
+Topics are a public contract (other services consume them), so they are
+declared here and nowhere else. `bind` turns the specs into Faust topics on
+one app, and `declare_all` creates them on the broker with their partition
+count before any agent or producer touches them: a broker that auto-creates a
+topic on first use (Tansu does) would otherwise pick its own partition count,
+and co-partitioned stages would no longer agree on which partition holds a
+project.
+
+Keys are plain UTF-8 strings. Every key is the project id, so that all of a
+project's messages land on the same partition number in every topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import faust
+from faust.types import TopicT
+
+from models.records import SnapshotFetched, SnapshotStored
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic's contract."""
+
+    name: str
+    key: str
+    value: type[faust.Record]
+    description: str
+    retention: timedelta | None = timedelta(days=7)
+    compacted: bool = False
+    partitions: int | None = None  # None: the `partitions` setting
+
+    def full_name(self, prefix: str) -> str:
+        return f"{prefix}{self.name}"
+
+
+SNAPSHOTS_FETCHED = TopicSpec(
+    name="snapshots.fetched",
+    key="project_id",
+    value=SnapshotFetched,
+    description="A parsed Clarity response, waiting to be stored",
+)
+SNAPSHOTS_STORED = TopicSpec(
+    name="snapshots.stored",
+    key="project_id",
+    value=SnapshotStored,
+    description="A snapshot is durably stored in MongoDB (the event other services follow)",
+    retention=timedelta(days=30),
+)
+
+ALL: tuple[TopicSpec, ...] = (SNAPSHOTS_FETCHED, SNAPSHOTS_STORED)
+
+
+class Topics:
+    """The declared topics bound to one Faust app."""
+
+    def __init__(self, app: faust.App, prefix: str, partitions: int) -> None:
+        self.prefix = prefix
+        self._by_name: dict[str, TopicT] = {
+            spec.name: app.topic(
+                spec.full_name(prefix),
+                key_type=str,
+                value_type=spec.value,
+                key_serializer="raw",
+                partitions=spec.partitions or partitions,
+                retention=spec.retention,
+                compacting=spec.compacted,
+                deleting=not spec.compacted,
+            )
+            for spec in ALL
+        }
+
+    def __getitem__(self, spec: TopicSpec) -> TopicT:
+        return self._by_name[spec.name]
+
+    def __iter__(self) -> Iterator[TopicT]:
+        return iter(self._by_name.values())
+
+    async def declare_all(self) -> None:
+        """Create every topic on the broker with its partition count (idempotent)."""
+        for topic in self._by_name.values():
+            await topic.declare()
