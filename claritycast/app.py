@@ -64,6 +64,13 @@ def app_id_for(settings: Settings, stage_names: Iterable[str]) -> str:
     return f"{settings.app_id}-{'-'.join(names)}"
 
 
+def is_tansu(settings: Settings, endpoints: Endpoints) -> bool:
+    """Whether the broker is Tansu, whose quirks need the settings below."""
+    if settings.kafka_flavour == "auto":
+        return endpoints.embedded_kafka
+    return settings.kafka_flavour == "tansu"
+
+
 def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict[str, Any]:
     """Faust settings; the Tansu workarounds apply only to the embedded broker."""
     options: dict[str, Any] = {
@@ -78,7 +85,7 @@ def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
     }
-    if endpoints.embedded_kafka:
+    if is_tansu(settings, endpoints):
         session_s = settings.broker_session_timeout_s or EMBEDDED_SESSION_TIMEOUT_S
         options |= {
             # One record per batch: Tansu answers a wrong high watermark after

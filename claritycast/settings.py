@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="claritycast.", description="Prefix of every topic name")
     partitions: int = Field(default=8, ge=1, le=256, description="Partitions per topic")
     replication_factor: int = Field(default=1, ge=1, le=7, description="Replicas per topic")
+    kafka_flavour: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto",
+        description="Broker quirks to work around; auto = tansu when embedded, else kafka",
+    )
     broker_session_timeout_s: float | None = Field(
         default=None,
         gt=0,

@@ -1,0 +1,110 @@
+"""Real servers for the suite: one Tansu broker and one SecantusDB per session.
+
+They are started with the same argument lists `claritycast up` uses, on free
+loopback ports, so overlapping test runs never collide. Every test gets its
+own app id (consumer group), topic prefix and database from `settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claritycast.embedded import Endpoints, ServerProcess, secantusdb, tansu
+from claritycast.ports import free_port
+from claritycast.settings import Settings, load_settings
+from claritycast.store import Store
+from tests.helpers import start_server_process, stop_server_process
+
+TEST_PARTITIONS = 4
+TEST_SESSION_TIMEOUT_S = 3.0
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own CLARITYCAST_* settings."""
+    for name in list(os.environ):
+        if name.startswith("CLARITYCAST_"):
+            monkeypatch.delenv(name)
+
+
+def _start(server: ServerProcess) -> subprocess.Popen[bytes]:
+    return start_server_process(server.argv, server.port, server.log_path)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    """A real Tansu broker and a real SecantusDB for the whole session."""
+    root = tmp_path_factory.mktemp("servers")
+    broker = tansu(free_port(), root / "log")
+    database = secantusdb(free_port(), root / "mongodb", root / "log", sync_on_commit=False)
+    processes = [_start(broker)]
+    try:
+        processes.append(_start(database))
+        yield Endpoints(
+            kafka_url=f"kafka://127.0.0.1:{broker.port}",
+            mongodb_url=f"mongodb://127.0.0.1:{database.port}",
+            embedded_kafka=True,
+            embedded_mongodb=True,
+        )
+    finally:
+        for process in reversed(processes):
+            stop_server_process(process)
+
+
+@pytest.fixture
+def test_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[str, Any]:
+    """Settings of one isolated test, as keyword values."""
+    return {
+        "kafka_url": servers.kafka_url,
+        "mongodb_url": servers.mongodb_url,
+        "kafka_flavour": "tansu",
+        "app_id": f"t{test_id}",
+        "topic_prefix": f"t{test_id}.",
+        "mongodb_database": f"t_{test_id}",
+        "data_dir": tmp_path / "var",
+        "partitions": TEST_PARTITIONS,
+        "broker_session_timeout_s": TEST_SESSION_TIMEOUT_S,
+    }
+
+
+@pytest.fixture
+def settings(settings_values: dict[str, Any]) -> Settings:
+    return load_settings(**settings_values)
+
+
+@pytest.fixture
+def settings_env(settings_values: dict[str, Any]) -> dict[str, str]:
+    """The same settings as environment variables, for subprocesses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+    env.update({f"CLARITYCAST_{k.upper()}": str(v) for k, v in settings_values.items()})
+    return env
+
+
+@pytest.fixture
+def endpoints(servers: Endpoints) -> Endpoints:
+    return servers
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    """A store on this test's own database, indexes created."""
+    assert settings.mongodb_url is not None
+    store = Store.connect(settings.mongodb_url, settings.mongodb_database)
+    await store.ensure_indexes()
+    try:
+        yield store
+    finally:
+        await store.client.drop_database(settings.mongodb_database)
+        await store.close()

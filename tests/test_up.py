@@ -1,0 +1,165 @@
+"""`claritycast up` as a user runs it: ready, single instance, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claritycast.ports import is_listening
+
+pytestmark = pytest.mark.slow
+
+READY_WITHIN_S = 30
+
+
+def claritycast(*args: str) -> list[str]:
+    return [sys.executable, "-m", "claritycast", *args]
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class UpProcess:
+    """`claritycast up` in its own session, as a terminal would run it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+        self.env |= {"CLARITYCAST_DATA_DIR": str(data_dir), "CLARITYCAST_PARTITIONS": "2"}
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            claritycast("up"),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_ready(self, timeout_s: float) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if any("claritycast is ready" in line for line in self.lines):
+                return time.monotonic() - started
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError("up did not report ready:\n" + "".join(self.lines))
+
+    def state(self) -> dict[str, object]:
+        return json.loads((self.data_dir / "run" / "state.json").read_text())
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            claritycast(*args), env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[UpProcess]:
+    process = UpProcess(tmp_path / "var")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def children_of(state: dict[str, object]) -> dict[str, int]:
+    children = state["children"]
+    assert isinstance(children, dict)
+    return children
+
+
+def ports_of(state: dict[str, object]) -> list[int]:
+    return [int(str(state[key]).rsplit(":", 1)[1]) for key in ("kafka_url", "mongodb_url")]
+
+
+def wait_gone(pids: list[int], timeout_s: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if is_running(pid)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return [pid for pid in pids if is_running(pid)]
+
+
+def test_up_is_ready_single_and_stops_everything_on_ctrl_c(up: UpProcess) -> None:
+    """Ready within 30 s; a second up refuses; Ctrl-C leaves no process or port behind."""
+    elapsed_s = up.wait_ready(READY_WITHIN_S)
+    assert elapsed_s < READY_WITHIN_S
+    state = up.state()
+    children = children_of(state)
+    assert set(children) == {"tansu", "secantusdb", "worker"}
+    assert all(is_listening(port) for port in ports_of(state))
+
+    second = up.run("up")
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert str(state["kafka_url"]) in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    assert children_of(up.state()) == children, "the second up started nothing"
+
+    status = up.run("status")
+    assert status.returncode == 0, status.stderr
+    assert "embedded servers: running" in status.stdout
+    assert f":{children['worker']}:claritycast: stages store" in status.stdout
+
+    os.killpg(up.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert up.process.wait(60) == 0, "".join(up.lines)
+    assert wait_gone([*children.values(), up.process.pid]) == []
+    assert not any(is_listening(port) for port in ports_of(state))
+    assert not (up.data_dir / "run" / "state.json").exists()
+    assert "Traceback" not in "".join(up.lines)
+
+    after = up.run("status")
+    assert after.returncode == 1
+    assert "no `claritycast up` is running" in after.stderr
+
+
+def test_kill_9_leaves_no_orphans_and_up_starts_again(up: UpProcess, tmp_path: Path) -> None:
+    """SIGKILL of up takes its children down; the same data folder then starts cleanly."""
+    up.wait_ready(READY_WITHIN_S)
+    children = children_of(up.state())
+    up.process.send_signal(signal.SIGKILL)
+    up.process.wait()
+    assert wait_gone(list(children.values())) == [], "children outlived a killed up"
+
+    again = UpProcess(up.data_dir)
+    try:
+        again.wait_ready(READY_WITHIN_S)
+        assert children_of(again.state())["worker"] != children["worker"]
+        again.process.send_signal(signal.SIGTERM)
+        assert again.process.wait(60) == 0
+    finally:
+        again.stop()
