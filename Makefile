@@ -28,3 +28,7 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.startup 5
+	$(BIN)/python -m bench.store 2000

@@ -49,35 +49,50 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def select(names: Iterable[str]) -> tuple[Stage, ...]:
-    """The stages named (``all`` for every built one), in chain order.
-
-    Raises `StageError` for a name outside the chain, or for a stage of the
-    chain that this version does not build yet.
-    """
-    wanted: set[str] = set()
+def parse_names(names: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Split comma-separated names into (stages named, groups named); refuse unknown ones."""
+    stages: set[str] = set()
+    groups: set[str] = set()
     for raw in names:
         for name in (part.strip() for part in raw.split(",")):
             if not name:
                 continue
             if name == "all":
-                wanted.update(STAGES)
+                stages.update(STAGES)
             elif name in GROUPS:
-                wanted.update(GROUPS[name])
+                groups.add(name)
+            elif name in CHAIN:
+                stages.add(name)
             else:
-                wanted.add(name)
-    if not wanted:
+                raise StageError(
+                    f"unknown stage {name!r}; stages are: {', '.join(CHAIN)}; "
+                    f"groups: {', '.join(GROUPS)}; or 'all'"
+                )
+    if not stages and not groups:
         raise StageError("no stage chosen; name at least one of: " + ", ".join(STAGES))
-    unknown = sorted(wanted - set(CHAIN))
-    if unknown:
-        raise StageError(
-            f"unknown stage {', '.join(unknown)}; stages are: {', '.join(CHAIN)} "
-            f"(groups: {', '.join(GROUPS)})"
-        )
-    unbuilt = [name for name in CHAIN if name in wanted and name not in STAGES]
+    return stages, groups
+
+
+def select(names: Iterable[str]) -> tuple[Stage, ...]:
+    """The stages named, in chain order.
+
+    A stage named on its own must be built in this version. A group (as
+    docker-compose.yml names them) runs those of its stages that this version
+    builds, and is refused only when it has none.
+    """
+    stages, groups = parse_names(names)
+    unbuilt = [name for name in CHAIN if name in stages and name not in STAGES]
     if unbuilt:
         raise StageError(
             f"stage {', '.join(unbuilt)} is not built in this version; "
             f"built stages: {', '.join(STAGES)}"
         )
-    return tuple(STAGES[name] for name in CHAIN if name in wanted)
+    for group in sorted(groups):
+        members = [name for name in GROUPS[group] if name in STAGES]
+        if not members:
+            raise StageError(
+                f"group {group} has no stage built in this version "
+                f"({', '.join(GROUPS[group])}); built stages: {', '.join(STAGES)}"
+            )
+        stages.update(members)
+    return tuple(STAGES[name] for name in CHAIN if name in stages)

@@ -8,6 +8,7 @@ stage set: every worker of the same stages joins the same group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterable
@@ -102,9 +103,7 @@ def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict
     return options
 
 
-def create_app(
-    settings: Settings, stages: Iterable[str], endpoints: Endpoints
-) -> ClarityCastApp:
+def create_app(settings: Settings, stages: Iterable[str], endpoints: Endpoints) -> ClarityCastApp:
     """Build an app with exactly ``stages`` registered (names, groups or ``all``)."""
     chosen = agents.select(stages)
     names = tuple(stage.name for stage in chosen)
@@ -147,13 +146,13 @@ def _add_heartbeat(app: ClarityCastApp) -> None:
                 else:
                     if not announced:
                         announced = True
-                        log.info("worker.ready", app_id=app.conf.id, stages=",".join(app.stage_names))
+                        log.info(
+                            "worker.ready", app_id=app.conf.id, stages=",".join(app.stage_names)
+                        )
                 await app.sleep(HEARTBEAT_INTERVAL_S)
         finally:
-            if app.deps.store is not None:
-                try:
-                    await app.deps.store.forget_worker(worker_id)
-                except Exception:  # noqa: BLE001, S110 - shutting down; the beat simply ages out
-                    pass
+            # Shutting down: if this fails, the beat simply ages out.
+            with contextlib.suppress(Exception):
+                await app.deps.store.forget_worker(worker_id)
 
     app.task(heartbeat)

@@ -205,7 +205,9 @@ class RunState:
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints(self.kafka_url, self.mongodb_url, self.embedded_kafka, self.embedded_mongodb)
+        return Endpoints(
+            self.kafka_url, self.mongodb_url, self.embedded_kafka, self.embedded_mongodb
+        )
 
     def describe(self) -> str:
         return f"pid {self.pid}, kafka at {self.kafka_url}, mongodb at {self.mongodb_url}"

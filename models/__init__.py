@@ -1,1 +1,1 @@
-"""Message records (the public event contract), stored documents and, later, the metric catalogue."""
+"""Message records (the public event contract), stored documents, the metric catalogue."""

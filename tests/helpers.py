@@ -119,7 +119,7 @@ async def read_topic(
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh call
+    await consumer._client.force_metadata_update()  # no public refresh call
     return consumer.partitions_for_topic(topic)
 
 

@@ -66,5 +66,7 @@ async def test_topics_are_declared_with_their_partition_count(
     app = create_app(settings, ["store"], endpoints)
     async with running_app(app):
         for spec in (SNAPSHOTS_FETCHED, SNAPSHOTS_STORED):
-            count = await topic_partitions(endpoints.kafka_url, spec.full_name(settings.topic_prefix))
+            count = await topic_partitions(
+                endpoints.kafka_url, spec.full_name(settings.topic_prefix)
+            )
             assert count == settings.partitions

@@ -90,9 +90,8 @@ def test_every_pymongo_error_is_translated(exc_type: type[pymongo.errors.PyMongo
     except (TypeError, AttributeError):  # constructors with required structured arguments
         error = exc_type.__new__(exc_type)
         Exception.__init__(error, "boom mongodb://user:hunter2@db:27017")
-    with pytest.raises(StoreError) as caught:
-        with translated("testing"):
-            raise error
+    with pytest.raises(StoreError) as caught, translated("testing"):
+        raise error
     retryable = issubclass(
         exc_type,
         (

@@ -73,7 +73,12 @@ class UpProcess:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            claritycast(*args), env=self.env, capture_output=True, text=True, timeout=60, check=False
+            claritycast(*args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def stop(self) -> None:

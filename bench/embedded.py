@@ -1,0 +1,68 @@
+"""Run `claritycast up` in a scratch data folder and read its state (bench helper)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+class Up:
+    """`claritycast up` as a user runs it, in its own session and data folder."""
+
+    def __init__(self, **settings: str) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-")) / "var"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+        env["CLARITYCAST_DATA_DIR"] = str(self.data_dir)
+        env.update({f"CLARITYCAST_{k.upper()}": v for k, v in settings.items()})
+        self.started = time.monotonic()
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "claritycast", "up"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if "claritycast is ready" in line:
+                self.ready.set()
+
+    def wait_ready(self, timeout_s: float = 60) -> float:
+        if not self.ready.wait(timeout_s):
+            self.kill()
+            raise SystemExit("claritycast up did not become ready")
+        return time.monotonic() - self.started
+
+    def state(self) -> dict[str, object]:
+        return json.loads((self.data_dir / "run" / "state.json").read_text())
+
+    def stop(self) -> float:
+        began = time.monotonic()
+        os.killpg(self.process.pid, signal.SIGINT)
+        self.process.wait(120)
+        return time.monotonic() - began
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a live process from /proc, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0

@@ -1,0 +1,81 @@
+"""The app factory: exactly the chosen stages, and broker settings that fit the broker."""
+
+from __future__ import annotations
+
+import pytest
+
+import agents
+from claritycast.app import create_app, faust_options
+from claritycast.embedded import Endpoints
+from claritycast.errors import StageError
+from claritycast.settings import load_settings
+
+EMBEDDED = Endpoints("kafka://127.0.0.1:1", "mongodb://127.0.0.1:2", True, True)
+EXTERNAL = Endpoints("kafka://kafka:9092", "mongodb://mongodb:27017", False, False)
+
+
+def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
+    """Only the agents of the chosen stages are on the app, under explicit names."""
+    settings = load_settings(data_dir=tmp_path)
+    app = create_app(settings, ["store"], EMBEDDED)
+    assert set(app.agents) == {"claritycast.store"}
+    assert app.stage_names == ("store",)
+    assert app.conf.id == "claritycast", "every built stage in one app: the plain app id"
+
+
+def test_every_declared_topic_has_the_configured_partitions(tmp_path) -> None:
+    """Topics carry the partition count before anything touches them."""
+    settings = load_settings(data_dir=tmp_path, partitions=6, topic_prefix="x.")
+    app = create_app(settings, ["all"], EMBEDDED)
+    topics = list(app.declared)
+    assert topics
+    for topic in topics:
+        assert topic.partitions == 6
+        assert all(name.startswith("x.") for name in topic.topics)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["stroe"], "unknown stage 'stroe'"),
+        ([""], "no stage chosen"),
+        (["fetch"], "not built in this version"),
+    ],
+)
+def test_bad_stage_choice_is_refused(names: list[str], message: str) -> None:
+    """Typos, empty choices and unbuilt stages are refused by name."""
+    with pytest.raises(StageError, match=message):
+        agents.select(names)
+
+
+def test_groups_run_their_built_stages() -> None:
+    """A deployment group runs the stages of it that this version builds."""
+    assert [stage.name for stage in agents.select(["fetch-store"])] == ["store"]
+    for group, members in agents.GROUPS.items():
+        built = [name for name in members if name in agents.STAGES]
+        if built:
+            assert [s.name for s in agents.select([group])] == built
+        else:
+            with pytest.raises(StageError, match=f"group {group} has no stage built"):
+                agents.select([group])
+
+
+def test_tansu_settings_only_on_the_embedded_broker(tmp_path) -> None:
+    """One-record batches and a short session apply to Tansu, never to real Kafka."""
+    settings = load_settings(data_dir=tmp_path)
+    embedded = faust_options(settings, EMBEDDED, "claritycast")
+    assert embedded["producer_max_batch_size"] == 1
+    assert embedded["broker_session_timeout"] <= 5
+    assert embedded["broker_heartbeat_interval"] < embedded["broker_session_timeout"]
+    external = faust_options(settings, EXTERNAL, "claritycast")
+    assert "producer_max_batch_size" not in external
+    assert "broker_session_timeout" not in external
+    forced = faust_options(load_settings(kafka_flavour="tansu"), EXTERNAL, "claritycast")
+    assert forced["producer_max_batch_size"] == 1
+
+
+def test_web_server_is_off_and_nothing_is_autodiscovered(tmp_path) -> None:
+    """No 0.0.0.0:6066 listener, no import side effects."""
+    options = faust_options(load_settings(data_dir=tmp_path), EMBEDDED, "claritycast")
+    assert options["web_enabled"] is False
+    assert options["autodiscover"] is False

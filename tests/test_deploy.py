@@ -1,0 +1,85 @@
+"""docker-compose.yml and deploy/: no Docker engine here, so their contents are checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+import agents
+from claritycast.cli import cli
+from claritycast.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+CLARITYCAST_SERVICES = {
+    name: service
+    for name, service in SERVICES.items()
+    if service.get("image") == "claritycast:latest"
+}
+
+
+def test_compose_has_the_production_parts() -> None:
+    """Kafka in KRaft mode, MongoDB, Mailpit, and one service per stage group."""
+    assert "broker,controller" in SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    assert SERVICES["mongodb"]["image"].startswith("mongo:")
+    assert SERVICES["mailpit"]["image"].startswith("axllent/mailpit")
+    assert set(CLARITYCAST_SERVICES) == set(agents.GROUPS)
+
+
+@pytest.mark.parametrize("name", sorted(agents.GROUPS))
+def test_each_service_command_is_a_real_claritycast_command(name: str) -> None:
+    """The command parses with the real CLI and names real stages."""
+    service = CLARITYCAST_SERVICES[name]
+    program, *args = service["command"]
+    assert program == "claritycast"
+    with cli.make_context("claritycast", list(args), resilient_parsing=False) as ctx:
+        command_name, command, rest = cli.resolve_command(ctx, list(args))
+        assert isinstance(command, click.Command)
+        sub = command.make_context(command_name, rest, parent=ctx)
+    assert command_name == "worker"
+    stages, groups = agents.parse_names([sub.params["stages"]])
+    assert set(agents.GROUPS[name]) == stages | {s for g in groups for s in agents.GROUPS[g]}
+
+
+@pytest.mark.parametrize("name", sorted(agents.GROUPS))
+def test_services_can_scale(name: str) -> None:
+    """No fixed container name or host port, so `--scale` works on every stage group."""
+    service = CLARITYCAST_SERVICES[name]
+    assert "container_name" not in service
+    assert "ports" not in service
+
+
+@pytest.mark.parametrize("name", sorted(agents.GROUPS))
+def test_service_environment_is_valid_settings(name: str) -> None:
+    """Every CLARITYCAST_* variable in compose is a setting with a valid value."""
+    environment = {
+        key: value
+        for key, value in CLARITYCAST_SERVICES[name]["environment"].items()
+        if not str(value).startswith("${")
+    }
+    values = {key.removeprefix("CLARITYCAST_").lower(): value for key, value in environment.items()}
+    assert set(values) <= set(Settings.model_fields)
+    settings = load_settings(**values)
+    assert settings.kafka_url == "kafka://kafka:9092"
+    assert settings.mongodb_url == "mongodb://mongodb:27017"
+
+
+def test_dockerfile_installs_the_project_and_fonts() -> None:
+    """The image installs claritycast with cairo and a real sans-serif font."""
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir ." in dockerfile
+    assert "libcairo2" in dockerfile and "fonts-inter" in dockerfile
+    for package in ("claritycast", "agents", "topics", "models"):
+        assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_example_production_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/claritycast.example.toml is a valid settings file."""
+    monkeypatch.setenv("CLARITYCAST_CONFIG_FILE", str(ROOT / "deploy" / "claritycast.example.toml"))
+    settings = load_settings()
+    assert settings.replication_factor == 3
+    assert not settings.embedded_kafka
