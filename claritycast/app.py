@@ -20,6 +20,7 @@ import faust
 import agents
 from claritycast.deps import Deps
 from claritycast.embedded import Endpoints
+from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.settings import Settings
 from claritycast.store import Store
@@ -141,7 +142,7 @@ def _add_heartbeat(app: ClarityCastApp) -> None:
                 )
                 try:
                     await app.deps.store.beat(beat)
-                except Exception as exc:  # noqa: BLE001 - a missed beat must not stop the worker
+                except StoreError as exc:  # a missed beat must not stop the worker
                     log.warning("worker.heartbeat_failed", error=str(exc))
                 else:
                     if not announced:
@@ -152,7 +153,7 @@ def _add_heartbeat(app: ClarityCastApp) -> None:
                 await app.sleep(HEARTBEAT_INTERVAL_S)
         finally:
             # Shutting down: if this fails, the beat simply ages out.
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(StoreError):
                 await app.deps.store.forget_worker(worker_id)
 
     app.task(heartbeat)

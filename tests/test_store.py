@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
-import warnings
 from datetime import UTC, datetime, timedelta
 
 import pymongo.errors
@@ -73,16 +71,7 @@ async def test_unreachable_server_is_store_unavailable() -> None:
         with pytest.raises(StoreUnavailable, match="during ping"):
             await store.ping()
     finally:
-        # PyMongo 4.20's async client does not close the socket of a connect
-        # that `close()` cancels (it closes on OSError and timeout only), and
-        # its monitor is always reconnecting to a dead port. Let that socket go
-        # here, where it is expected, so the suite's warnings-as-errors still
-        # catches any leak of our own.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            await store.close()
-            await asyncio.sleep(0.2)
-            gc.collect()
+        await store.close()
 
 
 def _pymongo_exceptions() -> list[type[pymongo.errors.PyMongoError]]:

@@ -37,10 +37,12 @@ def is_running(pid: int) -> bool:
 class UpProcess:
     """`claritycast up` in its own session, as a terminal would run it."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
-        self.env |= {"CLARITYCAST_DATA_DIR": str(data_dir), "CLARITYCAST_PARTITIONS": "2"}
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+            env["CLARITYCAST_PARTITIONS"] = "2"
+        self.env = env | {"CLARITYCAST_DATA_DIR": str(data_dir)}
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             claritycast("up"),
@@ -168,3 +170,19 @@ def test_kill_9_leaves_no_orphans_and_up_starts_again(up: UpProcess, tmp_path: P
         assert again.process.wait(60) == 0
     finally:
         again.stop()
+
+
+def test_up_with_urls_starts_no_server(settings_env: dict[str, str], tmp_path: Path) -> None:
+    """Kafka and MongoDB given by URL: up runs only the worker, against those servers."""
+    up = UpProcess(tmp_path / "urls", env=settings_env)
+    try:
+        up.wait_ready(READY_WITHIN_S)
+        state = up.state()
+        assert set(children_of(state)) == {"worker"}
+        assert state["kafka_url"] == settings_env["CLARITYCAST_KAFKA_URL"]
+        assert state["mongodb_url"] == settings_env["CLARITYCAST_MONGODB_URL"]
+        assert not (up.data_dir / "mongodb").exists()
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(60) == 0
+    finally:
+        up.stop()
