@@ -8,6 +8,16 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
 
     ClarityCastError
     ├── ConfigError                 a setting is invalid: fix the configuration
+    ├── ClarityError                the Clarity Data Export API (status, redacted request)
+    │   ├── ClarityRetryable        the same request may work later (inside the quota)
+    │   │   ├── ClarityServerError      5xx
+    │   │   └── ClarityUnreachable      timeout, refused, reset
+    │   └── ClarityPermanent        retrying cannot help
+    │       ├── ClarityBadRequest       400: our bug; dead-letter with the request
+    │       ├── ClarityTokenInvalid     401, or refused locally before any request
+    │       ├── ClarityForbidden        403
+    │       ├── ClarityQuotaExhausted   429: exhausted until the next local midnight
+    │       └── ClarityMalformed        200 whose body is empty or not the documented shape
     ├── EmbeddedError               the embedded Kafka/MongoDB servers
     │   ├── AlreadyRunning          `up` on a data folder that is already up
     │   ├── NotRunning              a command needs servers that are not up
@@ -33,6 +43,65 @@ class ConfigError(ClarityCastError):
         self.setting = setting
         self.problem = problem
         super().__init__(f"invalid setting {setting}: {problem}")
+
+
+class ClarityError(ClarityCastError):
+    """A Clarity request failed; ``status`` is the HTTP status (None: no answer).
+
+    ``request`` describes the request without its token, e.g.
+    ``GET /export-data/api/v1/project-live-insights?numOfDays=1&dimension1=URL``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, request: str = "") -> None:
+        self.status = status
+        self.request = request
+        where = f" ({request})" if request else ""
+        super().__init__(f"{message}{where}")
+
+
+class ClarityRetryable(ClarityError):
+    """The same request may succeed later; retry with backoff, inside the quota."""
+
+
+class ClarityServerError(ClarityRetryable):
+    """Clarity answered 5xx (often 500 with an empty body, for days at a time)."""
+
+
+class ClarityUnreachable(ClarityRetryable):
+    """No answer: timeout, connection refused or reset."""
+
+
+class ClarityPermanent(ClarityError):
+    """Retrying the same request cannot help."""
+
+
+class ClarityBadRequest(ClarityPermanent):
+    """400: our parameters are wrong; a bug on our side."""
+
+
+class ClarityTokenInvalid(ClarityPermanent):
+    """401, or a token refused locally (not a JWT, expired, wrong audience)."""
+
+
+class ClarityForbidden(ClarityPermanent):
+    """403: the token is not allowed to export this project."""
+
+
+class ClarityQuotaExhausted(ClarityPermanent):
+    """429: the project's daily requests are spent (possibly by another tool)."""
+
+
+class ClarityMalformed(ClarityPermanent):
+    """200 with an empty or non-JSON body, or JSON not shaped as documented.
+
+    ``body`` keeps the start of what was received, for the dead letter.
+    """
+
+    def __init__(
+        self, message: str, *, body: bytes = b"", status: int | None = 200, request: str = ""
+    ) -> None:
+        self.body = body
+        super().__init__(message, status=status, request=request)
 
 
 class EmbeddedError(ClarityCastError):

@@ -183,3 +183,28 @@ class WorkerProcess:
         if self.process.returncode is None:
             return ""
         return (await self.process.stdout.read()).decode(errors="replace")
+
+
+def make_token(
+    sub: str = "project-1",
+    *,
+    exp: float | None = 4102444800,  # 2100-01-01
+    aud: str | None = "clarity.data-exporter",
+    iss: str | None = "clarity",
+    signature: str = "c2lnbmF0dXJl",
+) -> str:
+    """A JWT shaped like Clarity's Data Export tokens (unsigned: tests only)."""
+    import base64
+
+    def part(data: dict[str, object]) -> str:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims: dict[str, object] = {"sub": sub}
+    if exp is not None:
+        claims["exp"] = exp
+    if aud is not None:
+        claims["aud"] = aud
+    if iss is not None:
+        claims["iss"] = iss
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{signature}"

@@ -1,0 +1,129 @@
+"""Parse Clarity's answer into `ClarityResponse`, accepting every known variant.
+
+The quirks handled here (numbered as in ``shared/clarity-api.md``):
+1. ``distantUserCount``/``PagesPerSessionPercentage`` → the live spellings;
+2. spaced metric names (``Popular Pages``) → CamelCase;
+3. dimension keys matched case-insensitively (``Url`` for ``URL``), and
+   ``Country`` accepted for ``Country/Region``;
+4. the ``null`` aggregate row is kept and marked, never counted twice;
+7. counts sent as strings become numbers; a missing or ``null`` figure is
+   absent; an empty ``information`` list is an empty block.
+
+Anything that is not an array of ``{metricName, information}`` objects is
+`ClarityMalformed`: a failed fetch, never zero data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from claritycast.errors import ClarityMalformed
+from models.clarity import (
+    ALL_BLOCKS,
+    FIELD_ALIASES,
+    LABEL_KEYS,
+    Block,
+    ClarityResponse,
+    Row,
+)
+
+BODY_KEPT_BYTES = 64 * 1024
+
+_METRIC_NAMES = {name.lower(): name for name in ALL_BLOCKS}
+
+
+def _dimension_key(key: str, dimensions: Sequence[str]) -> str | None:
+    """The requested dimension a row key stands for, if any."""
+    lowered = key.lower()
+    for dimension in dimensions:
+        names = {dimension.lower()}
+        if dimension == "Country/Region":
+            names |= {"country", "countryregion", "country/region", "country_region"}
+        if lowered in names:
+            return dimension
+    return None
+
+
+def canonical_metric(name: str) -> str:
+    """``Popular Pages`` and ``PopularPages`` are the same block."""
+    squashed = "".join(name.split())
+    return _METRIC_NAMES.get(squashed.lower(), squashed)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(",", "")
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_row(raw: dict[str, Any], dimensions: Sequence[str], notes: list[str]) -> Row:
+    values: dict[str, float] = {}
+    dims: dict[str, str | None] = {}
+    label: str | None = None
+    for key, value in raw.items():
+        dimension = _dimension_key(key, dimensions)
+        if dimension is not None:
+            dims[dimension] = None if value is None else str(value)
+        elif key.lower() in LABEL_KEYS and not dimensions:
+            label = None if value is None else str(value)
+        else:
+            number = _number(value)
+            if number is not None:
+                values[FIELD_ALIASES.get(key.lower(), key)] = number
+            elif value is not None:
+                notes.append(f"ignored non-numeric {key}={str(value)[:40]!r}")
+    if dimensions and not dims:
+        dims = dict.fromkeys(dimensions)  # no dimension value at all: the aggregate row
+    return Row(values=values, dims=dims, label=label)
+
+
+def parse_blocks(data: Any, dimensions: Sequence[str]) -> ClarityResponse:
+    """Turn decoded JSON into a response, or raise `ClarityMalformed`."""
+    if not isinstance(data, list):
+        raise ClarityMalformed(f"expected a JSON array, got {type(data).__name__}")
+    notes: list[str] = []
+    blocks: list[Block] = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("metricName"), str):
+            raise ClarityMalformed(f"item {index} is not a metric block")
+        information = item.get("information")
+        if information is None:
+            information = []
+        if not isinstance(information, list) or not all(isinstance(r, dict) for r in information):
+            raise ClarityMalformed(f"block {item['metricName']!r} has no list of rows")
+        metric = canonical_metric(item["metricName"])
+        if metric not in ALL_BLOCKS:
+            notes.append(f"unknown metric block {metric!r} kept as is")
+        rows = tuple(parse_row(raw, dimensions, notes) for raw in information)
+        blocks.append(Block(metric, rows))
+    return ClarityResponse(tuple(blocks), tuple(dict.fromkeys(notes)))
+
+
+def parse_body(body: bytes, dimensions: Sequence[str]) -> ClarityResponse:
+    """Decode and parse a 200 body; empty or non-JSON bodies are `ClarityMalformed`."""
+    kept = body[:BODY_KEPT_BYTES]
+    if not body.strip():
+        raise ClarityMalformed("empty body with status 200", body=kept)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClarityMalformed(f"body is not JSON ({exc.msg})", body=kept) from None
+    try:
+        return parse_blocks(data, dimensions)
+    except ClarityMalformed as exc:
+        raise ClarityMalformed(str(exc), body=kept) from None
