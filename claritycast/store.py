@@ -29,7 +29,7 @@ from pymongo.errors import (
 
 from claritycast.errors import StoreError, StoreUnavailable
 from claritycast.redact import redact
-from models.documents import Snapshot, WorkerBeat
+from models.documents import Call, Organisation, Project, Snapshot, WorkerBeat
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 
@@ -50,6 +50,25 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="one_per_project_date_group",
         ),
         IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
+    ],
+    "organisations": [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")],
+    "projects": [
+        IndexModel([("org_id", ASCENDING), ("label", ASCENDING)], unique=True, name="unique_label"),
+        IndexModel([("status", ASCENDING)], name="by_status"),
+    ],
+    "metric_sources": [
+        IndexModel(
+            [("project_id", ASCENDING), ("metric_id", ASCENDING)],
+            unique=True,
+            name="one_per_metric",
+        ),
+    ],
+    "calls": [
+        IndexModel([("project_id", ASCENDING), ("at", ASCENDING)], name="by_project_time"),
+        IndexModel(
+            [("project_id", ASCENDING), ("local_date", ASCENDING), ("group", ASCENDING)],
+            name="by_project_date_group",
+        ),
     ],
     "workers": [
         IndexModel([("seen_at", ASCENDING)], name="by_seen_at"),
@@ -133,6 +152,138 @@ class Store:
         query = {"project_id": project_id} if project_id else {}
         with translated("counting snapshots"):
             return await self.db.snapshots.count_documents(query)
+
+    async def snapshots_for(
+        self, project_id: str, first_date: str, last_date: str, group: str | None = None
+    ) -> list[Snapshot]:
+        """A project's snapshots with local dates in [first_date, last_date], by date."""
+        query: dict[str, Any] = {
+            "project_id": project_id,
+            "local_date": {"$gte": first_date, "$lte": last_date},
+        }
+        if group is not None:
+            query["group"] = group
+        with translated("reading snapshots"):
+            cursor = self.db.snapshots.find(query).sort([("local_date", ASCENDING)])
+            return [Snapshot.from_document(doc) async for doc in cursor]
+
+    async def groups_stored(self, project_id: str, local_date: str) -> set[str]:
+        """Which fetch groups of one project and local date are stored."""
+        with translated("listing stored groups"):
+            cursor = self.db.snapshots.find(
+                {"project_id": project_id, "local_date": local_date}, {"group": 1}
+            )
+            return {doc["group"] async for doc in cursor}
+
+    async def last_snapshot_date(self, project_id: str) -> str | None:
+        with translated("reading the last snapshot"):
+            doc = await self.db.snapshots.find_one(
+                {"project_id": project_id}, {"local_date": 1}, sort=[("local_date", -1)]
+            )
+        return doc["local_date"] if doc else None
+
+    # Organisations
+
+    async def add_organisation(self, org: Organisation) -> bool:
+        """Create an organisation; False when one of that name exists already."""
+        with translated("adding an organisation"):
+            try:
+                await self.db.organisations.insert_one(org.to_document())
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def get_organisation(self, org_id: str) -> Organisation | None:
+        with translated("reading an organisation"):
+            doc = await self.db.organisations.find_one({"_id": org_id})
+        return Organisation.from_document(doc) if doc else None
+
+    async def organisations(self) -> list[Organisation]:
+        with translated("listing organisations"):
+            cursor = self.db.organisations.find().sort("name", ASCENDING)
+            return [Organisation.from_document(doc) async for doc in cursor]
+
+    # Projects and their metric sources
+
+    async def add_project(self, project: Project, metric_ids: list[str]) -> bool:
+        """Store a project and one metric source per catalogue metric (idempotent)."""
+        with translated("adding a project"):
+            try:
+                await self.db.projects.insert_one(project.to_document())
+            except DuplicateKeyError:
+                return False
+            for metric_id in metric_ids:
+                await self.db.metric_sources.update_one(
+                    {"project_id": project.project_id, "metric_id": metric_id},
+                    {"$setOnInsert": {"created_at": project.connected_at}},
+                    upsert=True,
+                )
+        return True
+
+    async def get_project(self, project_id: str) -> Project | None:
+        with translated("reading a project"):
+            doc = await self.db.projects.find_one({"_id": project_id})
+        return Project.from_document(doc) if doc else None
+
+    async def find_project(self, label_or_id: str) -> Project | None:
+        with translated("finding a project"):
+            doc = await self.db.projects.find_one(
+                {"$or": [{"_id": label_or_id}, {"label": label_or_id}]}
+            )
+        return Project.from_document(doc) if doc else None
+
+    async def projects(self, status: str | None = None) -> list[Project]:
+        query = {"status": status} if status else {}
+        with translated("listing projects"):
+            cursor = self.db.projects.find(query).sort("label", ASCENDING)
+            return [Project.from_document(doc) async for doc in cursor]
+
+    async def set_project_status(self, project_id: str, status: str, reason: str | None) -> None:
+        with translated("updating a project's status"):
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"status": status, "status_reason": reason}}
+            )
+
+    async def set_exhausted_until(self, project_id: str, until: datetime | None) -> None:
+        with translated("marking a project's quota"):
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"exhausted_until": until}}
+            )
+
+    async def metric_sources(self, project_id: str) -> list[str]:
+        with translated("listing metric sources"):
+            cursor = self.db.metric_sources.find({"project_id": project_id}, {"metric_id": 1})
+            return [doc["metric_id"] async for doc in cursor]
+
+    # The durable call log
+
+    async def log_call(self, call: Call) -> bool:
+        """Write a request to the log before it is made; False if already logged."""
+        with translated("logging a Clarity call"):
+            try:
+                await self.db.calls.insert_one(call.to_document())
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def finish_call(
+        self, request_id: str, outcome: str, status: int | None, detail: str | None
+    ) -> None:
+        with translated("recording a call's outcome"):
+            await self.db.calls.update_one(
+                {"_id": request_id},
+                {"$set": {"outcome": outcome, "status": status, "detail": detail}},
+            )
+
+    async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
+        with translated("reading the call log"):
+            cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
+            return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
+
+    async def calls_by_id(self, request_ids: list[str]) -> list[Call]:
+        with translated("reading calls"):
+            cursor = self.db.calls.find({"_id": {"$in": request_ids}})
+            return [Call.from_document(doc) async for doc in cursor]
 
     # Workers
 

@@ -100,3 +100,117 @@ class WorkerBeat:
             started_at=as_utc(doc["started_at"]),
             seen_at=as_utc(doc["seen_at"]),
         )
+
+
+@dataclass(frozen=True)
+class Organisation:
+    """Who owns projects; its IANA timezone defines 'yesterday' and 'midnight'."""
+
+    org_id: str
+    name: str
+    timezone: str = "UTC"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "_id": self.org_id,
+            "name": self.name,
+            "timezone": self.timezone,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Organisation:
+        return cls(doc["_id"], doc["name"], doc["timezone"], as_utc(doc["created_at"]))
+
+
+class ProjectStatus:
+    ACTIVE = "active"
+    TOKEN_INVALID = "token invalid"  # noqa: S105 - a status, not a secret
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A connected Clarity project. The token is stored but never shown."""
+
+    project_id: str
+    label: str
+    org_id: str
+    token: str = field(repr=False)
+    status: str = ProjectStatus.ACTIVE
+    status_reason: str | None = None
+    connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    exhausted_until: datetime | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "_id": self.project_id,
+            "label": self.label,
+            "org_id": self.org_id,
+            "token": self.token,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "connected_at": self.connected_at,
+            "exhausted_until": self.exhausted_until,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Project:
+        exhausted = doc.get("exhausted_until")
+        return cls(
+            project_id=doc["_id"],
+            label=doc["label"],
+            org_id=doc["org_id"],
+            token=doc["token"],
+            status=doc["status"],
+            status_reason=doc.get("status_reason"),
+            connected_at=as_utc(doc["connected_at"]),
+            exhausted_until=as_utc(exhausted) if exhausted else None,
+        )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Clarity request in the durable call log, written before it is made.
+
+    ``outcome`` is ``granted`` until the fetch stage records what happened:
+    ``ok`` or the error kind (``server error``, ``token invalid``, …).
+    """
+
+    request_id: str
+    project_id: str
+    local_date: str
+    group: str
+    reason: str
+    at: datetime
+    outcome: str = "granted"
+    status: int | None = None
+    detail: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "_id": self.request_id,
+            "project_id": self.project_id,
+            "local_date": self.local_date,
+            "group": self.group,
+            "reason": self.reason,
+            "at": self.at,
+            "outcome": self.outcome,
+            "status": self.status,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Call:
+        return cls(
+            request_id=doc["_id"],
+            project_id=doc["project_id"],
+            local_date=doc["local_date"],
+            group=doc["group"],
+            reason=doc["reason"],
+            at=as_utc(doc["at"]),
+            outcome=doc["outcome"],
+            status=doc.get("status"),
+            detail=doc.get("detail"),
+        )

@@ -55,3 +55,47 @@ class SnapshotStored(
     stored_at: datetime
     created: bool
     schema_version: int = 1
+
+
+class FetchRequested(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.FetchRequested",
+):
+    """A wish to fetch one group of one project for one local date; not yet allowed.
+
+    ``reason`` is ``daily`` (the nightly pull), ``connect`` (a new project's
+    first pull) or ``refresh`` (an operator's extra request, only from the
+    headroom). ``timezone`` is the organisation's, so the quota check knows
+    the project's next local midnight. Never carries the token.
+    """
+
+    request_id: str
+    project_id: str
+    local_date: str
+    group: str
+    reason: str
+    timezone: str
+    requested_at: datetime
+    schema_version: int = 1
+
+
+class FetchGranted(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.FetchGranted",
+):
+    """The quota check allowed this request and logged it; the fetch stage makes it."""
+
+    request_id: str
+    project_id: str
+    local_date: str
+    group: str
+    reason: str
+    timezone: str
+    granted_at: datetime
+    schema_version: int = 1

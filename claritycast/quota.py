@@ -1,0 +1,123 @@
+"""The quota policy as a pure function over one project's recent calls.
+
+Rules (``shared/DESIGN.md``, "Quota policy"):
+
+- never more than 10 requests for a project in any 24 hours: a request is
+  granted only while fewer than 10 were made in the last 24 hours;
+- the nightly pull's 7 requests are reserved: at most 3 manual refreshes in
+  any 24 hours, so a pull (once a day) always finds its 7; at worst it waits
+  the minutes until the previous night's calls are 24 hours old;
+- a doubled tick or a redelivered request does not spend twice: a daily or
+  connect request whose (local date, group) is already in flight (a lease,
+  granted less than `LEASE` ago) is dropped.
+
+The state is plain JSON, so it lives in a Faust table and can be rebuilt from
+the durable call log in MongoDB when the table's changelog is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from models.documents import Call
+
+DAILY_LIMIT = 10
+DAILY_GROUPS = 7
+REFRESHES_PER_DAY = DAILY_LIMIT - DAILY_GROUPS
+WINDOW = timedelta(hours=24)
+LEASE = timedelta(minutes=10)
+
+
+@dataclass
+class QuotaState:
+    """One project's calls in the last 24 hours and its in-flight leases."""
+
+    calls: list[tuple[datetime, str]] = field(default_factory=list)  # (at, reason)
+    leases: dict[str, datetime] = field(default_factory=dict)  # "date/group" -> granted at
+
+    def prune(self, now: datetime) -> None:
+        self.calls = [(at, reason) for at, reason in self.calls if at > now - WINDOW]
+        self.leases = {key: at for key, at in self.leases.items() if at > now - LEASE}
+
+    def used(self, now: datetime) -> int:
+        return sum(1 for at, _ in self.calls if at > now - WINDOW)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": [[at.isoformat(), reason] for at, reason in self.calls],
+            "leases": {key: at.isoformat() for key, at in self.leases.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QuotaState:
+        return cls(
+            calls=[(datetime.fromisoformat(at), reason) for at, reason in data.get("calls", [])],
+            leases={k: datetime.fromisoformat(v) for k, v in data.get("leases", {}).items()},
+        )
+
+    @classmethod
+    def from_calls(cls, calls: list[Call], now: datetime) -> QuotaState:
+        """Rebuild from the durable call log (every call was logged before it was made)."""
+        state = cls(
+            calls=[(call.at, call.reason) for call in calls],
+            leases={
+                f"{call.local_date}/{call.group}": call.at
+                for call in calls
+                if call.outcome == "granted" and call.reason != "refresh"
+            },
+        )
+        state.prune(now)
+        return state
+
+
+@dataclass(frozen=True)
+class Decision:
+    granted: bool
+    reason: str
+    next_possible_at: datetime | None = None
+    duplicate: bool = False
+
+
+def next_local_midnight(now: datetime, timezone: str) -> datetime:
+    """The next midnight in ``timezone`` after ``now`` (DST-safe), as an aware datetime."""
+    zone = ZoneInfo(timezone)
+    tomorrow: date = now.astimezone(zone).date() + timedelta(days=1)
+    # In UTC: aware datetimes sharing a zone subtract by wall clock, which is wrong across DST.
+    return datetime.combine(tomorrow, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def decide(
+    state: QuotaState, *, reason: str, local_date: str, group: str, now: datetime
+) -> Decision:
+    """Grant or refuse one request; on a grant, ``state`` records the call."""
+    state.prune(now)
+    key = f"{local_date}/{group}"
+    if reason != "refresh" and key in state.leases:
+        return Decision(False, f"{key} is already being fetched", duplicate=True)
+    used = state.used(now)
+    if used >= DAILY_LIMIT:
+        next_at = min(at for at, _ in state.calls) + WINDOW
+        return Decision(False, f"{used} of {DAILY_LIMIT} requests used in 24 h", next_at)
+    if reason == "refresh":
+        refreshes = sorted(at for at, why in state.calls if why == "refresh")
+        if len(refreshes) >= REFRESHES_PER_DAY:
+            return Decision(
+                False,
+                f"no refresh left: {REFRESHES_PER_DAY} per 24 h, the nightly pull's "
+                f"{DAILY_GROUPS} are reserved",
+                refreshes[0] + WINDOW,
+            )
+    state.calls.append((now, reason))
+    if reason != "refresh":
+        state.leases[key] = now
+    return Decision(True, f"{used + 1} of {DAILY_LIMIT} in 24 h")
+
+
+def refreshes_left(state: QuotaState, now: datetime) -> int:
+    """How many manual refreshes the headroom allows right now."""
+    state.prune(now)
+    refreshes = sum(1 for _, why in state.calls if why == "refresh")
+    return max(0, min(DAILY_LIMIT - state.used(now), REFRESHES_PER_DAY - refreshes))
