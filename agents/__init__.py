@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import faust
 
-from agents import store
+from agents import fetch, quota, store, tick
 from claritycast.deps import Deps
 from claritycast.errors import StageError
 from topics import Topics
@@ -44,6 +44,9 @@ class Stage:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
+        Stage("tick", "leader-only timer: request yesterday's missing snapshots", tick.register),
+        Stage("quota", "grant fetches within 10 requests a day, logged first", quota.register),
+        Stage("fetch", "make granted Clarity requests, record each outcome", fetch.register),
         Stage("store", "upsert fetched snapshots into MongoDB, once each", store.register),
     )
 }

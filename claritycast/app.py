@@ -18,12 +18,12 @@ from typing import Any
 import faust
 
 import agents
+from claritycast.clock import Clock
 from claritycast.deps import Deps
 from claritycast.embedded import Endpoints
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.settings import Settings
-from claritycast.store import Store
 from models.documents import WorkerBeat
 from topics import Topics
 
@@ -104,15 +104,21 @@ def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict
     return options
 
 
-def create_app(settings: Settings, stages: Iterable[str], endpoints: Endpoints) -> ClarityCastApp:
-    """Build an app with exactly ``stages`` registered (names, groups or ``all``)."""
+def create_app(
+    settings: Settings, stages: Iterable[str], endpoints: Endpoints, clock: Clock | None = None
+) -> ClarityCastApp:
+    """Build an app with exactly ``stages`` registered (names, groups or ``all``).
+
+    ``clock`` is the time every stage uses (the real one unless a test or the
+    demo injects another).
+    """
     chosen = agents.select(stages)
     names = tuple(stage.name for stage in chosen)
     app_id = app_id_for(settings, names)
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = ClarityCastApp(app_id, **faust_options(settings, endpoints, app_id))
     app.stage_names = names
-    app.deps = Deps(store=Store.connect(endpoints.mongodb_url, settings.mongodb_database))
+    app.deps = Deps.build(settings, endpoints.mongodb_url, clock)
     app.declared = Topics(app, settings.topic_prefix, settings.partitions)
     for stage in chosen:
         stage.register(app, app.declared, app.deps)

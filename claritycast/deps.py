@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
+from claritycast.clarity_client import ClarityClient, http_client
+from claritycast.clock import Clock, SystemClock
+from claritycast.settings import Settings
 from claritycast.store import Store
 
 
@@ -11,11 +16,27 @@ from claritycast.store import Store
 class Deps:
     """What a stage's handlers may call. Built once per app; no Kafka inside."""
 
+    settings: Settings
     store: Store
+    clarity: ClarityClient
+    http: httpx.AsyncClient
+    clock: Clock
+
+    @classmethod
+    def build(cls, settings: Settings, mongodb_url: str, clock: Clock | None = None) -> Deps:
+        http = http_client(settings.clarity_timeout_s)
+        return cls(
+            settings=settings,
+            store=Store.connect(mongodb_url, settings.mongodb_database),
+            clarity=ClarityClient(http, settings.clarity_api_url),
+            http=http,
+            clock=clock or SystemClock(),
+        )
 
     async def open(self) -> None:
         """Check the database answers and create its indexes."""
         await self.store.ensure_indexes()
 
     async def close(self) -> None:
+        await self.http.aclose()
         await self.store.close()

@@ -8,6 +8,7 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
 
     ClarityCastError
     ├── ConfigError                 a setting is invalid: fix the configuration
+    ├── InputError                  an operator's input is wrong (duplicate label, bad timezone)
     ├── ClarityError                the Clarity Data Export API (status, redacted request)
     │   ├── ClarityRetryable        the same request may work later (inside the quota)
     │   │   ├── ClarityServerError      5xx
@@ -22,6 +23,7 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
     │   ├── AlreadyRunning          `up` on a data folder that is already up
     │   ├── NotRunning              a command needs servers that are not up
     │   └── ServerFailedToStart     a server exited or never listened
+    ├── BrokerUnavailable           Kafka cannot be reached from a command
     ├── StageError                  a worker was asked for a stage it cannot run
     └── StoreError                  MongoDB
         └── StoreUnavailable        cannot reach the server: retry later
@@ -45,12 +47,18 @@ class ConfigError(ClarityCastError):
         super().__init__(f"invalid setting {setting}: {problem}")
 
 
+class InputError(ClarityCastError):
+    """An operator's input cannot be used; the message says what to change."""
+
+
 class ClarityError(ClarityCastError):
     """A Clarity request failed; ``status`` is the HTTP status (None: no answer).
 
     ``request`` describes the request without its token, e.g.
     ``GET /export-data/api/v1/project-live-insights?numOfDays=1&dimension1=URL``.
     """
+
+    outcome = "failed"  # how the call log records this failure
 
     def __init__(self, message: str, *, status: int | None = None, request: str = "") -> None:
         self.status = status
@@ -66,9 +74,13 @@ class ClarityRetryable(ClarityError):
 class ClarityServerError(ClarityRetryable):
     """Clarity answered 5xx (often 500 with an empty body, for days at a time)."""
 
+    outcome = "server error"
+
 
 class ClarityUnreachable(ClarityRetryable):
     """No answer: timeout, connection refused or reset."""
+
+    outcome = "unreachable"
 
 
 class ClarityPermanent(ClarityError):
@@ -78,17 +90,25 @@ class ClarityPermanent(ClarityError):
 class ClarityBadRequest(ClarityPermanent):
     """400: our parameters are wrong; a bug on our side."""
 
+    outcome = "bad request"
+
 
 class ClarityTokenInvalid(ClarityPermanent):
     """401, or a token refused locally (not a JWT, expired, wrong audience)."""
+
+    outcome = "token invalid"
 
 
 class ClarityForbidden(ClarityPermanent):
     """403: the token is not allowed to export this project."""
 
+    outcome = "forbidden"
+
 
 class ClarityQuotaExhausted(ClarityPermanent):
     """429: the project's daily requests are spent (possibly by another tool)."""
+
+    outcome = "quota exhausted"
 
 
 class ClarityMalformed(ClarityPermanent):
@@ -96,6 +116,8 @@ class ClarityMalformed(ClarityPermanent):
 
     ``body`` keeps the start of what was received, for the dead letter.
     """
+
+    outcome = "malformed response"
 
     def __init__(
         self, message: str, *, body: bytes = b"", status: int | None = 200, request: str = ""
@@ -118,6 +140,10 @@ class NotRunning(EmbeddedError):
 
 class ServerFailedToStart(EmbeddedError):
     """An embedded server exited early or never accepted connections."""
+
+
+class BrokerUnavailable(ClarityCastError):
+    """Kafka could not be reached or refused a message sent by a command."""
 
 
 class StageError(ClarityCastError):

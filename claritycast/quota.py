@@ -18,9 +18,8 @@ the durable call log in MongoDB when the table's changelog is empty.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from models.documents import Call
 
@@ -79,14 +78,6 @@ class Decision:
     reason: str
     next_possible_at: datetime | None = None
     duplicate: bool = False
-
-
-def next_local_midnight(now: datetime, timezone: str) -> datetime:
-    """The next midnight in ``timezone`` after ``now`` (DST-safe), as an aware datetime."""
-    zone = ZoneInfo(timezone)
-    tomorrow: date = now.astimezone(zone).date() + timedelta(days=1)
-    # In UTC: aware datetimes sharing a zone subtract by wall clock, which is wrong across DST.
-    return datetime.combine(tomorrow, time(0), tzinfo=zone).astimezone(UTC)
 
 
 def decide(

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -27,6 +26,7 @@ from pydantic_settings import (
 )
 
 from claritycast.errors import ConfigError
+from claritycast.localtime import valid_timezone
 from claritycast.redact import register_secret
 
 ENV_PREFIX = "CLARITYCAST_"
@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         default=CLARITY_EXPORT_URL, description="Full URL of the Data Export endpoint"
     )
     clarity_timeout_s: float = Field(default=30.0, gt=0, le=300, description="Per-request timeout")
+    tick_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How often the leader looks for due work"
+    )
     default_timezone: str = Field(
         default="UTC", description="IANA timezone of organisations created without one"
     )
@@ -148,10 +151,8 @@ class Settings(BaseSettings):
     @field_validator("default_timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not an IANA timezone (e.g. Europe/Paris)") from None
+        if not valid_timezone(value):
+            raise ValueError("not an IANA timezone (e.g. Europe/Paris)")
         return value
 
     @field_validator("topic_prefix", "app_id", "mongodb_database")

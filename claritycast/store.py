@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
@@ -29,7 +29,7 @@ from pymongo.errors import (
 
 from claritycast.errors import StoreError, StoreUnavailable
 from claritycast.redact import redact
-from models.documents import Call, Organisation, Project, Snapshot, WorkerBeat
+from models.documents import Call, Organisation, Project, Snapshot, WorkerBeat, as_utc
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 
@@ -70,6 +70,7 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="by_project_date_group",
         ),
     ],
+    "refusals": [IndexModel([("at", ASCENDING)], expireAfterSeconds=7 * 86400, name="expire")],
     "workers": [
         IndexModel([("seen_at", ASCENDING)], name="by_seen_at"),
     ],
@@ -156,15 +157,23 @@ class Store:
     async def snapshots_for(
         self, project_id: str, first_date: str, last_date: str, group: str | None = None
     ) -> list[Snapshot]:
-        """A project's snapshots with local dates in [first_date, last_date], by date."""
+        """A project's snapshots with local dates in [first_date, last_date], by date.
+
+        The upper bound is written as ``$lt`` the next day: SecantusDB 0.7.0b3
+        drops the entries equal to an ``$lte`` bound on a middle field of a
+        compound index (mongod does not); for ISO dates both mean the same.
+        """
+        after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
         query: dict[str, Any] = {
             "project_id": project_id,
-            "local_date": {"$gte": first_date, "$lte": last_date},
+            "local_date": {"$gte": first_date, "$lt": after_last},
         }
         if group is not None:
             query["group"] = group
         with translated("reading snapshots"):
-            cursor = self.db.snapshots.find(query).sort([("local_date", ASCENDING)])
+            cursor = self.db.snapshots.find(query).sort(
+                [("local_date", ASCENDING), ("group", ASCENDING)]
+            )
             return [Snapshot.from_document(doc) async for doc in cursor]
 
     async def groups_stored(self, project_id: str, local_date: str) -> set[str]:
@@ -279,6 +288,42 @@ class Store:
         with translated("reading the call log"):
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
             return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
+
+    async def get_call(self, request_id: str) -> Call | None:
+        with translated("reading a call"):
+            doc = await self.db.calls.find_one({"_id": request_id})
+        return Call.from_document(doc) if doc else None
+
+    async def record_refusal(
+        self, request_id: str, project_id: str, reason: str, next_at: datetime | None, at: datetime
+    ) -> None:
+        """Remember why the quota check refused a request (refusals are not calls)."""
+        with translated("recording a refusal"):
+            await self.db.refusals.update_one(
+                {"_id": request_id},
+                {
+                    "$setOnInsert": {
+                        "project_id": project_id,
+                        "reason": reason,
+                        "next_possible_at": next_at,
+                        "at": at,
+                    }
+                },
+                upsert=True,
+            )
+
+    async def refusals_by_id(
+        self, request_ids: list[str]
+    ) -> dict[str, tuple[str, datetime | None]]:
+        with translated("reading refusals"):
+            cursor = self.db.refusals.find({"_id": {"$in": request_ids}})
+            return {
+                doc["_id"]: (
+                    doc["reason"],
+                    as_utc(doc["next_possible_at"]) if doc.get("next_possible_at") else None,
+                )
+                async for doc in cursor
+            }
 
     async def calls_by_id(self, request_ids: list[str]) -> list[Call]:
         with translated("reading calls"):

@@ -20,7 +20,11 @@ def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
     app = create_app(settings, ["store"], EMBEDDED)
     assert set(app.agents) == {"claritycast.store"}
     assert app.stage_names == ("store",)
-    assert app.conf.id == "claritycast", "every built stage in one app: the plain app id"
+    assert app.conf.id == "claritycast-store", "a stage group is its own consumer group"
+    everything = create_app(settings, ["all"], EMBEDDED)
+    assert set(everything.agents) == {"claritycast.quota", "claritycast.fetch", "claritycast.store"}
+    assert everything.stage_names == ("tick", "quota", "fetch", "store")
+    assert everything.conf.id == "claritycast", "every built stage in one app: the plain app id"
 
 
 def test_every_declared_topic_has_the_configured_partitions(tmp_path) -> None:
@@ -39,7 +43,7 @@ def test_every_declared_topic_has_the_configured_partitions(tmp_path) -> None:
     [
         (["stroe"], "unknown stage 'stroe'"),
         ([""], "no stage chosen"),
-        (["fetch"], "not built in this version"),
+        (["render"], "not built in this version"),
     ],
 )
 def test_bad_stage_choice_is_refused(names: list[str], message: str) -> None:
@@ -50,7 +54,7 @@ def test_bad_stage_choice_is_refused(names: list[str], message: str) -> None:
 
 def test_groups_run_their_built_stages() -> None:
     """A deployment group runs the stages of it that this version builds."""
-    assert [stage.name for stage in agents.select(["fetch-store"])] == ["store"]
+    assert [stage.name for stage in agents.select(["fetch-store"])] == ["fetch", "store"]
     for group, members in agents.GROUPS.items():
         built = [name for name in members if name in agents.STAGES]
         if built:

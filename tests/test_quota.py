@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from claritycast.localtime import next_local_midnight
 from claritycast.quota import (
     DAILY_LIMIT,
     LEASE,
     QuotaState,
     decide,
-    next_local_midnight,
     refreshes_left,
 )
 from models.clarity import GROUP_NAMES

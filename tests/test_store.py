@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pymongo.errors
@@ -45,6 +46,21 @@ async def test_first_snapshot_wins(store: Store) -> None:
     assert stored.blocks == [{"metricName": "Traffic", "information": []}]
     assert stored.window_start.tzinfo is not None
     assert await store.count_snapshots("p1") == 1
+
+
+async def test_snapshots_for_includes_both_ends(store: Store) -> None:
+    """A date range includes its first and last day, for every group of each day."""
+    for day in ("2026-03-28", "2026-03-29", "2026-03-30", "2026-03-31"):
+        for group in ("overall", "url"):
+            await store.save_snapshot(replace(snapshot(), local_date=day, group=group))
+    found = await store.snapshots_for("p1", "2026-03-29", "2026-03-30")
+    assert [(s.local_date, s.group) for s in found] == [
+        ("2026-03-29", "overall"),
+        ("2026-03-29", "url"),
+        ("2026-03-30", "overall"),
+        ("2026-03-30", "url"),
+    ]
+    assert len(await store.snapshots_for("p1", "2026-03-31", "2026-03-31", group="url")) == 1
 
 
 async def test_concurrent_saves_create_exactly_one(store: Store) -> None:

@@ -21,7 +21,7 @@ from datetime import timedelta
 import faust
 from faust.types import TopicT
 
-from models.records import SnapshotFetched, SnapshotStored
+from models.records import FetchGranted, FetchRequested, SnapshotFetched, SnapshotStored
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,18 @@ class TopicSpec:
         return f"{prefix}{self.name}"
 
 
+FETCH_REQUESTED = TopicSpec(
+    name="fetch.requested",
+    key="project_id",
+    value=FetchRequested,
+    description="A fetch wanted by the tick, connect or refresh, awaiting the quota check",
+)
+FETCH_GRANTED = TopicSpec(
+    name="fetch.granted",
+    key="project_id",
+    value=FetchGranted,
+    description="A fetch the quota check allowed and logged, for the fetch stage to make",
+)
 SNAPSHOTS_FETCHED = TopicSpec(
     name="snapshots.fetched",
     key="project_id",
@@ -54,7 +66,7 @@ SNAPSHOTS_STORED = TopicSpec(
     retention=timedelta(days=30),
 )
 
-ALL: tuple[TopicSpec, ...] = (SNAPSHOTS_FETCHED, SNAPSHOTS_STORED)
+ALL: tuple[TopicSpec, ...] = (FETCH_REQUESTED, FETCH_GRANTED, SNAPSHOTS_FETCHED, SNAPSHOTS_STORED)
 
 
 class Topics:
@@ -62,6 +74,7 @@ class Topics:
 
     def __init__(self, app: faust.App, prefix: str, partitions: int) -> None:
         self.prefix = prefix
+        self.partitions = partitions
         self._by_name: dict[str, TopicT] = {
             spec.name: app.topic(
                 spec.full_name(prefix),

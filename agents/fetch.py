@@ -1,0 +1,97 @@
+"""fetch group: make one granted Clarity request and pass the parsed snapshot on.
+
+The token is read from MongoDB here, at the last moment: it never travels on a
+topic. Each outcome is written to the call log, and the failures of the API's
+error table end in their documented states: 401/403 mark the project "token
+invalid"; 429 marks it exhausted until its next local midnight; 5xx, timeouts
+and malformed answers are recorded for the next tick (bounded retries and dead
+letters come with the reliability work).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import faust
+from faust.types import StreamT, TopicT
+
+from agents.guard import guarded
+from claritycast.deps import Deps
+from claritycast.errors import (
+    ClarityError,
+    ClarityForbidden,
+    ClarityQuotaExhausted,
+    ClarityTokenInvalid,
+)
+from claritycast.localtime import is_late, next_local_midnight
+from claritycast.logs import get_logger
+from models.clarity import GROUPS_BY_NAME
+from models.documents import ProjectStatus
+from models.records import FetchGranted, SnapshotFetched
+from topics import FETCH_GRANTED, SNAPSHOTS_FETCHED, Topics
+
+log = get_logger(__name__)
+
+WINDOW = timedelta(hours=24)
+
+
+async def handle(granted: FetchGranted, deps: Deps, fetched_topic: TopicT) -> None:
+    """Make the request (once), record its outcome, emit the snapshot."""
+    store = deps.store
+    call = await store.get_call(granted.request_id)
+    if call is not None and call.outcome != "granted":
+        return  # already made: a redelivery must not spend another request
+    project = await store.get_project(granted.project_id)
+    if project is None or project.status != ProjectStatus.ACTIVE:
+        status = project.status if project else "removed"
+        await store.finish_call(granted.request_id, "skipped", None, f"project {status}")
+        return
+    context = {"project": project.project_id, "group": granted.group, "reason": granted.reason}
+    called_at = deps.clock.now()
+    try:
+        response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
+    except ClarityError as exc:
+        await store.finish_call(granted.request_id, exc.outcome, exc.status, str(exc))
+        await _after_failure(exc, granted, deps, called_at)
+        log.warning("fetch.failed", outcome=exc.outcome, status=exc.status, **context)
+        return
+    record = SnapshotFetched(
+        project_id=project.project_id,
+        local_date=granted.local_date,
+        group=granted.group,
+        window_start=called_at - WINDOW,
+        window_end=called_at,
+        fetched_at=called_at,
+        blocks=response.to_json(),
+        late=is_late(called_at, granted.local_date, granted.timezone),
+    )
+    await fetched_topic.send(key=project.project_id, value=record)
+    await store.finish_call(granted.request_id, "ok", 200, "; ".join(response.notes) or None)
+    log.info("fetch.ok", late=record.late, **context)
+
+
+async def _after_failure(
+    exc: ClarityError, granted: FetchGranted, deps: Deps, called_at: datetime
+) -> None:
+    if isinstance(exc, ClarityTokenInvalid | ClarityForbidden):
+        await deps.store.set_project_status(
+            granted.project_id, ProjectStatus.TOKEN_INVALID, f"{exc.outcome} ({exc.status})"
+        )
+    elif isinstance(exc, ClarityQuotaExhausted):
+        until = next_local_midnight(called_at, granted.timezone)
+        await deps.store.set_exhausted_until(granted.project_id, until)
+
+
+def register(app: faust.App, topics: Topics, deps: Deps) -> None:
+    """Add the fetch agent to ``app``."""
+    fetched_topic = topics[SNAPSHOTS_FETCHED]
+
+    @app.agent(topics[FETCH_GRANTED], name="claritycast.fetch")
+    async def fetch_agent(stream: StreamT[FetchGranted]) -> None:
+        async for granted in stream:
+            await guarded(
+                "fetch",
+                lambda granted=granted: handle(granted, deps, fetched_topic),
+                project=granted.project_id,
+                group=granted.group,
+            )

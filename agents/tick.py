@@ -1,0 +1,101 @@
+"""tick: the leader's timer that asks for every missing snapshot of yesterday.
+
+Due-ness comes from the store, never from the timer: each tick looks at every
+active project, works out "yesterday" in its organisation's timezone (so DST
+days are right), and requests each fetch group not yet stored. A missed tick
+is made up by the next; a doubled one is absorbed by the quota check's leases.
+Clarity only serves the last 24 to 72 hours, so after downtime only yesterday
+can be caught up; older missing days are reported once in the log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import faust
+from faust.types import TopicT
+
+from claritycast.deps import Deps
+from claritycast.errors import ClarityCastError
+from claritycast.localtime import local_yesterday
+from claritycast.logs import get_logger
+from models.clarity import GROUP_NAMES
+from models.documents import Organisation, Project, ProjectStatus
+from models.records import FetchRequested
+from topics import FETCH_REQUESTED, Topics
+
+log = get_logger(__name__)
+
+
+class Ticker:
+    """One tick's work, kept between ticks only to report each gap once."""
+
+    def __init__(self, deps: Deps, requested_topic: TopicT) -> None:
+        self.deps = deps
+        self.requested_topic = requested_topic
+        self._reported_gaps: set[tuple[str, str]] = set()
+
+    async def tick(self) -> int:
+        """Request every missing group of yesterday; returns how many were requested."""
+        store = self.deps.store
+        now = self.deps.clock.now()
+        organisations: dict[str, Organisation | None] = {}
+        sent = 0
+        for project in await store.projects(status=ProjectStatus.ACTIVE):
+            if project.exhausted_until is not None and project.exhausted_until > now:
+                continue
+            if project.org_id not in organisations:
+                organisations[project.org_id] = await store.get_organisation(project.org_id)
+            org = organisations[project.org_id]
+            timezone = org.timezone if org else self.deps.settings.default_timezone
+            yesterday = local_yesterday(timezone, now)
+            stored = await store.groups_stored(project.project_id, yesterday.isoformat())
+            missing = [group for group in GROUP_NAMES if group not in stored]
+            if not missing:
+                continue
+            await self._report_gap(project, yesterday)
+            for group in missing:
+                await self.requested_topic.send(
+                    key=project.project_id,
+                    value=FetchRequested(
+                        request_id=uuid.uuid4().hex,
+                        project_id=project.project_id,
+                        local_date=yesterday.isoformat(),
+                        group=group,
+                        reason="daily",
+                        timezone=timezone,
+                        requested_at=now,
+                    ),
+                )
+                sent += 1
+        if sent:
+            log.info("tick.requested", fetches=sent)
+        return sent
+
+    async def _report_gap(self, project: Project, yesterday: date) -> None:
+        last = await self.deps.store.last_snapshot_date(project.project_id)
+        if last is None or date.fromisoformat(last) >= yesterday - timedelta(days=1):
+            return
+        key = (project.project_id, last)
+        if key not in self._reported_gaps:
+            self._reported_gaps.add(key)
+            log.warning(
+                "tick.gap",
+                project=project.project_id,
+                last_stored=last,
+                catching_up=yesterday.isoformat(),
+                note="Clarity keeps no history: the days in between cannot be fetched",
+            )
+
+
+def register(app: faust.App, topics: Topics, deps: Deps) -> None:
+    """Add the leader-only tick timer to ``app``."""
+    ticker = Ticker(deps, topics[FETCH_REQUESTED])
+
+    @app.timer(deps.settings.tick_interval_s, on_leader=True, name="claritycast.tick")
+    async def tick() -> None:
+        try:
+            await ticker.tick()
+        except ClarityCastError as exc:  # the next tick tries again; due-ness is in the store
+            log.error("tick.failed", error=str(exc), kind=type(exc).__name__)
