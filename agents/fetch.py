@@ -25,6 +25,7 @@ from claritycast.errors import (
 )
 from claritycast.localtime import is_late, next_local_midnight
 from claritycast.logs import get_logger
+from claritycast.quota import GRANT_TTL
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from models.records import FetchGranted, SnapshotFetched
@@ -48,6 +49,12 @@ async def handle(granted: FetchGranted, deps: Deps, fetched_topic: TopicT) -> No
         return
     context = {"project": project.project_id, "group": granted.group, "reason": granted.reason}
     called_at = deps.clock.now()
+    if granted.granted_at < called_at - GRANT_TTL:
+        # The quota counted this call from its grant time; made now, Clarity would
+        # count it later than the quota does. The tick asks again if still needed.
+        await store.finish_call(granted.request_id, "expired", None, "granted too long ago")
+        log.info("fetch.expired", granted_at=granted.granted_at, **context)
+        return
     try:
         response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:

@@ -9,7 +9,7 @@ durable call log in MongoDB before anything is granted.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import faust
 from faust.types import StreamT, TopicT
@@ -17,12 +17,14 @@ from faust.types import StreamT, TopicT
 from agents.guard import guarded
 from claritycast.deps import Deps
 from claritycast.logs import get_logger
-from claritycast.quota import WINDOW, QuotaState, decide
+from claritycast.quota import COUNTED_FOR, LEASE, QuotaState, decide
 from models.documents import Call
 from models.records import FetchGranted, FetchRequested
 from topics import FETCH_GRANTED, FETCH_REQUESTED, Topics
 
 log = get_logger(__name__)
+
+STALE_AFTER = timedelta(minutes=15)
 
 
 async def load_state(table: faust.Table, request: FetchRequested, deps: Deps) -> QuotaState:
@@ -30,7 +32,7 @@ async def load_state(table: faust.Table, request: FetchRequested, deps: Deps) ->
     if stored is not None:
         return QuotaState.from_json(stored)
     now = deps.clock.now()
-    calls = await deps.store.calls_since(request.project_id, now - WINDOW)
+    calls = await deps.store.calls_since(request.project_id, now - COUNTED_FOR)
     if calls:
         log.info("quota.rebuilt", project=request.project_id, calls=len(calls))
     return QuotaState.from_calls(calls, now)
@@ -46,13 +48,17 @@ async def handle(
         if existing.outcome == "granted":
             await granted_topic.send(key=request.project_id, value=_granted(request, existing))
         return
-    state = await load_state(table, request, deps)
     now = deps.clock.now()
+    if request.reason != "refresh" and await _no_longer_due(request, deps, now):
+        return
+    state = await load_state(table, request, deps)
     decision = decide(
         state, reason=request.reason, local_date=request.local_date, group=request.group, now=now
     )
     if not decision.granted:
         table[request.project_id] = state.to_json()
+        if not decision.duplicate and request.reason != "refresh":
+            await deps.store.set_deferred_until(request.project_id, decision.next_possible_at)
         if not decision.duplicate:
             await deps.store.record_refusal(
                 request.request_id, request.project_id, decision.reason,
@@ -73,6 +79,30 @@ async def handle(
     table[request.project_id] = state.to_json()
     await granted_topic.send(key=request.project_id, value=_granted(request, call))
     log.info("quota.granted", used=decision.reason, **context)
+
+
+async def _no_longer_due(request: FetchRequested, deps: Deps, now: datetime) -> bool:
+    """A stale or already-satisfied daily/connect request spends nothing.
+
+    The tick asks again on every run while a group is missing, so a backlog
+    can hold many copies. Dropped: a request older than `STALE_AFTER` (the tick
+    asks again if still needed); a group already stored; a group fetched whose
+    snapshot is still on its way to the store (``ok`` in the call log); a
+    group granted less than `LEASE` ago (after that the fetch stage will not
+    make it, so asking again is safe).
+    """
+    if request.requested_at < now - STALE_AFTER:
+        return True
+    stored = await deps.store.groups_stored(request.project_id, request.local_date)
+    if request.group in stored:
+        return True
+    calls = await deps.store.calls_for(
+        request.project_id, request.local_date, request.group, now - COUNTED_FOR
+    )
+    return any(
+        call.outcome == "ok" or (call.outcome == "granted" and call.at > now - LEASE)
+        for call in calls
+    )
 
 
 def _granted(request: FetchRequested, call: Call) -> FetchGranted:

@@ -43,7 +43,8 @@ class Ticker:
         organisations: dict[str, Organisation | None] = {}
         sent = 0
         for project in await store.projects(status=ProjectStatus.ACTIVE):
-            if project.exhausted_until is not None and project.exhausted_until > now:
+            waiting_until = project.waiting_until()
+            if waiting_until is not None and waiting_until > now:
                 continue
             if project.org_id not in organisations:
                 organisations[project.org_id] = await store.get_organisation(project.org_id)

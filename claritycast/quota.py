@@ -3,7 +3,8 @@
 Rules (``shared/DESIGN.md``, "Quota policy"):
 
 - never more than 10 requests for a project in any 24 hours: a request is
-  granted only while fewer than 10 were made in the last 24 hours;
+  granted only while fewer than 10 were granted in the last 24 hours plus
+  `GRANT_TTL` (a grant is made within that time or not at all);
 - the nightly pull's 7 requests are reserved: at most 3 manual refreshes in
   any 24 hours, so a pull (once a day) always finds its 7; at worst it waits
   the minutes until the previous night's calls are 24 hours old;
@@ -28,6 +29,11 @@ DAILY_GROUPS = 7
 REFRESHES_PER_DAY = DAILY_LIMIT - DAILY_GROUPS
 WINDOW = timedelta(hours=24)
 LEASE = timedelta(minutes=10)
+# The fetch stage never makes a grant older than this; counting each call for
+# 24 h plus this margin covers the gap between grant time and the moment
+# Clarity counts the request.
+GRANT_TTL = timedelta(minutes=2)
+COUNTED_FOR = WINDOW + GRANT_TTL
 
 
 @dataclass
@@ -38,11 +44,11 @@ class QuotaState:
     leases: dict[str, datetime] = field(default_factory=dict)  # "date/group" -> granted at
 
     def prune(self, now: datetime) -> None:
-        self.calls = [(at, reason) for at, reason in self.calls if at > now - WINDOW]
+        self.calls = [(at, reason) for at, reason in self.calls if at > now - COUNTED_FOR]
         self.leases = {key: at for key, at in self.leases.items() if at > now - LEASE}
 
     def used(self, now: datetime) -> int:
-        return sum(1 for at, _ in self.calls if at > now - WINDOW)
+        return sum(1 for at, _ in self.calls if at > now - COUNTED_FOR)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,7 +96,7 @@ def decide(
         return Decision(False, f"{key} is already being fetched", duplicate=True)
     used = state.used(now)
     if used >= DAILY_LIMIT:
-        next_at = min(at for at, _ in state.calls) + WINDOW
+        next_at = min(at for at, _ in state.calls) + COUNTED_FOR
         return Decision(False, f"{used} of {DAILY_LIMIT} requests used in 24 h", next_at)
     if reason == "refresh":
         refreshes = sorted(at for at, why in state.calls if why == "refresh")
@@ -99,7 +105,7 @@ def decide(
                 False,
                 f"no refresh left: {REFRESHES_PER_DAY} per 24 h, the nightly pull's "
                 f"{DAILY_GROUPS} are reserved",
-                refreshes[0] + WINDOW,
+                refreshes[0] + COUNTED_FOR,
             )
     state.calls.append((now, reason))
     if reason != "refresh":

@@ -259,6 +259,13 @@ class Store:
                 {"_id": project_id}, {"$set": {"exhausted_until": until}}
             )
 
+    async def set_deferred_until(self, project_id: str, until: datetime | None) -> None:
+        """The quota is full until ``until``: the tick leaves the project alone till then."""
+        with translated("deferring a project's pull"):
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"deferred_until": until}}
+            )
+
     async def metric_sources(self, project_id: str) -> list[str]:
         with translated("listing metric sources"):
             cursor = self.db.metric_sources.find({"project_id": project_id}, {"metric_id": 1})
@@ -288,6 +295,17 @@ class Store:
         with translated("reading the call log"):
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
             return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
+
+    async def calls_for(
+        self, project_id: str, local_date: str, group: str, since: datetime
+    ) -> list[Call]:
+        """The calls made for one group of one local date since ``since``."""
+        with translated("reading the call log"):
+            cursor = self.db.calls.find(
+                {"project_id": project_id, "local_date": local_date, "group": group,
+                 "at": {"$gte": since}}
+            )  # fmt: skip
+            return [Call.from_document(doc) async for doc in cursor]
 
     async def get_call(self, request_id: str) -> Call | None:
         with translated("reading a call"):

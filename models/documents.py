@@ -142,6 +142,12 @@ class Project:
     status_reason: str | None = None
     connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     exhausted_until: datetime | None = None
+    deferred_until: datetime | None = None
+
+    def waiting_until(self) -> datetime | None:
+        """When the quota lets this project's pull go on (429 or a full 24 h)."""
+        moments = [m for m in (self.exhausted_until, self.deferred_until) if m is not None]
+        return max(moments) if moments else None
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -153,11 +159,13 @@ class Project:
             "status_reason": self.status_reason,
             "connected_at": self.connected_at,
             "exhausted_until": self.exhausted_until,
+            "deferred_until": self.deferred_until,
         }
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Project:
         exhausted = doc.get("exhausted_until")
+        deferred = doc.get("deferred_until")
         return cls(
             project_id=doc["_id"],
             label=doc["label"],
@@ -167,6 +175,7 @@ class Project:
             status_reason=doc.get("status_reason"),
             connected_at=as_utc(doc["connected_at"]),
             exhausted_until=as_utc(exhausted) if exhausted else None,
+            deferred_until=as_utc(deferred) if deferred else None,
         )
 
 

@@ -11,7 +11,18 @@ import pytest
 
 from claritycast.cli import cli
 
-COMMANDS = {"up", "worker", "status", "stages", "config"}
+COMMANDS = {
+    "up",
+    "worker",
+    "status",
+    "stages",
+    "config",
+    "connect",
+    "orgs",
+    "sources",
+    "series",
+    "simulate",
+}
 
 
 def run(

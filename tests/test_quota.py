@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from claritycast.localtime import next_local_midnight
 from claritycast.quota import (
+    COUNTED_FOR,
     DAILY_LIMIT,
     LEASE,
     QuotaState,
@@ -34,7 +35,7 @@ def test_daily_pull_then_three_refreshes_then_refusal() -> None:
         assert request(state, "refresh", T0 + timedelta(hours=1 + i)).granted
     refused = request(state, "refresh", T0 + timedelta(hours=5))
     assert not refused.granted
-    assert refused.next_possible_at == T0 + timedelta(hours=24)
+    assert refused.next_possible_at == T0 + COUNTED_FOR
 
 
 def test_refreshes_never_starve_the_next_pull() -> None:

@@ -1,0 +1,217 @@
+"""The nightly pull: a simulated week across a DST change and at UTC+13, on real servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import structlog
+
+from agents.tick import Ticker
+from claritycast.app import ClarityCastApp, create_app
+from claritycast.clock import ManualClock
+from claritycast.embedded import Endpoints
+from claritycast.localtime import local_yesterday
+from claritycast.settings import Settings, load_settings
+from claritycast.simulator import ClaritySimulator
+from claritycast.store import Store
+from models import catalogue
+from models.documents import Organisation, Project
+from tests.helpers import running_app, wait_for
+from topics import FETCH_REQUESTED
+
+pytestmark = pytest.mark.slow
+
+START = datetime(2026, 10, 21, 12, 0, tzinfo=UTC)  # Berlin's clocks go back on 25 October
+ZONES = {"berlin": "Europe/Berlin", "tonga": "Pacific/Tongatapu"}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
+    sim = ClaritySimulator(clock)
+    for name in ZONES:
+        sim.add_project(name, 800)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
+async def projects(store: Store, simulator: ClaritySimulator) -> dict[str, Project]:
+    """One already-connected project per organisation."""
+    made = {}
+    for name, zone in ZONES.items():
+        await store.add_organisation(Organisation(name, name.title(), zone, START))
+        project = Project(
+            name, name.title(), name, simulator.projects[name].token, connected_at=START
+        )
+        await store.add_project(project, [m.id for m in catalogue.METRICS])
+        made[name] = project
+    return made
+
+
+@pytest.fixture
+def tick_settings(settings_values: dict[str, object], simulator: ClaritySimulator) -> Settings:
+    return load_settings(
+        **settings_values, clarity_api_url=simulator.export_url, tick_interval_s=0.2
+    )
+
+
+@pytest.fixture
+async def worker(
+    tick_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
+) -> AsyncIterator[ClarityCastApp]:
+    """Every stage, the leader's tick timer included."""
+    app = create_app(tick_settings, ["all"], endpoints, clock)
+    async with running_app(app):
+        yield app
+
+
+@pytest.fixture
+async def chain(
+    tick_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
+) -> AsyncIterator[ClarityCastApp]:
+    """The chain without the timer: the test ticks by hand, and nothing else does."""
+    app = create_app(tick_settings, ["quota", "fetch", "store"], endpoints, clock)
+    async with running_app(app):
+        yield app
+
+
+async def pulled(store: Store, clock: ManualClock) -> bool:
+    """Every project has all 7 groups of its local yesterday."""
+    for name, zone in ZONES.items():
+        day = local_yesterday(zone, clock.now()).isoformat()
+        if len(await store.groups_stored(name, day)) < 7:
+            return False
+    return True
+
+
+async def settled(store: Store, clock: ManualClock) -> bool:
+    """Nothing in flight, and every project has yesterday stored or waits for its quota."""
+    for name, zone in ZONES.items():
+        recent = await store.calls_since(name, clock.now() - timedelta(days=2))
+        if any(call.outcome == "granted" for call in recent):
+            return False
+        day = local_yesterday(zone, clock.now()).isoformat()
+        if len(await store.groups_stored(name, day)) == 7:
+            continue
+        project = await store.get_project(name)
+        waiting = project.waiting_until() if project else None
+        if waiting is None or waiting <= clock.now():
+            return False
+    return True
+
+
+def max_in_24h(times: list[datetime]) -> int:
+    times = sorted(times)
+    return max(
+        (
+            sum(1 for t in times[i:] if t < start + timedelta(hours=24))
+            for i, start in enumerate(times)
+        ),
+        default=0,
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_a_week_of_nightly_pulls_across_dst_and_utc_plus_13(
+    worker: ClarityCastApp,
+    projects: dict[str, Project],
+    store: Store,
+    simulator: ClaritySimulator,
+    clock: ManualClock,
+) -> None:
+    """Twenty minutes at a time for 7 days: every local day stored once, 7 groups, in quota.
+
+    Berlin's first pull happens at 14:00 local (the project is new), which uses
+    tonight's quota: its pulls are late for a few nights and then back on local
+    midnight for good, the DST night included. Tonga starts on time.
+    """
+    await wait_for(lambda: settled(store, clock), timeout_s=60)
+    for _ in range(7 * 24 * 3):
+        clock.advance(timedelta(minutes=20))
+        await wait_for(lambda: settled(store, clock), timeout_s=60)
+    for _ in range(3 * 24):  # end where every yesterday is complete (some may wait on quota)
+        if await pulled(store, clock):
+            break
+        clock.advance(timedelta(minutes=20))
+        await wait_for(lambda: settled(store, clock), timeout_s=60)
+
+    for name, zone in ZONES.items():
+        first = local_yesterday(zone, START)
+        last = local_yesterday(zone, clock.now())
+        days = (last - first).days + 1
+        snapshots = await store.snapshots_for(name, first.isoformat(), last.isoformat())
+        by_day: dict[str, list[bool]] = {}
+        for snapshot in snapshots:
+            by_day.setdefault(snapshot.local_date, []).append(snapshot.late)
+        assert sorted(by_day) == [(first + timedelta(days=i)).isoformat() for i in range(days)]
+        assert all(len(flags) == 7 for flags in by_day.values()), name
+        requests = simulator.requests_for(name)
+        assert len(requests) == len(snapshots), "nothing fetched twice"
+        assert all(r.status == 200 for r in requests)
+        assert max_in_24h([r.at for r in requests]) <= 10
+        late_days = [day for day, flags in sorted(by_day.items()) if any(flags)]
+        assert not any(day > (first + timedelta(days=3)).isoformat() for day in late_days), (
+            f"{name}: pulls never came back to local midnight: {late_days}"
+        )
+    berlin_dst = await store.snapshots_for("berlin", "2026-10-25", "2026-10-25", group="overall")
+    assert berlin_dst[0].window_end == datetime(2026, 10, 25, 23, 0, tzinfo=UTC), "00:00 CET"
+    tonga = await store.snapshots_for("tonga", "2026-10-24", "2026-10-24", group="overall")
+    assert tonga[0].window_end == datetime(2026, 10, 24, 11, 0, tzinfo=UTC), "00:00 at UTC+13"
+
+
+async def test_doubled_ticks_and_a_second_pull_spend_nothing(
+    chain: ClarityCastApp,
+    projects: dict[str, Project],
+    store: Store,
+    simulator: ClaritySimulator,
+    clock: ManualClock,
+) -> None:
+    """Extra ticks while a pull is in flight, and after it is stored, make no request."""
+    ticker = Ticker(chain.deps, chain.declared[FETCH_REQUESTED])
+    for _ in range(3):
+        await ticker.tick()
+    await wait_for(lambda: pulled(store, clock), timeout_s=60)
+    assert await ticker.tick() == 0, "nothing is missing any more"
+    for name in ZONES:
+        assert len(simulator.requests_for(name)) == 7
+        assert await store.count_snapshots(name) == 7
+
+
+async def test_after_downtime_only_yesterday_is_caught_up(
+    chain: ClarityCastApp,
+    projects: dict[str, Project],
+    store: Store,
+    simulator: ClaritySimulator,
+    clock: ManualClock,
+) -> None:
+    """Three days without a worker: yesterday is pulled, and the gap is logged once."""
+    ticker = Ticker(chain.deps, chain.declared[FETCH_REQUESTED])
+    await ticker.tick()
+    await wait_for(lambda: pulled(store, clock), timeout_s=60)
+    with structlog.testing.capture_logs() as logs:
+        clock.advance(timedelta(days=3))
+        await ticker.tick()
+        await ticker.tick()
+    gaps = [entry for entry in logs if entry["event"] == "tick.gap"]
+    assert {entry["project"] for entry in gaps} == set(ZONES)
+    assert len(gaps) == len(ZONES), "each gap is reported once"
+    assert "cannot be fetched" in gaps[0]["note"]
+    await wait_for(lambda: pulled(store, clock), timeout_s=60)
+    for name, zone in ZONES.items():
+        stored_days = {
+            s.local_date for s in await store.snapshots_for(name, "2026-01-01", "2027-01-01")
+        }
+        yesterday = local_yesterday(zone, clock.now())
+        assert yesterday.isoformat() in stored_days
+        assert (yesterday - timedelta(days=1)).isoformat() not in stored_days
+        assert date.fromisoformat(min(stored_days)) == local_yesterday(zone, START)
