@@ -267,6 +267,7 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
     from claritycast.errors import InputError
     from claritycast.localtime import local_yesterday
     from models import catalogue
+    from models.catalogue import Unit
     from models.clarity import ClarityResponse
 
     try:
@@ -292,13 +293,14 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
             date.fromisoformat(s.local_date): ClarityResponse.from_json(s.blocks) for s in snapshots
         }
         click.echo(f"{metric.title} ({metric.unit}) for {project.label}, {first} to {last}")
+        shape = ",.0f" if metric.unit == Unit.COUNT else ",.2f"
         if metric.is_breakdown:
             for label, value in series_of.breakdown(metric, by_day.values()):
-                click.echo(f"  {value:>12,.2f}  {click.unstyle(label)[:100]}")
+                click.echo(f"  {format(value, shape):>12}  {click.unstyle(label)[:100]}")
         else:
             points = series_of.daily_series(metric, by_day, first, last)
             for point in points:
-                shown = "-" if point.value is None else f"{point.value:,.2f}"
+                shown = "-" if point.value is None else format(point.value, shape)
                 click.echo(f"  {point.day}  {shown:>12}")
         click.echo(f"{len(by_day)} of {days} days collected")
 

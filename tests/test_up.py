@@ -140,7 +140,7 @@ def test_up_is_ready_single_and_stops_everything_on_ctrl_c(up: UpProcess) -> Non
     status = up.run("status")
     assert status.returncode == 0, status.stderr
     assert "embedded servers: running" in status.stdout
-    assert f":{children['worker']}:claritycast: stages store" in status.stdout
+    assert f":{children['worker']}:claritycast: stages tick,quota,fetch,store" in status.stdout
 
     os.killpg(up.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     assert up.process.wait(60) == 0, "".join(up.lines)
