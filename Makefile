@@ -32,3 +32,4 @@ clean:
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.startup 5
 	$(BIN)/python -m bench.store 2000
+	$(BIN)/python -m bench.ingest 100 1000

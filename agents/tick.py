@@ -11,7 +11,7 @@ can be caught up; older missing days are reported once in the log.
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import faust
 from faust.types import TopicT
@@ -20,8 +20,9 @@ from claritycast.deps import Deps
 from claritycast.errors import ClarityCastError
 from claritycast.localtime import local_yesterday
 from claritycast.logs import get_logger
+from claritycast.quota import LEASE
 from models.clarity import GROUP_NAMES
-from models.documents import Organisation, Project, ProjectStatus
+from models.documents import Project, ProjectStatus
 from models.records import FetchRequested
 from topics import FETCH_REQUESTED, Topics
 
@@ -29,40 +30,52 @@ log = get_logger(__name__)
 
 
 class Ticker:
-    """One tick's work, kept between ticks only to report each gap once."""
+    """One tick's work; between ticks it remembers only what it asked for recently.
+
+    A group asked for is not asked again for `LEASE` (by the clock): within that
+    time it is being granted, fetched or stored, and asking again would only
+    queue duplicates for the quota check to drop. A new leader forgets, which
+    costs one round of duplicates, nothing more.
+    """
 
     def __init__(self, deps: Deps, requested_topic: TopicT) -> None:
         self.deps = deps
         self.requested_topic = requested_topic
         self._reported_gaps: set[tuple[str, str]] = set()
+        self._asked: dict[tuple[str, str, str], datetime] = {}
 
     async def tick(self) -> int:
         """Request every missing group of yesterday; returns how many were requested."""
         store = self.deps.store
         now = self.deps.clock.now()
-        organisations: dict[str, Organisation | None] = {}
-        sent = 0
+        self._asked = {key: at for key, at in self._asked.items() if at > now - LEASE}
+        timezones = {org.org_id: org.timezone for org in await store.organisations()}
+        due: list[tuple[Project, str, str]] = []
         for project in await store.projects(status=ProjectStatus.ACTIVE):
             waiting_until = project.waiting_until()
             if waiting_until is not None and waiting_until > now:
                 continue
-            if project.org_id not in organisations:
-                organisations[project.org_id] = await store.get_organisation(project.org_id)
-            org = organisations[project.org_id]
-            timezone = org.timezone if org else self.deps.settings.default_timezone
-            yesterday = local_yesterday(timezone, now)
-            stored = await store.groups_stored(project.project_id, yesterday.isoformat())
-            missing = [group for group in GROUP_NAMES if group not in stored]
+            timezone = timezones.get(project.org_id, self.deps.settings.default_timezone)
+            due.append((project, timezone, local_yesterday(timezone, now).isoformat()))
+        stored = await store.stored_groups_on(sorted({day for _, _, day in due}))
+        sent = 0
+        for project, timezone, yesterday in due:
+            have = stored.get((project.project_id, yesterday), set())
+            missing = [group for group in GROUP_NAMES if group not in have]
             if not missing:
                 continue
-            await self._report_gap(project, yesterday)
+            await self._report_gap(project, date.fromisoformat(yesterday))
             for group in missing:
+                key = (project.project_id, yesterday, group)
+                if key in self._asked:
+                    continue
+                self._asked[key] = now
                 await self.requested_topic.send(
                     key=project.project_id,
                     value=FetchRequested(
                         request_id=uuid.uuid4().hex,
                         project_id=project.project_id,
-                        local_date=yesterday.isoformat(),
+                        local_date=yesterday,
                         group=group,
                         reason="daily",
                         timezone=timezone,

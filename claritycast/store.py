@@ -184,6 +184,18 @@ class Store:
             )
             return {doc["group"] async for doc in cursor}
 
+    async def stored_groups_on(self, local_dates: list[str]) -> dict[tuple[str, str], set[str]]:
+        """For the given local dates: (project, date) -> groups stored, in one query."""
+        stored: dict[tuple[str, str], set[str]] = {}
+        with translated("listing stored groups"):
+            cursor = self.db.snapshots.find(
+                {"local_date": {"$in": local_dates}},
+                {"project_id": 1, "local_date": 1, "group": 1},
+            )
+            async for doc in cursor:
+                stored.setdefault((doc["project_id"], doc["local_date"]), set()).add(doc["group"])
+        return stored
+
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
             doc = await self.db.snapshots.find_one(

@@ -6,20 +6,22 @@ Clarity simulator, so days pass in milliseconds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from claritycast.app import ClarityCastApp, create_app
+from claritycast.clarity_parse import parse_body
 from claritycast.clock import ManualClock
 from claritycast.connect import add_organisation, connect_project
 from claritycast.embedded import Endpoints
 from claritycast.errors import ClarityTokenInvalid, InputError
 from claritycast.settings import Settings, load_settings
-from claritycast.simulator import ClaritySimulator
+from claritycast.simulator import ClaritySimulator, build_response
 from claritycast.store import Store
-from models.clarity import GROUP_NAMES
+from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from tests.helpers import make_token, running_app
 
@@ -88,6 +90,13 @@ async def test_connect_stores_yesterday_in_all_seven_groups(
     )
     calls = await store.calls_since(result.project.project_id, NOW - timedelta(hours=1))
     assert [c.outcome for c in calls] == ["ok"] * 7
+    for snapshot in snapshots:
+        dimensions = GROUPS_BY_NAME[snapshot.group].dimensions
+        served = build_response(
+            sim_project.profile, snapshot.window_start, snapshot.window_end, list(dimensions)
+        )
+        expected = parse_body(json.dumps(served).encode(), dimensions).to_json()
+        assert snapshot.blocks == expected, f"{snapshot.group} differs from what was served"
 
 
 async def test_bad_token_is_refused_and_nothing_stored(
