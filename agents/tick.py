@@ -61,15 +61,16 @@ class Ticker:
         sent = 0
         for project, timezone, yesterday in due:
             have = stored.get((project.project_id, yesterday), set())
-            missing = [group for group in GROUP_NAMES if group not in have]
+            missing = [
+                group
+                for group in GROUP_NAMES
+                if group not in have and (project.project_id, yesterday, group) not in self._asked
+            ]
             if not missing:
                 continue
             await self._report_gap(project, date.fromisoformat(yesterday))
             for group in missing:
-                key = (project.project_id, yesterday, group)
-                if key in self._asked:
-                    continue
-                self._asked[key] = now
+                self._asked[(project.project_id, yesterday, group)] = now
                 await self.requested_topic.send(
                     key=project.project_id,
                     value=FetchRequested(

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.embedded import Up, memory_kib
 from claritycast.store import Store
 from models import catalogue
-from models.documents import Organisation, Project
+from models.documents import Organisation, Project, ProjectStatus
 
 SNAPSHOTS_PER_PROJECT = 7
 
@@ -51,7 +51,7 @@ def start_simulator(
 async def night(count: int) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
-    up = Up(clarity_api_url=url, tick_interval_s="1", partitions="8")
+    up = Up(clarity_api_url=url, tick_interval_s="2", partitions="8")
     try:
         up.wait_ready()
         state = up.state()
@@ -63,8 +63,10 @@ async def night(count: int) -> None:
         await store.add_organisation(Organisation("bench", "bench", "UTC", now))
         metric_ids = [metric.id for metric in catalogue.METRICS]
         for project_id, token in tokens.items():
-            await store.add_project(Project(project_id, project_id, "bench", token), metric_ids)
-        began = time.monotonic()
+            paused = Project(project_id, project_id, "bench", token, status=ProjectStatus.PAUSED)
+            await store.add_project(paused, metric_ids)
+        began = time.monotonic()  # all due at once: the tick sees them from now on
+        await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
         expected = count * SNAPSHOTS_PER_PROJECT
         stored = 0
         while stored < expected:

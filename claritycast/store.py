@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     ConnectionFailure,
@@ -51,6 +51,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
     ],
+    "pulls": [IndexModel([("local_date", ASCENDING)], name="by_local_date")],
     "organisations": [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")],
     "projects": [
         IndexModel([("org_id", ASCENDING), ("label", ASCENDING)], unique=True, name="unique_label"),
@@ -139,8 +140,17 @@ class Store:
                     key, {"$setOnInsert": document}, upsert=True
                 )
             except DuplicateKeyError:
-                return False  # a concurrent writer stored the same snapshot first
-        return result.upserted_id is not None
+                result = None  # a concurrent writer stored the same snapshot first
+            # The small per-day progress record the tick reads (idempotent too).
+            await self.db.pulls.update_one(
+                {"_id": f"{snapshot.project_id}/{snapshot.local_date}"},
+                {
+                    "$set": {"project_id": snapshot.project_id, "local_date": snapshot.local_date},
+                    "$addToSet": {"groups": snapshot.group},
+                },
+                upsert=True,
+            )
+        return result is not None and result.upserted_id is not None
 
     async def get_snapshot(self, project_id: str, local_date: str, group: str) -> Snapshot | None:
         with translated("reading a snapshot"):
@@ -185,16 +195,12 @@ class Store:
             return {doc["group"] async for doc in cursor}
 
     async def stored_groups_on(self, local_dates: list[str]) -> dict[tuple[str, str], set[str]]:
-        """For the given local dates: (project, date) -> groups stored, in one query."""
-        stored: dict[tuple[str, str], set[str]] = {}
+        """For the given local dates: (project, date) -> groups stored, in one small query."""
         with translated("listing stored groups"):
-            cursor = self.db.snapshots.find(
-                {"local_date": {"$in": local_dates}},
-                {"project_id": 1, "local_date": 1, "group": 1},
-            )
-            async for doc in cursor:
-                stored.setdefault((doc["project_id"], doc["local_date"]), set()).add(doc["group"])
-        return stored
+            cursor = self.db.pulls.find({"local_date": {"$in": local_dates}})
+            return {
+                (doc["project_id"], doc["local_date"]): set(doc["groups"]) async for doc in cursor
+            }
 
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
@@ -233,12 +239,17 @@ class Store:
                 await self.db.projects.insert_one(project.to_document())
             except DuplicateKeyError:
                 return False
-            for metric_id in metric_ids:
-                await self.db.metric_sources.update_one(
-                    {"project_id": project.project_id, "metric_id": metric_id},
-                    {"$setOnInsert": {"created_at": project.connected_at}},
-                    upsert=True,
-                )
+            await self.db.metric_sources.bulk_write(
+                [
+                    UpdateOne(
+                        {"project_id": project.project_id, "metric_id": metric_id},
+                        {"$setOnInsert": {"created_at": project.connected_at}},
+                        upsert=True,
+                    )
+                    for metric_id in metric_ids
+                ],
+                ordered=False,
+            )
         return True
 
     async def get_project(self, project_id: str) -> Project | None:
