@@ -41,6 +41,7 @@ from claritycast.simulator_data import (
     label_weights,
     unit,
 )
+from models.clarity import DIMENSIONED_BLOCKS, DIMENSIONS
 
 EXPORT_PATH = "/export-data/api/v1/project-live-insights"
 DAILY_LIMIT = 10
@@ -73,8 +74,7 @@ _DOCUMENTED_NAMES = {
     "ReferrerUrl": "Referrer Url",
     "PopularPages": "Popular Pages",
 }
-VALID_DIMENSIONS = {"Browser", "Device", "Country/Region", "Country", "OS", "Source", "Medium",
-                    "Campaign", "Channel", "URL"}  # fmt: skip
+VALID_DIMENSIONS = {*DIMENSIONS, "Country"}  # the older spelling of Country/Region
 
 
 def simulator_token(project_id: str, expires: datetime | None = None) -> str:
@@ -366,17 +366,7 @@ def _named(
     return sorted(rows, key=lambda row: -int(row[count]))
 
 
-DIMENSIONED = (
-    "DeadClickCount",
-    "ExcessiveScroll",
-    "RageClickCount",
-    "QuickbackClick",
-    "ScriptErrorCount",
-    "ErrorClickCount",
-    "ScrollDepth",
-    "Traffic",
-    "EngagementTime",
-)
+DIMENSIONED = DIMENSIONED_BLOCKS
 # The overall-only blocks: (block, labels with weights, row label key, row count key).
 OVERALL_ONLY: tuple[tuple[str, tuple[tuple[Any, ...], ...], str, str], ...] = (
     ("Browser", BROWSERS, "name", "sessionsCount"),
