@@ -10,7 +10,7 @@ letters come with the reliability work).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import faust
 from faust.types import StreamT, TopicT
@@ -25,15 +25,13 @@ from claritycast.errors import (
 )
 from claritycast.localtime import is_late, next_local_midnight
 from claritycast.logs import get_logger
-from claritycast.quota import GRANT_TTL
+from claritycast.quota import GRANT_TTL, WINDOW
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from models.records import FetchGranted, SnapshotFetched
 from topics import FETCH_GRANTED, SNAPSHOTS_FETCHED, Topics
 
 log = get_logger(__name__)
-
-WINDOW = timedelta(hours=24)
 
 
 async def handle(granted: FetchGranted, deps: Deps, fetched_topic: TopicT) -> None:

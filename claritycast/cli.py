@@ -20,6 +20,7 @@ import click
 
 import agents
 from claritycast import __version__
+from claritycast.clock import SystemClock
 from claritycast.embedded import RunDir, resolve_endpoints
 from claritycast.errors import ClarityCastError, ConfigError
 from claritycast.logs import configure_logging
@@ -151,7 +152,6 @@ def connect(
     settings: Settings, token: str | None, label: str, org_name: str | None, wait_s: float
 ) -> None:
     """Connect a Clarity project and pull yesterday at once, group by group."""
-    from claritycast.clock import SystemClock
     from claritycast.connect import connect_project
     from claritycast.publisher import Publisher
 
@@ -191,7 +191,6 @@ def orgs() -> None:
 @click.pass_obj
 def orgs_add(settings: Settings, name: str, timezone: str | None) -> None:
     """Add an organisation."""
-    from claritycast.clock import SystemClock
     from claritycast.connect import add_organisation
 
     async def go() -> None:
@@ -224,7 +223,6 @@ def orgs_list(settings: Settings) -> None:
 @click.pass_obj
 def sources(settings: Settings) -> None:
     """Connected projects: status, last snapshot, Clarity requests used in 24 h."""
-    from claritycast.clock import SystemClock
     from claritycast.quota import COUNTED_FOR, DAILY_LIMIT
 
     async def go() -> None:
@@ -282,8 +280,6 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
                 raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
             org = await store.get_organisation(project.org_id)
             timezone = org.timezone if org else settings.default_timezone
-            from claritycast.clock import SystemClock
-
             last = local_yesterday(timezone, SystemClock().now())
             first = last - timedelta(days=days - 1)
             snapshots = await store.snapshots_for(
@@ -315,7 +311,6 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
 @click.pass_obj
 def simulate(settings: Settings, count: int, host: str, port: int, sessions_per_day: int) -> None:
     """Run the local Clarity simulator (for trying claritycast without Clarity)."""
-    from claritycast.clock import SystemClock
     from claritycast.simulator import ClaritySimulator
 
     async def go() -> None:

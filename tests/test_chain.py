@@ -21,6 +21,7 @@ from claritycast.errors import ClarityTokenInvalid, InputError
 from claritycast.settings import Settings, load_settings
 from claritycast.simulator import ClaritySimulator, build_response
 from claritycast.store import Store
+from models import catalogue
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from tests.helpers import make_token, running_app
@@ -77,6 +78,9 @@ async def test_connect_stores_yesterday_in_all_seven_groups(
     assert result.complete, result.groups
     assert [report.group for report in result.groups] == list(GROUP_NAMES)
     assert result.local_date == "2026-11-23"
+    assert sorted(await store.metric_sources(result.project.project_id)) == sorted(
+        metric.id for metric in catalogue.METRICS
+    )
     requests = simulator.requests_for("shop")
     assert len(requests) == 7
     assert sorted(r.params.get("dimension1", "") for r in requests) == sorted(
