@@ -25,6 +25,9 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
     │   └── ServerFailedToStart     a server exited or never listened
     ├── BrokerUnavailable           Kafka cannot be reached from a command
     ├── StageError                  a worker was asked for a stage it cannot run
+    ├── DeliveryError               Slack or SMTP did not take a report (``reason``)
+    │   ├── DeliveryRetryable           transient (rate limit past the deadline, 5xx, network)
+    │   └── DeliveryPermanent           retrying cannot help: pause the connection
     └── StoreError                  MongoDB
         └── StoreUnavailable        cannot reach the server: retry later
 
@@ -148,6 +151,30 @@ class BrokerUnavailable(ClarityCastError):
 
 class StageError(ClarityCastError):
     """A worker was asked to run a stage that does not exist."""
+
+
+class DeliveryError(ClarityCastError):
+    """A destination (Slack or SMTP) did not take a report.
+
+    ``reason`` is short and machine-readable (``not_in_channel``,
+    ``smtp_auth_failed``, ``unreachable``); the message is for the operator.
+    Neither ever carries a token or a password.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class DeliveryRetryable(DeliveryError):
+    """The same delivery may work later: network, 5xx, rate limits past the deadline."""
+
+
+class DeliveryPermanent(DeliveryError):
+    """Retrying cannot help (revoked token, unknown channel, refused recipients).
+
+    The connection is paused with ``reason`` until an operator resumes it.
+    """
 
 
 class StoreError(ClarityCastError):

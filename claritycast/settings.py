@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         default="https://slack.com/api/", description="Slack Web API base URL"
     )
 
+    # Delivery.
+    delivery_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="Give up retrying a transient Slack/SMTP failure after this (per attempt)",
+    )
+    delivery_grace_s: float = Field(
+        default=3 * 3600.0,
+        ge=0,
+        le=86400,
+        description="Wait this long past a delivery's time for missing data, then send marked",
+    )
+
     # Email.
     smtp_host: str | None = Field(default=None, description="SMTP server host")
     smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP server port")
@@ -106,6 +120,10 @@ class Settings(BaseSettings):
         default="starttls", description="STARTTLS, implicit TLS, or plain (local catchers only)"
     )
     smtp_verify_certs: bool = Field(default=True, description="Check the SMTP certificate")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="Extra CA bundle (PEM) to trust for the SMTP server"
+    )
+    smtp_timeout_s: float = Field(default=30.0, gt=0, le=300, description="SMTP timeout")
     smtp_from: str = Field(
         default="claritycast <claritycast@localhost>", description="From address of reports"
     )
@@ -116,6 +134,9 @@ class Settings(BaseSettings):
     summariser_api_key: SecretStr | None = Field(default=None, description="API key")
     summariser_timeout_s: float = Field(
         default=10.0, gt=0, le=120, description="Give up and use the plain summary after this"
+    )
+    summariser_max_chars: int = Field(
+        default=700, ge=80, le=4000, description="Longest AI summary kept (longer is cut)"
     )
 
     @field_validator("kafka_url")
