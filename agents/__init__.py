@@ -6,8 +6,7 @@ its own. Registration is explicit: importing a stage module has no side
 effects.
 
 The design's chain is tick → quota → fetch → store → render → deliver; the
-deployment groups below name stages of that chain. A stage that is part of
-the design but not built yet is refused by name, never run as an empty shell.
+deployment groups below name stages of that chain.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 
 import faust
 
-from agents import fetch, quota, store, tick
+from agents import deliver, fetch, quota, render, store, tick
 from claritycast.deps import Deps
 from claritycast.errors import StageError
 from topics import Topics
@@ -44,10 +43,16 @@ class Stage:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("tick", "leader-only timer: request yesterday's missing snapshots", tick.register),
+        Stage(
+            "tick",
+            "leader-only timer: request missing snapshots and due deliveries",
+            tick.register,
+        ),
         Stage("quota", "grant fetches within 10 requests a day, logged first", quota.register),
         Stage("fetch", "make granted Clarity requests, record each outcome", fetch.register),
         Stage("store", "upsert fetched snapshots into MongoDB, once each", store.register),
+        Stage("render", "draw due reports from stored history, with summaries", render.register),
+        Stage("deliver", "send rendered reports to Slack or email, once each", deliver.register),
     )
 }
 
@@ -77,25 +82,8 @@ def parse_names(names: Iterable[str]) -> tuple[set[str], set[str]]:
 
 
 def select(names: Iterable[str]) -> tuple[Stage, ...]:
-    """The stages named, in chain order.
-
-    A stage named on its own must be built in this version. A group (as
-    docker-compose.yml names them) runs those of its stages that this version
-    builds, and is refused only when it has none.
-    """
+    """The stages named, directly or through a group, in chain order."""
     stages, groups = parse_names(names)
-    unbuilt = [name for name in CHAIN if name in stages and name not in STAGES]
-    if unbuilt:
-        raise StageError(
-            f"stage {', '.join(unbuilt)} is not built in this version; "
-            f"built stages: {', '.join(STAGES)}"
-        )
-    for group in sorted(groups):
-        members = [name for name in GROUPS[group] if name in STAGES]
-        if not members:
-            raise StageError(
-                f"group {group} has no stage built in this version "
-                f"({', '.join(GROUPS[group])}); built stages: {', '.join(STAGES)}"
-            )
-        stages.update(members)
+    for group in groups:
+        stages.update(GROUPS[group])
     return tuple(STAGES[name] for name in CHAIN if name in stages)

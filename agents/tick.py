@@ -1,4 +1,4 @@
-"""tick: the leader's timer that asks for every missing snapshot of yesterday.
+"""tick: the leader's timer that asks for every missing snapshot and due delivery.
 
 Due-ness comes from the store, never from the timer: each tick looks at every
 active project, works out "yesterday" in its organisation's timezone (so DST
@@ -6,6 +6,9 @@ days are right), and requests each fetch group not yet stored. A missed tick
 is made up by the next; a doubled one is absorbed by the quota check's leases.
 Clarity only serves the last 24 to 72 hours, so after downtime only yesterday
 can be caught up; older missing days are reported once in the log.
+
+Deliveries are found the same way (`claritycast.deliveries.due_deliveries`):
+from connections' schedules and the delivery log, never from the timer.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import date, datetime, timedelta
 import faust
 from faust.types import TopicT
 
+from claritycast.deliveries import due_deliveries
 from claritycast.deps import Deps
 from claritycast.errors import ClarityCastError
 from claritycast.localtime import local_yesterday
@@ -24,7 +28,7 @@ from claritycast.quota import LEASE
 from models.clarity import GROUP_NAMES
 from models.documents import Project, ProjectStatus
 from models.records import FetchRequested
-from topics import FETCH_REQUESTED, Topics
+from topics import DELIVERIES_DUE, FETCH_REQUESTED, Topics
 
 log = get_logger(__name__)
 
@@ -104,13 +108,25 @@ class Ticker:
             )
 
 
+async def tick_deliveries(deps: Deps, due_topic: TopicT) -> int:
+    """Send every due delivery down the chain; returns how many."""
+    messages = await due_deliveries(deps.store, deps.clock.now())
+    for message in messages:
+        await due_topic.send(key=message.connection, value=message)
+    if messages:
+        log.info("tick.deliveries", due=len(messages))
+    return len(messages)
+
+
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the leader-only tick timer to ``app``."""
     ticker = Ticker(deps, topics[FETCH_REQUESTED])
+    due_topic = topics[DELIVERIES_DUE]
 
     @app.timer(deps.settings.tick_interval_s, on_leader=True, name="claritycast.tick")
     async def tick() -> None:
-        try:
-            await ticker.tick()
-        except ClarityCastError as exc:  # the next tick tries again; due-ness is in the store
-            log.error("tick.failed", error=str(exc), kind=type(exc).__name__)
+        for part in (ticker.tick, lambda: tick_deliveries(deps, due_topic)):
+            try:
+                await part()
+            except ClarityCastError as exc:  # the next tick tries again: due-ness is stored
+                log.error("tick.failed", error=str(exc), kind=type(exc).__name__)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.types import TransportT
 
 import agents
 from claritycast.clock import Clock
@@ -24,6 +25,7 @@ from claritycast.embedded import Endpoints
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.settings import Settings
+from claritycast.tansu_transport import TansuTransport
 from models.documents import WorkerBeat
 from topics import Topics
 
@@ -47,6 +49,13 @@ class ClarityCastApp(faust.App):
     deps: Deps
     declared: Topics
     stage_names: tuple[str, ...]
+
+    tansu: bool = False
+
+    def _new_transport(self) -> TransportT:
+        if self.tansu:
+            return TansuTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -117,6 +126,7 @@ def create_app(
     app_id = app_id_for(settings, names)
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = ClarityCastApp(app_id, **faust_options(settings, endpoints, app_id))
+    app.tansu = is_tansu(settings, endpoints)
     app.stage_names = names
     app.deps = Deps.build(settings, endpoints.mongodb_url, clock)
     app.declared = Topics(app, settings.topic_prefix, settings.partitions)

@@ -11,21 +11,20 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from datetime import date, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 
 import agents
-from claritycast import __version__
+from claritycast import __version__, cli_delivery
+from claritycast.cli_common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.embedded import RunDir, resolve_endpoints
 from claritycast.errors import ClarityCastError, ConfigError
 from claritycast.logs import configure_logging
 from claritycast.settings import Settings, load_settings
-from claritycast.store import Store, open_store
+from claritycast.store import open_store
 
 T = TypeVar("T")
 
@@ -38,10 +37,6 @@ STAGES_HELP = (
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"claritycast: {message}", err=True)
     sys.exit(code)
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,8 +107,7 @@ def status(settings: Settings) -> None:
 def stages() -> None:
     """List the stages this version runs and the deployment groups."""
     for name in agents.CHAIN:
-        stage = agents.STAGES.get(name)
-        click.echo(f"{name:8} {stage.description if stage else '(not built in this version)'}")
+        click.echo(f"{name:8} {agents.STAGES[name].description}")
     for group, members in agents.GROUPS.items():
         click.echo(f"group {group}: {', '.join(members)}")
 
@@ -124,13 +118,6 @@ def config(settings: Settings) -> None:
     """Show every setting, its effective value (secrets masked) and what it does."""
     for variable, value, description in settings.described():
         click.echo(f"{variable:38} {value:40} {description}")
-
-
-@asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[Store]:
-    endpoints = resolve_endpoints(settings)
-    async with open_store(endpoints.mongodb_url, settings.mongodb_database) as store:
-        yield store
 
 
 def _read_token(token: str | None) -> str:
@@ -153,17 +140,11 @@ def connect(
 ) -> None:
     """Connect a Clarity project and pull yesterday at once, group by group."""
     from claritycast.connect import connect_project
-    from claritycast.publisher import Publisher
 
     secret = _read_token(token)
 
     async def go() -> int:
-        endpoints = resolve_endpoints(settings)
-        publisher = Publisher(
-            endpoints.kafka_url, settings.topic_prefix, settings.partitions,
-            settings.replication_factor,
-        )  # fmt: skip
-        async with _store(settings) as store, publisher:
+        async with store_for(settings) as store, publisher_for(settings) as publisher:
             result = await connect_project(
                 store, publisher.send, SystemClock(), token=secret, label=label,
                 org_name=org_name, default_timezone=settings.default_timezone, wait_s=wait_s,
@@ -194,7 +175,7 @@ def orgs_add(settings: Settings, name: str, timezone: str | None) -> None:
     from claritycast.connect import add_organisation
 
     async def go() -> None:
-        async with _store(settings) as store:
+        async with store_for(settings) as store:
             org = await add_organisation(
                 store, name, timezone or settings.default_timezone, SystemClock().now()
             )
@@ -209,7 +190,7 @@ def orgs_list(settings: Settings) -> None:
     """List organisations."""
 
     async def go() -> None:
-        async with _store(settings) as store:
+        async with store_for(settings) as store:
             organisations = await store.organisations()
         if not organisations:
             click.echo("no organisations yet: `claritycast orgs add NAME --timezone ZONE`")
@@ -227,7 +208,7 @@ def sources(settings: Settings) -> None:
 
     async def go() -> None:
         now = SystemClock().now()
-        async with _store(settings) as store:
+        async with store_for(settings) as store:
             projects = await store.projects()
             rows = []
             for project in projects:
@@ -274,7 +255,7 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
         raise InputError(str(exc.args[0])) from None
 
     async def go() -> None:
-        async with _store(settings) as store:
+        async with store_for(settings) as store:
             project = await store.find_project(project_ref)
             if project is None:
                 raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
@@ -335,6 +316,16 @@ def simulate(settings: Settings, count: int, host: str, port: int, sessions_per_
         await simulator.stop()
 
     run(go())
+
+
+for _command in (
+    cli_delivery.connections,
+    cli_delivery.send_now,
+    cli_delivery.preview,
+    cli_delivery.deliveries,
+    cli_delivery.demo,
+):
+    cli.add_command(_command)
 
 
 def main() -> None:

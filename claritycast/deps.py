@@ -8,8 +8,10 @@ import httpx
 
 from claritycast.clarity_client import ClarityClient, http_client
 from claritycast.clock import Clock, SystemClock
+from claritycast.destinations import Destinations
 from claritycast.settings import Settings
 from claritycast.store import Store
+from claritycast.summariser import Summariser
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Deps:
     clarity: ClarityClient
     http: httpx.AsyncClient
     clock: Clock
+    destinations: Destinations
+    summariser: Summariser | None
 
     @classmethod
     def build(cls, settings: Settings, mongodb_url: str, clock: Clock | None = None) -> Deps:
@@ -31,6 +35,8 @@ class Deps:
             clarity=ClarityClient(http, settings.clarity_api_url),
             http=http,
             clock=clock or SystemClock(),
+            destinations=Destinations(settings),
+            summariser=Summariser.from_settings(settings),
         )
 
     async def open(self) -> None:
@@ -38,5 +44,8 @@ class Deps:
         await self.store.ensure_indexes()
 
     async def close(self) -> None:
+        await self.destinations.close()
+        if self.summariser is not None:
+            await self.summariser.aclose()
         await self.http.aclose()
         await self.store.close()

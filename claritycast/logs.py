@@ -20,7 +20,9 @@ from claritycast.redact import redact_mapping
 LogFormat = Literal["human", "json"]
 
 # Libraries that are chatty at INFO; their warnings still come through.
-_QUIET_LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "pymongo", "httpx", "httpcore")
+_QUIET_LIBRARIES = (
+    "aiokafka", "kafka", "faust", "mode", "pymongo", "httpx", "httpcore", "slack_sdk", "mail.log",
+)  # fmt: skip
 
 
 def redact_processor(

@@ -99,3 +99,75 @@ class FetchGranted(
     timezone: str
     granted_at: datetime
     schema_version: int = 1
+
+
+class DeliveryDue(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.DeliveryDue",
+):
+    """A connection's report for one period should be rendered and sent.
+
+    ``delivery_key`` is ``<connection>/<period>`` (``<connection>/now-<id>`` for
+    send-now) and is unique in the delivery log, so this message may arrive
+    any number of times and the report still goes out once.
+    """
+
+    delivery_key: str
+    connection: str
+    project_id: str
+    period: str
+    reason: str
+    scheduled_at: datetime
+    requested_at: datetime
+    schema_version: int = 1
+
+
+class ChartRendered(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.ChartRendered",
+):
+    """A report's chart and summary are stored under ``delivery_key``; send it.
+
+    The PNG stays in MongoDB: topics carry references, not images.
+    ``incomplete`` lists what was missing when it was drawn.
+    """
+
+    delivery_key: str
+    connection: str
+    project_id: str
+    period: str
+    incomplete: list[str]
+    summary_source: str
+    rendered_at: datetime
+    schema_version: int = 1
+
+
+class DeliverySent(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.DeliverySent",
+):
+    """A report reached its destination; ``receipt`` is what the destination answered.
+
+    For Slack: ``channel``, ``ts`` and ``file_id``. For email: ``message_id``,
+    ``recipients`` and the server's ``response``.
+    """
+
+    delivery_key: str
+    connection: str
+    project_id: str
+    metric_id: str
+    period: str
+    destination: str
+    receipt: dict[str, Any]
+    incomplete: bool
+    sent_at: datetime
+    schema_version: int = 1

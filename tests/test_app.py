@@ -22,8 +22,14 @@ def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
     assert app.stage_names == ("store",)
     assert app.conf.id == "claritycast-store", "a stage group is its own consumer group"
     everything = create_app(settings, ["all"], EMBEDDED)
-    assert set(everything.agents) == {"claritycast.quota", "claritycast.fetch", "claritycast.store"}
-    assert everything.stage_names == ("tick", "quota", "fetch", "store")
+    assert set(everything.agents) == {
+        "claritycast.quota",
+        "claritycast.fetch",
+        "claritycast.store",
+        "claritycast.render",
+        "claritycast.deliver",
+    }
+    assert everything.stage_names == agents.CHAIN
     assert everything.conf.id == "claritycast", "every built stage in one app: the plain app id"
 
 
@@ -43,25 +49,19 @@ def test_every_declared_topic_has_the_configured_partitions(tmp_path) -> None:
     [
         (["stroe"], "unknown stage 'stroe'"),
         ([""], "no stage chosen"),
-        (["render"], "not built in this version"),
     ],
 )
 def test_bad_stage_choice_is_refused(names: list[str], message: str) -> None:
-    """Typos, empty choices and unbuilt stages are refused by name."""
+    """Typos and empty choices are refused by name."""
     with pytest.raises(StageError, match=message):
         agents.select(names)
 
 
-def test_groups_run_their_built_stages() -> None:
-    """A deployment group runs the stages of it that this version builds."""
-    assert [stage.name for stage in agents.select(["fetch-store"])] == ["fetch", "store"]
+def test_groups_run_their_stages() -> None:
+    """A deployment group (as docker-compose.yml names them) runs its stages."""
     for group, members in agents.GROUPS.items():
-        built = [name for name in members if name in agents.STAGES]
-        if built:
-            assert [s.name for s in agents.select([group])] == built
-        else:
-            with pytest.raises(StageError, match=f"group {group} has no stage built"):
-                agents.select([group])
+        assert tuple(s.name for s in agents.select([group])) == members
+    assert [s.name for s in agents.select(["tick-quota,deliver"])] == ["tick", "quota", "deliver"]
 
 
 def test_tansu_settings_only_on_the_embedded_broker(tmp_path) -> None:
@@ -83,3 +83,16 @@ def test_web_server_is_off_and_nothing_is_autodiscovered(tmp_path) -> None:
     options = faust_options(load_settings(data_dir=tmp_path), EMBEDDED, "claritycast")
     assert options["web_enabled"] is False
     assert options["autodiscover"] is False
+
+
+def test_only_the_embedded_broker_gets_short_fetch_waits(tmp_path) -> None:
+    """Tansu holds an empty fetch for the whole wait; Kafka keeps Faust's own transport."""
+    from faust.transport.drivers.aiokafka import Transport
+
+    from claritycast.tansu_transport import TansuConsumer, TansuTransport
+
+    embedded = create_app(load_settings(data_dir=tmp_path), ["store"], EMBEDDED)
+    external = create_app(load_settings(data_dir=tmp_path), ["store"], EXTERNAL)
+    assert isinstance(embedded.transport, TansuTransport)
+    assert embedded.transport.Consumer is TansuConsumer
+    assert type(external.transport) is Transport

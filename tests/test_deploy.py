@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import click
@@ -69,10 +70,13 @@ def test_service_environment_is_valid_settings(name: str) -> None:
 
 
 def test_dockerfile_installs_the_project_and_fonts() -> None:
-    """The image installs claritycast with cairo and a real sans-serif font."""
+    """The image installs claritycast with cairo; the package ships its sans-serif font."""
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "pip install --no-cache-dir ." in dockerfile
-    assert "libcairo2" in dockerfile and "fonts-inter" in dockerfile
+    assert "libcairo2" in dockerfile and "fontconfig" in dockerfile
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "fonts/*" in pyproject["tool"]["setuptools"]["package-data"]["claritycast"]
+    assert (ROOT / "claritycast" / "fonts" / "DejaVuSans.ttf").is_file()
     for package in ("claritycast", "agents", "topics", "models"):
         assert f"COPY {package} ./{package}" in dockerfile
 

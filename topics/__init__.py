@@ -8,8 +8,10 @@ topic on first use (Tansu does) would otherwise pick its own partition count,
 and co-partitioned stages would no longer agree on which partition holds a
 project.
 
-Keys are plain UTF-8 strings. Every key is the project id, so that all of a
-project's messages land on the same partition number in every topic.
+Keys are plain UTF-8 strings. Ingestion topics are keyed by project id, so
+that all of a project's messages land on the same partition number in each of
+them; delivery topics by connection name, so a project's many connections
+spread across the delivery workers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from datetime import timedelta
 import faust
 from faust.types import TopicT
 
-from models.records import FetchGranted, FetchRequested, SnapshotFetched, SnapshotStored
+from models.records import (
+    ChartRendered,
+    DeliveryDue,
+    DeliverySent,
+    FetchGranted,
+    FetchRequested,
+    SnapshotFetched,
+    SnapshotStored,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,35 @@ SNAPSHOTS_STORED = TopicSpec(
     retention=timedelta(days=30),
 )
 
-ALL: tuple[TopicSpec, ...] = (FETCH_REQUESTED, FETCH_GRANTED, SNAPSHOTS_FETCHED, SNAPSHOTS_STORED)
+DELIVERIES_DUE = TopicSpec(
+    name="deliveries.due",
+    key="connection",
+    value=DeliveryDue,
+    description="A connection's report for one period is due (from the tick or send-now)",
+)
+CHARTS_RENDERED = TopicSpec(
+    name="charts.rendered",
+    key="connection",
+    value=ChartRendered,
+    description="A report's chart and summary are stored in MongoDB, ready to send",
+)
+DELIVERIES_SENT = TopicSpec(
+    name="deliveries.sent",
+    key="connection",
+    value=DeliverySent,
+    description="A report reached Slack or an inbox, with the destination's receipt",
+    retention=timedelta(days=30),
+)
+
+ALL: tuple[TopicSpec, ...] = (
+    FETCH_REQUESTED,
+    FETCH_GRANTED,
+    SNAPSHOTS_FETCHED,
+    SNAPSHOTS_STORED,
+    DELIVERIES_DUE,
+    CHARTS_RENDERED,
+    DELIVERIES_SENT,
+)
 
 
 class Topics:

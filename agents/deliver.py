@@ -1,0 +1,38 @@
+"""delivered: send a rendered report to Slack or email, exactly once per (connection, period).
+
+The delivery log's claim decides who sends: a redelivered message or a second
+worker finds the delivery sent or held and does nothing. The receipt goes to
+the log and to ``deliveries.sent`` for other services.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.types import StreamT, TopicT
+
+from agents.guard import guarded
+from claritycast.deliveries import Sender
+from claritycast.deps import Deps
+from models.records import ChartRendered
+from topics import CHARTS_RENDERED, DELIVERIES_SENT, Topics
+
+
+async def handle(rendered: ChartRendered, sender: Sender, deps: Deps, sent_topic: TopicT) -> None:
+    sent = await sender.send(rendered, deps.clock.now())
+    if sent is not None:
+        await sent_topic.send(key=sent.connection, value=sent)
+
+
+def register(app: faust.App, topics: Topics, deps: Deps) -> None:
+    """Add the deliver agent to ``app``."""
+    sender = Sender(deps.store, deps.destinations)
+    sent_topic = topics[DELIVERIES_SENT]
+
+    @app.agent(topics[CHARTS_RENDERED], name="claritycast.deliver")
+    async def deliver_agent(stream: StreamT[ChartRendered]) -> None:
+        async for rendered in stream:
+            await guarded(
+                "deliver",
+                lambda rendered=rendered: handle(rendered, sender, deps, sent_topic),
+                delivery=rendered.delivery_key,
+            )

@@ -1,0 +1,43 @@
+"""chart rendered: draw a due report from stored history, or wait for its data.
+
+The chart and summary are stored in MongoDB under the delivery key and only
+the key travels on ``charts.rendered``. A report whose data is still missing
+waits (the tick looks again) until the grace period ends, then goes out marked
+incomplete.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import faust
+from faust.types import StreamT, TopicT
+
+from agents.guard import guarded
+from claritycast.deliveries import Renderer
+from claritycast.deps import Deps
+from models.records import DeliveryDue
+from topics import CHARTS_RENDERED, DELIVERIES_DUE, Topics
+
+
+async def handle(due: DeliveryDue, renderer: Renderer, deps: Deps, rendered_topic: TopicT) -> None:
+    rendered = await renderer.render(due, deps.clock.now())
+    if rendered is not None:
+        await rendered_topic.send(key=rendered.connection, value=rendered)
+
+
+def register(app: faust.App, topics: Topics, deps: Deps) -> None:
+    """Add the render agent to ``app``."""
+    renderer = Renderer(
+        deps.store, timedelta(seconds=deps.settings.delivery_grace_s), deps.summariser
+    )
+    rendered_topic = topics[CHARTS_RENDERED]
+
+    @app.agent(topics[DELIVERIES_DUE], name="claritycast.render")
+    async def render_agent(stream: StreamT[DeliveryDue]) -> None:
+        async for due in stream:
+            await guarded(
+                "render",
+                lambda due=due: handle(due, renderer, deps, rendered_topic),
+                delivery=due.delivery_key,
+            )

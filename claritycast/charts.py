@@ -1,0 +1,608 @@
+"""Stored snapshots → a chart: pygal draws the SVG, cairosvg turns it into a 2x PNG.
+
+One house style for every chart: 800x450 CSS px (readable in Slack and in a
+600 px email), a calm palette, the title and period at the top left, units on
+the value axis and a zero baseline. A missing day is a gap in the line, never
+zero, and a history still filling in says so ("12 of 30 days collected").
+
+Labels of breakdowns (page URLs, referrers) come from visitors' browsers and
+are untrusted: they are cleaned of control characters, shortened in the
+middle, and only ever reach the SVG through ElementTree, which escapes them.
+
+The text is set in DejaVu Sans, shipped in ``claritycast/fonts`` so a machine
+without fonts draws the same chart. cairo finds fonts through fontconfig,
+which reads ``FONTCONFIG_FILE`` once, at its first use: unless the user set
+it, we point it at a configuration that adds our fonts to the system's.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import re
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import cairocffi
+import cairosvg
+import pygal
+from pygal.etree import etree
+from pygal.style import Style
+
+from claritycast import series
+from claritycast.series import Point
+from models.catalogue import Metric, Unit
+from models.clarity import ClarityResponse
+
+WIDTH = 800
+HEIGHT = 450
+SCALE = 2
+TOP_N = 10
+LABEL_MAX_CHARS = 46
+NO_DATA_TEXT = "No data stored yet for this period"
+
+FONTS_DIR = Path(__file__).with_name("fonts")
+FONT_FAMILY = "DejaVu Sans"
+_FONT_STACK = f"'{FONT_FAMILY}', 'Bitstream Vera Sans', Verdana, sans-serif"
+
+INK = "#1f2933"
+MUTED = "#616e7c"
+GUIDE = "#e4e7eb"
+ACCENT = "#2f6690"
+WARNING = "#9a5b13"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+MARGIN = 24
+TITLE_PX = 20
+SUBTITLE_PX = 14
+NOTE_PX = 13
+VALUE_PX = 13
+BAR_PITCH_MAX = 52
+_AXIS_LABELS_PX = 25  # pygal's spacing plus one line of axis labels
+
+HOUSE_STYLE = Style(
+    background="#ffffff",
+    plot_background="#ffffff",
+    foreground=MUTED,
+    foreground_strong=MUTED,
+    foreground_subtle=GUIDE,
+    font_family=_FONT_STACK,
+    label_font_size=13,
+    major_label_font_size=13,
+    value_font_size=VALUE_PX,
+    title_font_size=TITLE_PX,
+    no_data_font_size=18,
+    guide_stroke_dasharray="none",
+    major_guide_stroke_dasharray="none",
+    guide_stroke_color=GUIDE,
+    major_guide_stroke_color=GUIDE,
+    opacity="0.9",
+    opacity_hover="0.9",
+    stroke_opacity="1",
+    stroke_opacity_hover="1",
+    stroke_width="2.5",
+    stroke_width_hover="2.5",
+    transition="0ms",
+    colors=(ACCENT,),
+)
+BAR_STYLE = Style(**{**vars(HOUSE_STYLE), "stroke_width": "0", "stroke_width_hover": "0"})
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A rendered chart; ``width``/``height`` are CSS px, the PNG has ``SCALE`` times as many."""
+
+    title: str
+    subtitle: str
+    alt_text: str
+    svg: bytes
+    png: bytes
+    width: int
+    height: int
+
+
+# --- words and numbers -------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``1m 05s``, ``1h 02m``: durations as people read them."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m {total % 60:02d}s"
+    return f"{total // 3600}h {total % 3600 // 60:02d}m"
+
+
+def _trimmed(value: float, decimals: int) -> str:
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_value(unit: Unit, value: float) -> str:
+    """A figure with its unit: ``1,234``, ``1m 05s``, ``45.2%``, ``2.35``."""
+    if unit is Unit.SECONDS:
+        return format_duration(value)
+    if unit is Unit.PERCENT:
+        return f"{_trimmed(value, 1)}%"
+    if unit is Unit.PAGES:
+        return _trimmed(value, 2)
+    return f"{value:,.0f}" if abs(value) >= 10 or value == round(value) else _trimmed(value, 1)
+
+
+def day_label(day: date) -> str:
+    """``3 Nov``, independent of the process locale."""
+    return f"{day.day} {MONTHS[day.month - 1]}"
+
+
+def period_label(first: date, last: date) -> str:
+    """``30 days to 28 Nov 2026`` (or just the day, for one day)."""
+    days = (last - first).days + 1
+    end = f"{day_label(last)} {last.year}"
+    return end if days == 1 else f"{days} days to {end}"
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_label(text: str) -> str:
+    """Visitor-supplied text made safe to draw: no control or direction-override characters.
+
+    XML 1.0 cannot carry most control characters at all, and bidi overrides
+    could make a label read differently from what it is.
+    """
+    kept = "".join(
+        " " if char.isspace() else char
+        for char in text
+        if char.isspace() or unicodedata.category(char) not in {"Cc", "Cf", "Cs", "Co", "Cn"}
+    )
+    return _WHITESPACE.sub(" ", kept).strip() or "(empty)"
+
+
+def shorten_middle(text: str, max_chars: int = LABEL_MAX_CHARS) -> str:
+    """Fit ``text`` in ``max_chars`` by cutting its middle, where labels differ least.
+
+    A URL keeps its scheme and host and as many whole trailing path segments
+    as fit: ``https://shop.example/…/checkout/step-2``.
+    """
+    if len(text) <= max_chars:
+        return text
+    if max_chars < 3:
+        return text[:max_chars]
+    match = re.match(r"[a-z][a-z0-9+.-]*://[^/]+/", text, re.IGNORECASE)
+    if match and len(match.group()) + 3 <= max_chars:
+        head = match.group()
+        budget = max_chars - len(head) - 1
+        path, mark, query = text[len(head) :].partition("?")
+        segments = path.split("/")
+        segments[-1] += mark + query
+        tail = ""
+        for segment in reversed(segments):
+            candidate = f"/{segment}{tail}"
+            if len(candidate) > budget:
+                break
+            tail = candidate
+        if tail:
+            return f"{head}…{tail}"
+        return head + _cut_middle(text[len(head) :], max_chars - len(head))
+    return _cut_middle(text, max_chars)
+
+
+def _cut_middle(text: str, max_chars: int) -> str:
+    keep = max_chars - 1
+    front = (keep + 1) // 2
+    return f"{text[:front]}…{text[len(text) - (keep - front) :]}"
+
+
+# --- fonts -------------------------------------------------------------------------------------
+
+_FONTS_CONF = """<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
+<fontconfig>
+  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
+  <include ignore_missing="yes">/usr/local/etc/fonts/fonts.conf</include>
+  <include ignore_missing="yes">/opt/homebrew/etc/fonts/fonts.conf</include>
+  <dir>{fonts_dir}</dir>
+  <cachedir prefix="xdg">fontconfig</cachedir>
+</fontconfig>
+"""
+
+
+def fontconfig_text(fonts_dir: Path = FONTS_DIR) -> str:
+    """A fontconfig file: the system's configuration plus the shipped fonts."""
+    return _FONTS_CONF.format(fonts_dir=escape(str(fonts_dir.resolve())))
+
+
+def _write_fontconfig(text: str) -> Path:
+    """Write the file once per user (its name is its content's hash), or per process."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    try:
+        cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        path = cache_home / "claritycast" / f"fonts-{digest}.conf"
+        if path.is_file() and path.read_text() == text:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_suffix(f".{os.getpid()}.tmp")
+        draft.write_text(text)
+        draft.replace(path)
+        return path
+    except (OSError, RuntimeError):  # no home, or a read-only one
+        handle, name = tempfile.mkstemp(prefix="claritycast-fonts-", suffix=".conf")
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        return Path(name)
+
+
+@functools.cache
+def use_shipped_fonts() -> str | None:
+    """Point fontconfig at the shipped fonts, unless the user configured it.
+
+    Must run before cairo draws its first text in this process (fontconfig
+    reads its configuration once); every render calls it first. Returns the
+    configuration file in use, or None when the user's own is kept.
+    """
+    if "FONTCONFIG_FILE" in os.environ:
+        return None
+    path = _write_fontconfig(fontconfig_text())
+    os.environ["FONTCONFIG_FILE"] = str(path)
+    return str(path)
+
+
+_measuring = threading.local()
+
+
+def text_width(text: str, size_px: float, *, bold: bool = False) -> float:
+    """The width cairo will give ``text`` in the house font, in CSS px."""
+    use_shipped_fonts()
+    context = getattr(_measuring, "context", None)
+    if context is None:  # cairo contexts are not shared between threads
+        context = _measuring.context = cairocffi.Context(
+            cairocffi.ImageSurface(cairocffi.FORMAT_ARGB32, 1, 1)
+        )
+    context.select_font_face(FONT_FAMILY, 0, 1 if bold else 0)
+    context.set_font_size(size_px)
+    return float(context.text_extents(text)[4])
+
+
+def fit_text(text: str, size_px: float, width_px: float, *, bold: bool = False) -> str:
+    """``text``, cut at the end with an ellipsis if it is wider than ``width_px``."""
+    if text_width(text, size_px, bold=bold) <= width_px:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text_width(text[:middle].rstrip() + "…", size_px, bold=bold) <= width_px:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low].rstrip() + "…"
+
+
+def wrap_text(text: str, size_px: float, width_px: float, *, max_lines: int) -> list[str]:
+    """``text`` broken between words into at most ``max_lines`` lines, the last one cut to fit."""
+    lines: list[str] = []
+    rest = text.split()
+    while rest and len(lines) < max_lines - 1:
+        count = 1
+        while count < len(rest) and text_width(" ".join(rest[: count + 1]), size_px) <= width_px:
+            count += 1
+        lines.append(fit_text(" ".join(rest[:count]), size_px, width_px))
+        rest = rest[count:]
+    if rest:
+        lines.append(fit_text(" ".join(rest), size_px, width_px))
+    return lines
+
+
+# --- axes --------------------------------------------------------------------------------------
+
+_SECOND_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+
+
+def value_ticks(
+    peak: float, unit: Unit, *, headroom: float = 1.0, intervals: int = 5
+) -> list[float]:
+    """Round ticks from zero to just above ``peak`` (times ``headroom``): ``[0, 500, …, 2000]``.
+
+    Percentages stop at 100% when the data does.
+    """
+    peak = max(peak, 0.0)
+    target = peak * headroom
+    if target == 0:
+        target = 1.0 if unit in {Unit.COUNT, Unit.PAGES} else 10.0
+    raw = target / intervals
+    if unit is Unit.SECONDS:
+        step = float(next((s for s in _SECOND_STEPS if s >= raw), math.ceil(raw / 3600) * 3600))
+    else:
+        magnitude = 10 ** math.floor(math.log10(raw))
+        step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+        if unit is Unit.COUNT:
+            step = max(step, 1.0)
+    count = math.ceil(target / step - 1e-9)
+    ticks = [round(i * step, 10) for i in range(count + 1)]
+    if unit is Unit.PERCENT and peak <= 100 and ticks[-1] > 100:
+        ticks = [tick for tick in ticks if tick < 100] + [100.0]
+    return ticks
+
+
+def _x_majors(days: list[date]) -> list[str]:
+    """At most about 8 date labels, counted back from the last day so it is always shown."""
+    step = next((s for s in (1, 2, 7, 14, 28, 56, 91) if len(days) / s <= 8), 182)
+    return [day_label(day) for day in days[::-1][::step]]
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+
+def _heading_lines(title: str, subtitle: str, note: str | None) -> list[tuple[str, int, str, str]]:
+    """(text, size, weight, colour) of each line at the top of the chart."""
+    width = WIDTH - 2 * MARGIN
+    lines = [(fit_text(title, TITLE_PX, width, bold=True), TITLE_PX, "bold", INK)]
+    if subtitle:
+        lines.append((fit_text(subtitle, SUBTITLE_PX, width), SUBTITLE_PX, "normal", MUTED))
+    if note:
+        for line in wrap_text(clean_label(note), NOTE_PX, width, max_lines=2):
+            lines.append((line, NOTE_PX, "normal", WARNING))
+    return lines
+
+
+def _heading_height(lines: list[tuple[str, int, str, str]]) -> int:
+    return MARGIN + sum(round(size * 1.45) for _, size, _, _ in lines) + 6
+
+
+def _classes(element: Any) -> list[str]:
+    return str(element.get("class", "")).split()
+
+
+def _place_bar_values(root: Any) -> None:
+    """Print each value just past its bar, or inside the bar's end when there is no room."""
+    plot = next(g for g in root.iter("g") if _classes(g) == ["plot"])
+    plot_width = next(float(r.get("width")) for r in plot if _classes(r) == ["background"])
+    bars = [rect for rect in root.iter("rect") if "reactive" in _classes(rect)]
+    texts = [text for text in root.iter("text") if "value" in _classes(text)]
+    for rect, text in zip(bars, texts, strict=True):
+        end = float(rect.get("x")) + float(rect.get("width"))
+        room = plot_width - end - 6
+        if text_width(text.text or "", VALUE_PX) <= room:
+            text.set("x", f"{end + 6:.1f}")
+            text.set("text-anchor", "start")
+            text.set("style", f"fill:{INK}")
+        else:
+            text.set("x", f"{end - 6:.1f}")
+            text.set("text-anchor", "end")
+            text.set("style", "fill:#ffffff")
+
+
+def _drop_day_lines(root: Any) -> None:
+    """Line charts have no vertical lines (pygal draws one at the first day, if labelled)."""
+    for axis in list(root.iter("g")):
+        if {"axis", "x"} <= set(_classes(axis)):
+            for parent in list(axis.iter()):
+                for path in [child for child in parent if child.tag == "path"]:
+                    parent.remove(path)
+
+
+def _drop_axes(root: Any) -> None:
+    """An empty chart shows its message alone, not an axis from 0 to 1."""
+    for parent in list(root.iter("g")):
+        for axis in [child for child in parent if "axis" in _classes(child)]:
+            parent.remove(axis)
+
+
+def _finish_svg(
+    title: str,
+    alt_text: str,
+    lines: list[tuple[str, int, str, str]],
+    *,
+    bars: bool,
+    empty: bool,
+) -> Callable[[Any], Any]:
+    """An XML filter: drop scripts and comments, add the heading, title and description."""
+
+    def finish(root: Any) -> Any:
+        if empty:
+            _drop_axes(root)
+        elif bars:
+            _place_bar_values(root)
+        else:
+            _drop_day_lines(root)
+        for parent in list(root.iter()):
+            for child in list(parent):
+                if child.tag is etree.Comment or str(child.tag).endswith("script"):
+                    parent.remove(child)
+        for child in root:
+            if str(child.tag).endswith("title"):
+                child.text = title
+                description = etree.Element("desc")
+                description.text = alt_text
+                root.insert(list(root).index(child) + 1, description)
+                break
+        heading = etree.SubElement(root, "g", {"class": "heading"})
+        baseline = MARGIN
+        for text, size, weight, colour in lines:
+            baseline += round(size * (1.45 if baseline > MARGIN else 1.0))
+            node = etree.SubElement(
+                heading,
+                "text",
+                {
+                    "x": str(MARGIN),
+                    "y": str(baseline),
+                    "style": (
+                        f"font-family:{_FONT_STACK};font-size:{size}px;"
+                        f"font-weight:{weight};fill:{colour}"
+                    ),
+                },
+            )
+            node.text = text
+        return root
+
+    return finish
+
+
+def _config(unit: Unit, ticks: list[float], top_px: int, style: Style) -> dict[str, Any]:
+    """Options shared by every chart."""
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "explicit_size": True,
+        "style": style,
+        "show_legend": False,
+        "js": [],
+        "margin": MARGIN,
+        "margin_top": top_px,
+        "spacing": 12,
+        "range": (ticks[0], ticks[-1]),
+        "y_labels": ticks,
+        "value_formatter": functools.partial(format_value, unit),
+        "truncate_label": -1,
+        "no_data_text": NO_DATA_TEXT,
+        "print_zeroes": True,
+    }
+
+
+def _to_chart(
+    graph: Any,
+    title: str,
+    subtitle: str,
+    alt_text: str,
+    lines: list[tuple[str, int, str, str]],
+    *,
+    bars: bool,
+    empty: bool,
+) -> Chart:
+    graph.add_xml_filter(_finish_svg(title, alt_text, lines, bars=bars, empty=empty))
+    svg: bytes = graph.render()
+    return Chart(title, subtitle, alt_text, svg, svg_to_png(svg), WIDTH, HEIGHT)
+
+
+def svg_to_png(svg: bytes) -> bytes:
+    """One of our SVGs as a PNG at ``SCALE`` times its CSS size, in the shipped font."""
+    use_shipped_fonts()
+    png = cairosvg.svg2png(bytestring=svg, scale=SCALE)
+    assert isinstance(png, bytes)
+    return png
+
+
+def _alt_context(title: str, subtitle: str, note: str | None) -> str:
+    context = ", ".join(part for part in (title, *subtitle.split(" · ")) if part)
+    return f"{context}. {clean_label(note)}." if note else f"{context}."
+
+
+def line_chart(
+    metric: Metric,
+    points: list[Point],
+    *,
+    title: str | None = None,
+    subtitle: str = "",
+    note: str | None = None,
+) -> Chart:
+    """A daily series as a line; a ``None`` value breaks the line instead of dropping to 0."""
+    title, subtitle = clean_label(title or metric.title), subtitle and clean_label(subtitle)
+    values = [point.value for point in points]
+    known = [(point.day, point.value) for point in points if point.value is not None]
+    ticks = value_ticks(max((value for _, value in known), default=0.0), metric.unit)
+    lines = _heading_lines(title, subtitle, note)
+    graph = pygal.Line(
+        pygal.Config(**_config(metric.unit, ticks, _heading_height(lines), HOUSE_STYLE)),
+        allow_interruptions=True,
+        x_labels=[day_label(point.day) for point in points],
+        x_labels_major=_x_majors([point.day for point in points]),
+        show_minor_x_labels=False,
+        show_x_guides=False,
+        dots_size=3 if len(points) <= 31 else 2,
+        stroke_style={"width": 2.5, "linejoin": "round", "linecap": "round"},
+    )
+    graph.add(metric.title, values)
+    fmt = functools.partial(format_value, metric.unit)
+    if known:
+        latest_day, latest = known[-1]
+        low_day, low = min(known, key=lambda item: item[1])
+        high_day, high = max(known, key=lambda item: item[1])
+        facts = f"Latest {fmt(latest)} on {day_label(latest_day)}"
+        if len(known) > 1:
+            facts += (
+                f"; lowest {fmt(low)} on {day_label(low_day)}, "
+                f"highest {fmt(high)} on {day_label(high_day)}"
+            )
+        facts += "."
+    else:
+        facts = f"{NO_DATA_TEXT}."
+    alt_text = f"Line chart: {_alt_context(title, subtitle, note)} {facts}"
+    return _to_chart(graph, title, subtitle, alt_text, lines, bars=False, empty=not known)
+
+
+def bar_chart(
+    metric: Metric,
+    ranked: list[tuple[str, float]],
+    *,
+    title: str | None = None,
+    subtitle: str = "",
+    note: str | None = None,
+) -> Chart:
+    """A breakdown as horizontal bars, largest at the top, labels cleaned and shortened."""
+    title, subtitle = clean_label(title or metric.title), subtitle and clean_label(subtitle)
+    ranked = [(clean_label(label), value) for label, value in ranked[:TOP_N]]
+    peak = max((value for _, value in ranked), default=0.0)
+    ticks = value_ticks(peak, metric.unit, headroom=1.12)  # room to print the top value
+    lines = _heading_lines(title, subtitle, note)
+    config = _config(metric.unit, ticks, _heading_height(lines), BAR_STYLE)
+    plot_height = HEIGHT - config["margin_top"] - MARGIN - _AXIS_LABELS_PX
+    if ranked and len(ranked) * BAR_PITCH_MAX < plot_height:  # a few bars stay slim, at the top
+        config["margin_bottom"] = MARGIN + plot_height - len(ranked) * BAR_PITCH_MAX
+    graph = pygal.HorizontalBar(
+        pygal.Config(**config),
+        x_labels=[shorten_middle(label) for label, _ in reversed(ranked)],
+        print_values=True,
+        print_values_position="center",
+        show_y_guides=False,
+    )
+    graph.add(metric.title, [value for _, value in reversed(ranked)])
+    fmt = functools.partial(format_value, metric.unit)
+    if ranked:
+        top = "; ".join(
+            f"{rank}. {shorten_middle(label, 100)} {fmt(value)}"
+            for rank, (label, value) in enumerate(ranked[:3], start=1)
+        )
+        facts = f"Top {min(3, len(ranked))} of {len(ranked)}: {top}."
+    else:
+        facts = f"{NO_DATA_TEXT}."
+    alt_text = f"Bar chart: {_alt_context(title, subtitle, note)} {facts}"
+    return _to_chart(graph, title, subtitle, alt_text, lines, bars=True, empty=not ranked)
+
+
+def render_chart(
+    metric: Metric,
+    by_day: Mapping[date, ClarityResponse],
+    first: date,
+    last: date,
+    *,
+    project_label: str,
+    note: str | None = None,
+) -> Chart:
+    """The chart of ``metric`` from ``first`` to ``last`` out of its group's stored days."""
+    if last < first:
+        raise ValueError(f"the period ends ({last}) before it starts ({first})")
+    stored = {day: response for day, response in by_day.items() if first <= day <= last}
+    days = (last - first).days + 1
+    title = f"{metric.title} · {clean_label(project_label)}"
+    parts = [period_label(first, last)]
+    if metric.is_breakdown:
+        ranked = series.breakdown(metric, stored.values(), top_n=TOP_N)
+        collected = len(stored)
+    else:
+        points = series.daily_series(metric, stored, first, last)
+        collected = sum(point.value is not None for point in points)
+    if 0 < collected < days:
+        parts.append(f"{collected} of {days} days collected")
+    subtitle = " · ".join(parts)
+    if metric.is_breakdown:
+        return bar_chart(metric, ranked, title=title, subtitle=subtitle, note=note)
+    return line_chart(metric, points, title=title, subtitle=subtitle, note=note)

@@ -1,0 +1,258 @@
+"""Commands for the delivery half: connections, send-now, preview, the delivery log, the demo."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from claritycast import connections as conns
+from claritycast.cli_common import publisher_for, run, store_for
+from claritycast.clock import SystemClock
+from claritycast.errors import InputError
+from claritycast.schedule import next_due
+from claritycast.settings import Settings
+from models.delivery import WINDOWS, ConnectionStatus, Delivery
+from topics import DELIVERIES_DUE
+
+
+@click.group()
+def connections() -> None:
+    """Connections: which metric goes where, on which schedule."""
+
+
+@connections.command("add")
+@click.option("--project", required=True, help="Project label or id.")
+@click.option("--metric", required=True, help="A catalogue metric id (see `claritycast sources`).")
+@click.option("--slack", "slack_channel", help="Slack channel: #name or its id.")
+@click.option("--email", "emails", help="Email addresses, comma-separated.")
+@click.option(
+    "--schedule",
+    default="daily",
+    show_default=True,
+    help="daily, weekly:<weekday>, monthly:<1-28> or monthly:last.",
+)
+@click.option("--at", default="09:00", show_default=True, help="Local time, HH:MM.")
+@click.option("--timezone", help="IANA timezone (default: the project's organisation's).")
+@click.option(
+    "--window",
+    "window_days",
+    default="30",
+    show_default=True,
+    type=click.Choice([str(w) for w in WINDOWS]),
+    help="Days the chart shows.",
+)
+@click.option("--ai/--no-ai", "ai_summary", default=False, show_default=True, help="AI summary.")
+@click.option("--name", help="Connection name (default: project-metric-destination).")
+@click.pass_obj
+def connections_add(
+    settings: Settings,
+    project: str,
+    metric: str,
+    slack_channel: str | None,
+    emails: str | None,
+    schedule: str,
+    at: str,
+    timezone: str | None,
+    window_days: str,
+    ai_summary: bool,
+    name: str | None,
+) -> None:
+    """Send a metric's chart to Slack or email on a schedule."""
+
+    async def go() -> None:
+        now = SystemClock().now()
+        async with store_for(settings) as store:
+            connection = await conns.create_connection(
+                store, project=project, metric=metric, now=now, slack_channel=slack_channel,
+                emails=emails, schedule=schedule, at=at, timezone=timezone,
+                window_days=int(window_days), ai_summary=ai_summary, name=name,
+            )  # fmt: skip
+        _, first = next_due(connection.schedule, connection.timezone, now)
+        local = first.astimezone(ZoneInfo(connection.timezone))
+        click.echo(
+            f"added {connection.name}: {connection.metric_id} to "
+            f"{connection.destination.describe()}, {connection.schedule.describe()} "
+            f"({connection.timezone}); first on {local:%a %d %b %Y %H:%M %Z}"
+        )
+
+    run(go())
+
+
+@connections.command("list")
+@click.pass_obj
+def connections_list(settings: Settings) -> None:
+    """List connections with their schedule, destination and status."""
+
+    async def go() -> None:
+        async with store_for(settings) as store:
+            found = await store.connections()
+        if not found:
+            click.echo("no connections: `claritycast connections add --project … --metric …`")
+            return
+        click.echo(f"{'name':36} {'metric':26} {'destination':30} {'schedule':32} status")
+        for c in found:
+            status = c.status.value
+            if c.status is ConnectionStatus.PAUSED and c.status_reason:
+                status += f" ({c.status_reason})"
+            extra = f", {c.window_days} d" + (", AI" if c.ai_summary else "")
+            click.echo(
+                f"{c.name[:36]:36} {c.metric_id:26} {c.destination.describe()[:30]:30} "
+                f"{(c.schedule.describe() + extra)[:32]:32} {status}"
+            )
+
+    run(go())
+
+
+def _change(settings: Settings, name: str, action: str) -> None:
+    async def go() -> None:
+        async with store_for(settings) as store:
+            if action == "pause":
+                await conns.pause(store, name)
+            elif action == "resume":
+                await conns.resume(store, name)
+            else:
+                await conns.remove(store, name)
+        click.echo(f"{name}: {action}d")
+
+    run(go())
+
+
+@connections.command("pause")
+@click.argument("name")
+@click.pass_obj
+def connections_pause(settings: Settings, name: str) -> None:
+    """Stop sending until resumed."""
+    _change(settings, name, "pause")
+
+
+@connections.command("resume")
+@click.argument("name")
+@click.pass_obj
+def connections_resume(settings: Settings, name: str) -> None:
+    """Send again (also after a destination refused and paused it)."""
+    _change(settings, name, "resume")
+
+
+@connections.command("remove")
+@click.argument("name")
+@click.pass_obj
+def connections_remove(settings: Settings, name: str) -> None:
+    """Delete a connection; its delivery log stays."""
+    _change(settings, name, "remove")
+
+
+@click.command("send-now")
+@click.argument("name")
+@click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def send_now(settings: Settings, name: str, wait_s: float) -> None:
+    """Render and send a connection's report now, through the running workers."""
+
+    async def go() -> int:
+        async with store_for(settings) as store, publisher_for(settings) as publisher:
+            due = await conns.send_now(store, name, SystemClock().now())
+            await publisher.send(DELIVERIES_DUE, due.connection, due)
+            delivery = await conns.wait_for_delivery(store, due.delivery_key, wait_s)
+        if delivery is None or not delivery.state.final:
+            click.echo(f"{due.delivery_key}: not sent within {wait_s:.0f} s; is a worker running?")
+            return 1
+        click.echo(_describe(delivery))
+        return 0 if delivery.state.value == "sent" else 1
+
+    sys.exit(run(go()))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--date", "period", help="The report's date (default: today, local).")
+@click.pass_obj
+def preview(settings: Settings, name: str, out: Path, period: str | None) -> None:
+    """Render a connection's report to a PNG file and print its summary; sends nothing."""
+    from claritycast.report import Report
+    from claritycast.reports import build_report, missing_data
+    from claritycast.summariser import Summariser
+    from models import catalogue
+
+    async def go() -> tuple[Report, str]:
+        async with store_for(settings) as store:
+            connection = await conns.get_connection(store, name)
+            day = _period(period, connection.timezone)
+            metric = catalogue.get(connection.metric_id)
+            missing = await missing_data(store, connection.project_id, metric, day)
+            summariser = Summariser.from_settings(settings)
+            try:
+                report, source = await build_report(
+                    store, connection, day, missing=missing, summariser=summariser
+                )
+            finally:
+                if summariser is not None:
+                    await summariser.aclose()
+        return report, source
+
+    report, source = run(go())
+    out.write_bytes(report.png)
+    click.echo(f"{report.title} — {report.period_label}")
+    if report.note:
+        click.echo(f"note: {report.note}")
+    click.echo(f"summary ({source}): {report.summary}")
+    click.echo(f"chart written to {out} ({len(report.png):,} bytes)")
+
+
+def _period(text: str | None, timezone: str) -> date:
+    if text is None:
+        return SystemClock().now().astimezone(ZoneInfo(timezone)).date()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"invalid date {text!r}: use YYYY-MM-DD") from None
+
+
+@click.command()
+@click.option("--connection", help="Only this connection's deliveries.")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def deliveries(settings: Settings, connection: str | None, limit: int) -> None:
+    """The delivery log: each delivery, its attempts and the destination's receipt."""
+
+    async def go() -> None:
+        async with store_for(settings) as store:
+            found = await store.deliveries(connection, limit)
+        if not found:
+            click.echo("no deliveries yet")
+        for delivery in found:
+            click.echo(_describe(delivery))
+            for attempt in delivery.attempts:
+                detail = f": {attempt.detail}" if attempt.detail else ""
+                click.echo(f"    {attempt.at:%Y-%m-%d %H:%M:%S}Z {attempt.outcome}{detail}")
+
+    run(go())
+
+
+def _describe(delivery: Delivery) -> str:
+    receipt = ""
+    if delivery.receipt:
+        receipt = " " + " ".join(
+            f"{k}={','.join(v) if isinstance(v, list) else v}"
+            for k, v in delivery.receipt.items()
+            if k != "response"
+        )
+    incomplete = " (data incomplete)" if delivery.incomplete else ""
+    return f"{delivery.key:48} {delivery.state.value:9}{incomplete}{receipt}"
+
+
+@click.command()
+@click.option("--days", default=30, show_default=True, type=click.IntRange(3, 90))
+@click.option("--outbox", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def demo(settings: Settings, days: int, outbox: Path | None) -> None:
+    """Run everything against the built-in simulator on a fast clock; results in var/outbox."""
+    from claritycast.demo import describe, run_demo
+
+    result = run(run_demo(settings, days=days, outbox=outbox or settings.data_dir / "outbox"))
+    for line in describe(result):
+        click.echo(line)

@@ -1,0 +1,154 @@
+"""Creating and changing connections, with every input checked before anything is stored.
+
+Plain async functions over the store, used by ``claritycast connections`` and
+the demo. Each bad input — unknown project or metric, malformed address or
+channel, invalid time, schedule or timezone — is one `InputError` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import datetime
+
+from claritycast.connect import slug
+from claritycast.deliveries import open_send_now
+from claritycast.email_report import parse_addresses
+from claritycast.errors import InputError
+from claritycast.localtime import valid_timezone
+from claritycast.schedule import parse_schedule
+from claritycast.store import Store
+from models import catalogue
+from models.delivery import (
+    WINDOWS,
+    Connection,
+    ConnectionStatus,
+    Delivery,
+    Destination,
+    DestinationKind,
+)
+from models.records import DeliveryDue
+
+# A Slack channel: its id (C…, G…) or its name, with or without '#'.
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+_CHANNEL_NAME = re.compile(r"^#?[a-z0-9][a-z0-9._-]{0,79}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+
+
+def parse_channel(text: str) -> str:
+    channel = text.strip()
+    if _CHANNEL_ID.match(channel) or _CHANNEL_NAME.match(channel):
+        return channel
+    raise InputError(
+        f"invalid Slack channel {text!r}: use its id (C0123ABCD) or its name "
+        "(#reports: lower case, no spaces)"
+    )
+
+
+async def create_connection(
+    store: Store,
+    *,
+    project: str,
+    metric: str,
+    now: datetime,
+    slack_channel: str | None = None,
+    emails: str | None = None,
+    schedule: str = "daily",
+    at: str = "09:00",
+    timezone: str | None = None,
+    window_days: int = 30,
+    ai_summary: bool = False,
+    name: str | None = None,
+) -> Connection:
+    """Check everything, then store the connection; raises `InputError` on the first problem."""
+    found = await store.find_project(project)
+    if found is None:
+        raise InputError(f"no project {project!r}; see `claritycast sources`")
+    try:
+        metric_id = catalogue.get(metric).id
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+    if (slack_channel is None) == (emails is None):
+        raise InputError("give exactly one destination: a Slack channel or email addresses")
+    if slack_channel is not None:
+        destination = Destination(DestinationKind.SLACK, channel=parse_channel(slack_channel))
+    else:
+        assert emails is not None
+        destination = Destination(DestinationKind.EMAIL, addresses=tuple(parse_addresses(emails)))
+    parsed_schedule = parse_schedule(schedule, at)
+    if timezone is None:
+        org = await store.get_organisation(found.org_id)
+        timezone = org.timezone if org else "UTC"
+    elif not valid_timezone(timezone):
+        raise InputError(f"unknown timezone {timezone!r}: use an IANA name such as Europe/Paris")
+    if window_days not in WINDOWS:
+        raise InputError(
+            f"invalid window {window_days}: one of {', '.join(map(str, WINDOWS))} days"
+        )
+    name = name.strip().lower() if name else _default_name(found.label, metric_id, destination)
+    if not _NAME.match(name):
+        raise InputError(f"invalid connection name {name!r}: lower case letters, digits, - . _")
+    connection = Connection(
+        name=name,
+        project_id=found.project_id,
+        metric_id=metric_id,
+        destination=destination,
+        schedule=parsed_schedule,
+        timezone=timezone,
+        window_days=window_days,
+        ai_summary=ai_summary,
+        created_at=now,
+    )
+    if not await store.add_connection(connection):
+        raise InputError(f"a connection named {name!r} exists already; choose --name")
+    return connection
+
+
+def _default_name(label: str, metric_id: str, destination: Destination) -> str:
+    return f"{slug(label)}-{metric_id.replace('_', '-')}-{destination.kind.value}"
+
+
+async def get_connection(store: Store, name: str) -> Connection:
+    connection = await store.get_connection(name)
+    if connection is None:
+        raise InputError(f"no connection {name!r}; see `claritycast connections list`")
+    return connection
+
+
+async def pause(store: Store, name: str, reason: str = "paused by an operator") -> None:
+    if not await store.set_connection_status(name, ConnectionStatus.PAUSED, reason):
+        raise InputError(f"no connection {name!r}; see `claritycast connections list`")
+
+
+async def resume(store: Store, name: str) -> None:
+    if not await store.set_connection_status(name, ConnectionStatus.ACTIVE, None):
+        raise InputError(f"no connection {name!r}; see `claritycast connections list`")
+
+
+async def remove(store: Store, name: str) -> None:
+    if not await store.remove_connection(name):
+        raise InputError(f"no connection {name!r}; see `claritycast connections list`")
+
+
+async def send_now(store: Store, name: str, now: datetime) -> DeliveryDue:
+    """Open a send-now delivery; the caller puts the message on ``deliveries.due``."""
+    connection = await get_connection(store, name)
+    if connection.status is not ConnectionStatus.ACTIVE:
+        raise InputError(
+            f"connection {name!r} is paused ({connection.status_reason}); "
+            f"`claritycast connections resume {name}` first"
+        )
+    return await open_send_now(store, connection, now)
+
+
+async def wait_for_delivery(store: Store, key: str, wait_s: float) -> Delivery | None:
+    """Poll the delivery log until ``key`` is final (sent, failed, skipped) or time is up."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        delivery = await store.get_delivery(key)
+        if delivery is not None and delivery.state.final:
+            return delivery
+        if time.monotonic() > deadline:
+            return delivery
+        await asyncio.sleep(0.2)

@@ -1,0 +1,307 @@
+"""The delivery half of the chain, without Kafka: what is due, render it, send it once.
+
+Each step reads and moves one delivery in the log (`models.delivery`), whose
+key — connection and period — is unique, so every step can run again on the
+same message without effect: a doubled tick opens nothing new, a redelivered
+"due" finds the delivery rendered, a redelivered "rendered" finds it sent.
+Sending is guarded by a claim (state ``sending`` with a time), taken by one
+worker at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from claritycast.destinations import Destinations
+from claritycast.errors import (
+    ClarityCastError,
+    ConfigError,
+    DeliveryPermanent,
+    DeliveryRetryable,
+)
+from claritycast.logs import get_logger
+from claritycast.reports import build_report, missing_data
+from claritycast.schedule import latest_due
+from claritycast.store import Store
+from claritycast.summariser import Summariser
+from models import catalogue
+from models.delivery import (
+    Attempt,
+    Connection,
+    ConnectionStatus,
+    Delivery,
+    DeliveryState,
+)
+from models.records import ChartRendered, DeliveryDue, DeliverySent
+
+log = get_logger(__name__)
+
+# A message sent down the chain is sent again if nothing moved it on in this time.
+RECHECK = timedelta(minutes=10)
+# While a delivery waits for its data, it is looked at again this often.
+WAIT_RECHECK = timedelta(minutes=5)
+# A worker that claimed a delivery and went silent this long is presumed dead.
+SEND_LEASE = timedelta(minutes=15)
+# Waits before retrying a transient failure; after the last, the delivery fails.
+RETRY_BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+)
+MAX_ATTEMPTS = len(RETRY_BACKOFF) + 1
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def delivery_key(connection: str, period: str) -> str:
+    return f"{connection}/{period}"
+
+
+def send_now_key(connection: str) -> str:
+    return f"{connection}/now-{uuid.uuid4().hex[:12]}"
+
+
+# The tick
+
+
+async def due_deliveries(store: Store, now: datetime) -> list[DeliveryDue]:
+    """Every delivery to send down the chain now: new ones, and open ones to look at again.
+
+    A scheduled send that fell before the connection existed is not due; after
+    downtime only the latest period of each connection is sent, never a backlog.
+    """
+    wanted: list[tuple[Connection, str, datetime]] = []
+    for connection in await store.connections(status=ConnectionStatus.ACTIVE):
+        due = latest_due(connection.schedule, connection.timezone, now)
+        if due is None or due[1] < connection.created_at:
+            continue
+        day, at = due
+        wanted.append((connection, day.isoformat(), at))
+    known = await store.deliveries_by_key([delivery_key(c.name, p) for c, p, _ in wanted])
+    messages = []
+    for connection, period, at in wanted:
+        key = delivery_key(connection.name, period)
+        existing = known.get(key)
+        if existing is None:
+            fresh = await store.open_delivery(
+                key,
+                connection=connection.name,
+                period=period,
+                reason="schedule",
+                scheduled_at=at,
+                now=now,
+                next_check_at=now + RECHECK,
+            )
+            if not fresh:
+                continue
+        elif existing.state.final or not await store.recheck_delivery(key, now, now + RECHECK):
+            continue
+        messages.append(
+            DeliveryDue(
+                delivery_key=key,
+                connection=connection.name,
+                project_id=connection.project_id,
+                period=period,
+                reason="schedule",
+                scheduled_at=at,
+                requested_at=now,
+            )
+        )
+    return messages
+
+
+async def open_send_now(store: Store, connection: Connection, now: datetime) -> DeliveryDue:
+    """A delivery of today's report outside the schedule; it never waits for data."""
+    key = send_now_key(connection.name)
+    period = now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
+    await store.open_delivery(
+        key,
+        connection=connection.name,
+        period=period,
+        reason="send-now",
+        scheduled_at=now,
+        now=now,
+        next_check_at=now + RECHECK,
+    )
+    return DeliveryDue(
+        delivery_key=key,
+        connection=connection.name,
+        project_id=connection.project_id,
+        period=period,
+        reason="send-now",
+        scheduled_at=now,
+        requested_at=now,
+    )
+
+
+# The render stage
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Draws a due delivery's report and stores it, or decides to wait for its data."""
+
+    store: Store
+    grace: timedelta
+    summariser: Summariser | None = None
+
+    async def render(self, due: DeliveryDue, now: datetime) -> ChartRendered | None:
+        delivery = await self.store.get_delivery(due.delivery_key)
+        if delivery is None or delivery.state.final:
+            return None
+        connection = await self.store.get_connection(due.connection)
+        if connection is None or connection.status is not ConnectionStatus.ACTIVE:
+            await self.store.move_delivery(delivery.key, DeliveryState.SKIPPED)
+            log.info("render.skipped", delivery=delivery.key, why="connection paused or removed")
+            return None
+        if delivery.state in (DeliveryState.DUE, DeliveryState.WAITING):
+            return await self._render(delivery, connection, now)
+        # Rendered before: the "rendered" message may have been lost; send it again.
+        chart = await self.store.get_chart(delivery.key)
+        if chart is None:
+            return await self._render(delivery, connection, now)
+        return _rendered(delivery, connection, delivery.incomplete, delivery.summary_source, now)
+
+    async def _render(
+        self, delivery: Delivery, connection: Connection, now: datetime
+    ) -> ChartRendered | None:
+        period = date.fromisoformat(delivery.period)
+        metric = catalogue.get(connection.metric_id)
+        missing = await missing_data(self.store, connection.project_id, metric, period)
+        deadline = delivery.scheduled_at + self.grace
+        if missing and delivery.reason == "schedule" and now < deadline:
+            await self.store.move_delivery(
+                delivery.key,
+                DeliveryState.WAITING,
+                next_check_at=min(now + WAIT_RECHECK, deadline),
+                incomplete=missing,
+            )
+            log.info("render.waiting", delivery=delivery.key, missing=missing, until=deadline)
+            return None
+        report, source = await build_report(
+            self.store, connection, period, missing=missing, summariser=self.summariser
+        )
+        await self.store.save_chart(delivery.key, report, now)
+        await self.store.move_delivery(
+            delivery.key,
+            DeliveryState.RENDERED,
+            incomplete=missing,
+            summary_source=source,
+            next_check_at=now + RECHECK,
+        )
+        log.info("render.done", delivery=delivery.key, incomplete=bool(missing), summary=source)
+        return _rendered(delivery, connection, tuple(missing), source, now)
+
+
+def _rendered(
+    delivery: Delivery,
+    connection: Connection,
+    missing: tuple[str, ...] | list[str],
+    source: str | None,
+    now: datetime,
+) -> ChartRendered:
+    return ChartRendered(
+        delivery_key=delivery.key,
+        connection=connection.name,
+        project_id=connection.project_id,
+        period=delivery.period,
+        incomplete=list(missing),
+        summary_source=source or "plain",
+        rendered_at=now,
+    )
+
+
+# The deliver stage
+
+
+class Sender:
+    """Sends a rendered report once, records the attempt, and pauses on a permanent refusal."""
+
+    def __init__(self, store: Store, destinations: Destinations, worker: str | None = None) -> None:
+        self.store = store
+        self.destinations = destinations
+        self.worker = worker or worker_name()
+
+    async def send(self, rendered: ChartRendered, now: datetime) -> DeliverySent | None:
+        connection = await self.store.get_connection(rendered.connection)
+        if connection is None or connection.status is not ConnectionStatus.ACTIVE:
+            await self.store.move_delivery(rendered.delivery_key, DeliveryState.SKIPPED)
+            return None
+        delivery = await self.store.claim_delivery(
+            rendered.delivery_key, self.worker, now, SEND_LEASE
+        )
+        if delivery is None:
+            log.info("deliver.already", delivery=rendered.delivery_key)
+            return None
+        report = await self.store.get_chart(delivery.key)
+        if report is None:  # expired or never saved: render it again
+            await self.store.move_delivery(delivery.key, DeliveryState.DUE, next_check_at=now)
+            return None
+        try:
+            receipt = await self.destinations.send(connection, report, delivery.key)
+        except DeliveryPermanent as exc:
+            await self._failed(delivery, connection, exc.reason, str(exc), now)
+            return None
+        except ConfigError as exc:
+            await self._failed(delivery, connection, "not_configured", str(exc), now)
+            return None
+        except DeliveryRetryable as exc:
+            await self._retry(delivery, exc.reason, str(exc), now)
+            return None
+        except ClarityCastError as exc:
+            await self._retry(delivery, type(exc).__name__, str(exc), now)
+            return None
+        await self.store.finish_attempt(
+            delivery.key,
+            Attempt(now, self.worker, "sent"),
+            DeliveryState.SENT,
+            receipt=receipt,
+        )
+        log.info("deliver.sent", delivery=delivery.key, to=connection.destination.describe())
+        return DeliverySent(
+            delivery_key=delivery.key,
+            connection=connection.name,
+            project_id=connection.project_id,
+            metric_id=connection.metric_id,
+            period=delivery.period,
+            destination=connection.destination.kind.value,
+            receipt=receipt,
+            incomplete=bool(delivery.incomplete),
+            sent_at=now,
+        )
+
+    async def _failed(
+        self, delivery: Delivery, connection: Connection, reason: str, detail: str, now: datetime
+    ) -> None:
+        await self.store.finish_attempt(
+            delivery.key, Attempt(now, self.worker, reason, detail), DeliveryState.FAILED
+        )
+        await self.store.set_connection_status(
+            connection.name, ConnectionStatus.PAUSED, f"{reason}: {detail}"
+        )
+        log.error("deliver.paused", connection=connection.name, reason=reason, detail=detail)
+
+    async def _retry(self, delivery: Delivery, reason: str, detail: str, now: datetime) -> None:
+        tried = len(delivery.attempts) + 1
+        if tried >= MAX_ATTEMPTS:
+            await self.store.finish_attempt(
+                delivery.key, Attempt(now, self.worker, reason, detail), DeliveryState.FAILED
+            )
+            log.error("deliver.gave_up", delivery=delivery.key, attempts=tried, reason=reason)
+            return
+        next_at = now + RETRY_BACKOFF[tried - 1]
+        await self.store.finish_attempt(
+            delivery.key,
+            Attempt(now, self.worker, reason, detail),
+            DeliveryState.RETRYING,
+            next_check_at=next_at,
+        )
+        log.warning("deliver.retrying", delivery=delivery.key, reason=reason, at=next_at)
