@@ -93,16 +93,15 @@ def connections_list(settings: Settings) -> None:
         if not found:
             click.echo("no connections: `claritycast connections add --project … --metric …`")
             return
-        click.echo(f"{'name':36} {'metric':26} {'destination':30} {'schedule':32} status")
+        click.echo(f"{'name':32} {'metric':26} {'schedule':40} {'status':8} destination")
         for c in found:
-            status = c.status.value
-            if c.status is ConnectionStatus.PAUSED and c.status_reason:
-                status += f" ({c.status_reason})"
-            extra = f", {c.window_days} d" + (", AI" if c.ai_summary else "")
+            extra = f", {c.window_days} days" + (", AI" if c.ai_summary else "")
             click.echo(
-                f"{c.name[:36]:36} {c.metric_id:26} {c.destination.describe()[:30]:30} "
-                f"{(c.schedule.describe() + extra)[:32]:32} {status}"
+                f"{c.name[:32]:32} {c.metric_id:26} {(c.schedule.describe() + extra)[:40]:40} "
+                f"{c.status.value:8} {c.destination.describe()}"
             )
+            if c.status is ConnectionStatus.PAUSED and c.status_reason:
+                click.echo(f"{'':32} paused: {c.status_reason}")
 
     run(go())
 

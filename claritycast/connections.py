@@ -117,8 +117,10 @@ async def get_connection(store: Store, name: str) -> Connection:
 
 
 async def pause(store: Store, name: str, reason: str = "paused by an operator") -> None:
+    """Stop a connection; what it had due and not yet sent is skipped, never sent later."""
     if not await store.set_connection_status(name, ConnectionStatus.PAUSED, reason):
         raise InputError(f"no connection {name!r}; see `claritycast connections list`")
+    await store.skip_open_deliveries(name)
 
 
 async def resume(store: Store, name: str) -> None:

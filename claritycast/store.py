@@ -534,6 +534,17 @@ class Store:
             )
         return result.matched_count == 1
 
+    async def skip_open_deliveries(self, connection: str) -> int:
+        """Mark a connection's not-yet-sending deliveries skipped; returns how many."""
+        waiting = [DeliveryState.DUE, DeliveryState.WAITING, DeliveryState.RENDERED,
+                   DeliveryState.RETRYING]  # fmt: skip
+        with translated("skipping deliveries"):
+            result = await self.db.deliveries.update_many(
+                {"connection": connection, "state": {"$in": [s.value for s in waiting]}},
+                {"$set": {"state": DeliveryState.SKIPPED.value}},
+            )
+        return result.modified_count
+
     async def claim_delivery(
         self, key: str, worker: str, now: datetime, lease: timedelta
     ) -> Delivery | None:

@@ -64,6 +64,13 @@ async def run_up(
                 f"claritycast is ready: kafka at {state.kafka_url}, mongodb at "
                 f"{state.mongodb_url}, data in {settings.data_dir}. Ctrl-C to stop."
             )
+            if not await _has_projects(settings, state):
+                announce(
+                    "No Clarity project is connected yet. Connect one with "
+                    "`claritycast connect --label NAME --token -`, or see everything work "
+                    "first with `claritycast demo` (30 simulated days in about a minute, "
+                    f"reports in {settings.data_dir / 'outbox'})."
+                )
         return await _wait_end(worker, stop)
     finally:
         await _stop_children(children)
@@ -90,6 +97,14 @@ async def _wait_ready(
                 )
             await asyncio.sleep(0.25)
         return False
+    finally:
+        await store.close()
+
+
+async def _has_projects(settings: Settings, state: RunState) -> bool:
+    store = Store.connect(state.mongodb_url, settings.mongodb_database)
+    try:
+        return bool(await store.projects())
     finally:
         await store.close()
 

@@ -22,6 +22,11 @@ COMMANDS = {
     "sources",
     "series",
     "simulate",
+    "connections",
+    "send-now",
+    "preview",
+    "deliveries",
+    "demo",
 }
 
 

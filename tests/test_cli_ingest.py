@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +10,7 @@ from claritycast.clock import SystemClock
 from claritycast.simulator import ClaritySimulator
 from claritycast.store import Store
 from tests.helpers import WorkerProcess
+from tests.helpers import run_cli as claritycast
 
 pytestmark = pytest.mark.slow
 
@@ -25,17 +24,6 @@ async def simulator() -> AsyncIterator[ClaritySimulator]:
         yield sim
     finally:
         await sim.stop()
-
-
-async def claritycast(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "claritycast", *args, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_connect_sources_and_series_from_the_command_line(

@@ -121,10 +121,22 @@ def wait_gone(pids: list[int], timeout_s: float = 20) -> list[int]:
     return [pid for pid in pids if is_running(pid)]
 
 
+def wait_for_line(up: UpProcess, text: str, timeout_s: float = 10) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [line for line in up.lines if text in line]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no line with {text!r}:\n" + "".join(up.lines))
+
+
 def test_up_is_ready_single_and_stops_everything_on_ctrl_c(up: UpProcess) -> None:
     """Ready within 30 s; a second up refuses; Ctrl-C leaves no process or port behind."""
     elapsed_s = up.wait_ready(READY_WITHIN_S)
     assert elapsed_s < READY_WITHIN_S
+    hint = wait_for_line(up, "No Clarity project is connected yet")
+    assert "claritycast demo" in hint
     state = up.state()
     children = children_of(state)
     assert set(children) == {"tansu", "secantusdb", "worker"}
