@@ -33,3 +33,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.startup 5
 	$(BIN)/python -m bench.store 2000
 	$(BIN)/python -m bench.ingest 100 1000
+	$(BIN)/python -m bench.render

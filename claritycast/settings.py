@@ -40,6 +40,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,  # `VAR=` (as compose writes ${VAR:-}) means unset
         extra="forbid",
         frozen=True,
         validate_default=True,

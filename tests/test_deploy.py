@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -55,18 +56,24 @@ def test_services_can_scale(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(agents.GROUPS))
-def test_service_environment_is_valid_settings(name: str) -> None:
-    """Every CLARITYCAST_* variable in compose is a setting with a valid value."""
-    environment = {
-        key: value
-        for key, value in CLARITYCAST_SERVICES[name]["environment"].items()
-        if not str(value).startswith("${")
-    }
-    values = {key.removeprefix("CLARITYCAST_").lower(): value for key, value in environment.items()}
-    assert set(values) <= set(Settings.model_fields)
-    settings = load_settings(**values)
+def test_service_environment_is_valid_settings(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every CLARITYCAST_* variable in compose is a setting, valid as compose passes it.
+
+    ``${VAR:-}`` becomes an empty value when the operator's .env does not set it,
+    and an empty value means "unset".
+    """
+    environment = CLARITYCAST_SERVICES[name]["environment"]
+    assert {k.removeprefix("CLARITYCAST_").lower() for k in environment} <= set(
+        Settings.model_fields
+    )
+    for key, value in environment.items():
+        monkeypatch.setenv(key, re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value)))
+    settings = load_settings()
     assert settings.kafka_url == "kafka://kafka:9092"
     assert settings.mongodb_url == "mongodb://mongodb:27017"
+    assert settings.slack_token is None and settings.summariser_url is None
 
 
 def test_dockerfile_installs_the_project_and_fonts() -> None:

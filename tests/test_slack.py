@@ -353,6 +353,7 @@ async def test_the_token_never_reaches_exceptions_or_logs(
 ) -> None:
     """slack-sdk's DEBUG records, our warnings and every exception, traceback included."""
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="slack_sdk")  # configure_logging quietens it
     failures: list[Exception] = []
     slack = make_sender(standin.base_url)
     try:
