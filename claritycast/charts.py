@@ -39,6 +39,7 @@ from pygal.etree import etree
 from pygal.style import Style
 
 from claritycast import series
+from claritycast.figures import format_day, format_duration
 from claritycast.series import Point
 from models.catalogue import Metric, Unit
 from models.clarity import ClarityResponse
@@ -59,7 +60,6 @@ MUTED = "#616e7c"
 GUIDE = "#e4e7eb"
 ACCENT = "#2f6690"
 WARNING = "#9a5b13"
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 MARGIN = 24
 TITLE_PX = 20
@@ -113,16 +113,6 @@ class Chart:
 # --- words and numbers -------------------------------------------------------------------------
 
 
-def format_duration(seconds: float) -> str:
-    """``45s``, ``1m 05s``, ``1h 02m``: durations as people read them."""
-    total = round(seconds)
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m {total % 60:02d}s"
-    return f"{total // 3600}h {total % 3600 // 60:02d}m"
-
-
 def _trimmed(value: float, decimals: int) -> str:
     text = f"{value:,.{decimals}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -139,15 +129,10 @@ def format_value(unit: Unit, value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 or value == round(value) else _trimmed(value, 1)
 
 
-def day_label(day: date) -> str:
-    """``3 Nov``, independent of the process locale."""
-    return f"{day.day} {MONTHS[day.month - 1]}"
-
-
 def period_label(first: date, last: date) -> str:
     """``30 days to 28 Nov 2026`` (or just the day, for one day)."""
     days = (last - first).days + 1
-    end = f"{day_label(last)} {last.year}"
+    end = f"{format_day(last)} {last.year}"
     return end if days == 1 else f"{days} days to {end}"
 
 
@@ -336,7 +321,7 @@ def value_ticks(
 def _x_majors(days: list[date]) -> list[str]:
     """At most about 8 date labels, counted back from the last day so it is always shown."""
     step = next((s for s in (1, 2, 7, 14, 28, 56, 91) if len(days) / s <= 8), 182)
-    return [day_label(day) for day in days[::-1][::step]]
+    return [format_day(day) for day in days[::-1][::step]]
 
 
 # --- drawing -----------------------------------------------------------------------------------
@@ -513,7 +498,7 @@ def line_chart(
     graph = pygal.Line(
         pygal.Config(**_config(metric.unit, ticks, _heading_height(lines), HOUSE_STYLE)),
         allow_interruptions=True,
-        x_labels=[day_label(point.day) for point in points],
+        x_labels=[format_day(point.day) for point in points],
         x_labels_major=_x_majors([point.day for point in points]),
         show_minor_x_labels=False,
         show_x_guides=False,
@@ -526,11 +511,11 @@ def line_chart(
         latest_day, latest = known[-1]
         low_day, low = min(known, key=lambda item: item[1])
         high_day, high = max(known, key=lambda item: item[1])
-        facts = f"Latest {fmt(latest)} on {day_label(latest_day)}"
+        facts = f"Latest {fmt(latest)} on {format_day(latest_day)}"
         if len(known) > 1:
             facts += (
-                f"; lowest {fmt(low)} on {day_label(low_day)}, "
-                f"highest {fmt(high)} on {day_label(high_day)}"
+                f"; lowest {fmt(low)} on {format_day(low_day)}, "
+                f"highest {fmt(high)} on {format_day(high_day)}"
             )
         facts += "."
     else:

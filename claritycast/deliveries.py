@@ -91,30 +91,11 @@ async def due_deliveries(store: Store, now: datetime) -> list[DeliveryDue]:
         key = delivery_key(connection.name, period)
         existing = known.get(key)
         if existing is None:
-            fresh = await store.open_delivery(
-                key,
-                connection=connection.name,
-                period=period,
-                reason="schedule",
-                scheduled_at=at,
-                now=now,
-                next_check_at=now + RECHECK,
-            )
-            if not fresh:
+            if not await _open(store, connection, key, period, "schedule", at, now):
                 continue
         elif existing.state.final or not await store.recheck_delivery(key, now, now + RECHECK):
             continue
-        messages.append(
-            DeliveryDue(
-                delivery_key=key,
-                connection=connection.name,
-                project_id=connection.project_id,
-                period=period,
-                reason="schedule",
-                scheduled_at=at,
-                requested_at=now,
-            )
-        )
+        messages.append(_due(connection, key, period, "schedule", at, now))
     return messages
 
 
@@ -122,22 +103,35 @@ async def open_send_now(store: Store, connection: Connection, now: datetime) -> 
     """A delivery of today's report outside the schedule; it never waits for data."""
     key = send_now_key(connection.name)
     period = now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
-    await store.open_delivery(
-        key,
-        connection=connection.name,
-        period=period,
-        reason="send-now",
-        scheduled_at=now,
-        now=now,
-        next_check_at=now + RECHECK,
-    )
+    await _open(store, connection, key, period, "send-now", now, now)
+    return _due(connection, key, period, "send-now", now, now)
+
+
+async def _open(
+    store: Store,
+    connection: Connection,
+    key: str,
+    period: str,
+    reason: str,
+    at: datetime,
+    now: datetime,
+) -> bool:
+    return await store.open_delivery(
+        key, connection=connection.name, period=period, reason=reason, scheduled_at=at,
+        now=now, next_check_at=now + RECHECK,
+    )  # fmt: skip
+
+
+def _due(
+    connection: Connection, key: str, period: str, reason: str, at: datetime, now: datetime
+) -> DeliveryDue:
     return DeliveryDue(
         delivery_key=key,
         connection=connection.name,
         project_id=connection.project_id,
         period=period,
-        reason="send-now",
-        scheduled_at=now,
+        reason=reason,
+        scheduled_at=at,
         requested_at=now,
     )
 

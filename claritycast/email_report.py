@@ -47,6 +47,7 @@ from claritycast.errors import (
     DeliveryRetryable,
     InputError,
 )
+from claritycast.figures import format_day
 from claritycast.logs import get_logger
 from claritycast.redact import redact, register_secret
 from claritycast.report import Report
@@ -59,7 +60,6 @@ Security = Literal["starttls", "tls", "none"]
 MAX_IMAGE_WIDTH_PX = 552  # the 600 px layout less its 24 px side padding
 MAX_BACKOFF_S = 30.0
 QUIT_TIMEOUT_S = 5.0
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # RFC 5321/5322 dot-atom addresses, ASCII only (no SMTPUTF8), one-label domains
@@ -162,7 +162,7 @@ def display_size(png: bytes) -> tuple[int, int]:
 def subject_date(local_date: str) -> str:
     """``2026-11-28`` → ``28 Nov 2026``, the same in every locale."""
     day = date.fromisoformat(local_date)
-    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+    return f"{format_day(day)} {day.year}"
 
 
 def _one_line(text: str) -> str:

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from claritycast.figures import format_day
 from claritycast.logs import get_logger
 from claritycast.redact import MASK, redact
-from claritycast.summary import Facts, clean_text, display_label, format_day, format_value
+from claritycast.summary import Facts, clean_text, display_label, format_value
 from models.catalogue import Aggregation, Unit
 
 if TYPE_CHECKING:

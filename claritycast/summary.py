@@ -19,6 +19,7 @@ from datetime import date
 from statistics import fmean
 from typing import Literal
 
+from claritycast.figures import MINUS, format_day, format_duration
 from claritycast.series import Point
 from models.catalogue import Aggregation, Category, Metric, Unit
 
@@ -29,8 +30,6 @@ TOP_SHOWN = 3
 MOVERS_KEPT = 3
 MIN_MOVE_PTS = 1.0
 LABEL_MAX_CHARS = 40
-MINUS = "\u2212"
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Metrics where neither more nor less is plainly good.
 _AMBIGUOUS = frozenset({"bot_sessions"})
 _URL = re.compile(r"^https?://[^/?#\s]+(?P<rest>[/?#]\S*)?$", re.IGNORECASE)
@@ -201,17 +200,12 @@ def describe(facts: Facts) -> str:
 def format_value(value: float, unit: Unit) -> str:
     """A figure as people read it: 1,234 · 1m 05s · 42 s · 45.2% · 3.4."""
     if unit is Unit.SECONDS:
-        return _duration(value)
+        return format_duration(value)
     if unit is Unit.PERCENT:
         return f"{value:.1f}%"
     if unit is Unit.PAGES:
         return f"{value:.1f}"
     return f"{value:,.0f}"
-
-
-def format_day(day: date) -> str:
-    """``28 Nov``: short, and the same in every locale."""
-    return f"{day.day} {_MONTHS[day.month - 1]}"
 
 
 def clean_text(text: str, max_chars: int) -> str:
@@ -408,15 +402,3 @@ def _move(change: float, facts: Facts) -> str:
         size = round(abs(change), 1)
         return f"{sign}{size:.0f} pts" if size >= 10 or size.is_integer() else f"{sign}{size} pts"
     return f"{sign}{format_value(abs(change), facts.unit)}"
-
-
-def _duration(value: float) -> str:
-    sign = MINUS if value < 0 else ""
-    total = round(abs(value))
-    if total < 60:
-        return f"{sign}{total} s"
-    if total < 3600:
-        minutes, seconds = divmod(total, 60)
-        return f"{sign}{minutes}m {seconds:02d}s"
-    hours, rest = divmod(total, 3600)
-    return f"{sign}{hours}h {rest // 60:02d}m"

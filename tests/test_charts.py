@@ -18,7 +18,6 @@ from claritycast import charts
 from claritycast.charts import (
     Chart,
     bar_chart,
-    format_duration,
     format_value,
     line_chart,
     render_chart,
@@ -26,6 +25,7 @@ from claritycast.charts import (
     value_ticks,
 )
 from claritycast.clarity_parse import parse_blocks
+from claritycast.figures import format_duration
 from claritycast.series import Point, breakdown, daily_series
 from claritycast.simulator import build_response
 from claritycast.simulator_data import Profile

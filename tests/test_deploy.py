@@ -56,9 +56,7 @@ def test_services_can_scale(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(agents.GROUPS))
-def test_service_environment_is_valid_settings(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_service_environment_is_valid_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every CLARITYCAST_* variable in compose is a setting, valid as compose passes it.
 
     ``${VAR:-}`` becomes an empty value when the operator's .env does not set it,

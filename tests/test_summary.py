@@ -292,7 +292,7 @@ def test_hostile_labels_are_flattened_and_capped() -> None:
         (1234.0, Unit.COUNT, "1,234"),
         (1234567.4, Unit.COUNT, "1,234,567"),
         (0.0, Unit.COUNT, "0"),
-        (42.0, Unit.SECONDS, "42 s"),
+        (42.0, Unit.SECONDS, "42s"),
         (65.0, Unit.SECONDS, "1m 05s"),
         (59.6, Unit.SECONDS, "1m 00s"),
         (3725.0, Unit.SECONDS, "1h 02m"),
