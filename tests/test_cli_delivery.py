@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
@@ -17,8 +19,9 @@ from claritycast.slack_standin import SlackStandin
 from claritycast.smtp_catcher import SmtpCatcher
 from claritycast.store import Store
 from models import catalogue
+from models.delivery import Delivery, DeliveryState
 from models.documents import Organisation, Project
-from tests.helpers import WorkerProcess, run_cli, seed_history
+from tests.helpers import WorkerProcess, run_cli, seed_history, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,8 @@ def env(settings_env: dict[str, str], slack: SlackStandin, smtp: SmtpCatcher) ->
         "CLARITYCAST_SMTP_PORT": str(smtp.port),
         "CLARITYCAST_SMTP_SECURITY": "none",
         "CLARITYCAST_CLARITY_API_URL": f"http://127.0.0.1:{free_port()}/export",
+        "CLARITYCAST_TICK_INTERVAL_S": "0.5",
+        "CLARITYCAST_DELIVERY_GRACE_S": "0",  # near midnight, never wait for tomorrow's data
     }
 
 
@@ -81,7 +86,8 @@ async def test_bad_input_is_refused_at_add(
     assert "Traceback" not in err
 
 
-async def test_add_preview_send_now_and_the_delivery_log(
+@pytest.mark.timeout(300)
+async def test_add_preview_send_now_schedule_and_the_delivery_log(
     env: dict[str, str],
     shop: Project,
     store: Store,
@@ -113,6 +119,15 @@ async def test_add_preview_send_now_and_the_delivery_log(
     assert Image.open(io.BytesIO(chart.read_bytes())).size == (1600, 900)
     assert slack.calls == [] and smtp.messages == []  # a preview sends nothing
 
+    # A daily report due in 30 to 90 seconds, at a whole minute as `--at` takes it.
+    due_at = (datetime.now(ZoneInfo(TIMEZONE)) + timedelta(seconds=90)).replace(
+        second=0, microsecond=0
+    )
+    code, out, err = await run_cli(
+        env, "connections", "add", "--project", "Shop", "--metric", "distinct_users",
+        "--email", "daily@example.com", "--at", f"{due_at:%H:%M}", "--name", "daily-mail",
+    )  # fmt: skip
+    assert code == 0, err
     worker = WorkerProcess(env, stages="all")
     await worker.start(store)
     try:
@@ -128,15 +143,34 @@ async def test_add_preview_send_now_and_the_delivery_log(
         assert code == 0, err
         code, out, err = await run_cli(env, "send-now", "scroll-mail")
         assert code == 1 and "is paused" in err
+
+        # The scheduled one goes out on its own, at its time, once.
+        key = f"daily-mail/{due_at.date()}"
+        scheduled = await wait_for(lambda: _sent(store, key), timeout_s=150)
+        assert scheduled.scheduled_at == due_at.astimezone(UTC)
+        assert scheduled.sent_at is not None
+        assert timedelta(0) <= scheduled.sent_at - scheduled.scheduled_at < timedelta(seconds=20)
+        await asyncio.sleep(2)  # a few more ticks
     finally:
         await worker.stop()
+    daily = [m for m in smtp.messages if m.rcpt_tos == ("daily@example.com",)]
+    assert len(daily) == 1
+    assert daily[0].message["Message-ID"] == scheduled.receipt["message_id"]
+    assert f"{due_at.day} {due_at:%b} {due_at.year}" in daily[0].message["Subject"]
+    smtp.messages.remove(daily[0])
 
     code, out, err = await run_cli(env, "deliveries")
     assert code == 0, err
     assert out.count("sent") >= 2 and "shop-sessions-slack/now-" in out
     assert f"message_id={smtp.messages[0].message['Message-ID']}" in out
+    assert f"daily-mail/{due_at.date()}" in out
     assert len(slack.messages) == 1 and len(smtp.messages) == 1
     code, out, err = await run_cli(env, "connections", "remove", "scroll-mail")
     assert code == 0, err
     code, out, err = await run_cli(env, "connections", "remove", "scroll-mail")
     assert code == 1 and "no connection 'scroll-mail'" in err
+
+
+async def _sent(store: Store, key: str) -> Delivery | None:
+    delivery = await store.get_delivery(key)
+    return delivery if delivery is not None and delivery.state is DeliveryState.SENT else None
