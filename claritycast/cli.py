@@ -159,6 +159,29 @@ def connect(
     sys.exit(run(go()))
 
 
+@cli.command()
+@click.argument("project_ref", metavar="PROJECT")
+@click.option("--group", "groups", multiple=True, help="Only this fetch group (repeatable).")
+@click.option("--wait", "wait_s", default=60.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def refresh(settings: Settings, project_ref: str, groups: tuple[str, ...], wait_s: float) -> None:
+    """Fetch yesterday's missing groups now, within the quota's headroom (3 a day)."""
+    from claritycast.refresh import refresh as refresh_project
+
+    async def go() -> int:
+        async with store_for(settings) as store, publisher_for(settings) as publisher:
+            reports = await refresh_project(
+                store, publisher.send, project_ref, list(groups), SystemClock().now(),
+                default_timezone=settings.default_timezone, wait_s=wait_s,
+            )  # fmt: skip
+        for report in reports:
+            detail = f"  {report.detail}" if report.detail else ""
+            click.echo(f"  {report.group:8} {report.outcome}{detail}")
+        return 0 if all(report.outcome == "stored" for report in reports) else 1
+
+    sys.exit(run(go()))
+
+
 @cli.group()
 def orgs() -> None:
     """Organisations: who owns projects, and in which timezone their day runs."""

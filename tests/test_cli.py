@@ -27,6 +27,7 @@ COMMANDS = {
     "preview",
     "deliveries",
     "demo",
+    "refresh",
 }
 
 

@@ -1,0 +1,79 @@
+"""Manual refreshes: fetch what yesterday's pull is missing, now, from the quota's headroom.
+
+A refresh goes through the same quota check as the nightly pull (reason
+``refresh``): at most 3 in any 24 hours, never eating into the 7 the next
+pull needs, and each one is refused with when the next is possible. Groups
+already stored are not fetched again: Clarity's window is the last 24 hours,
+so a second copy of a stored day would be a different day's numbers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from claritycast.connect import GroupReport, SendFn, wait_for_outcomes
+from claritycast.errors import InputError
+from claritycast.localtime import local_yesterday
+from claritycast.store import Store
+from models.clarity import GROUP_NAMES
+from models.documents import ProjectStatus
+from models.records import FetchRequested
+from topics import FETCH_REQUESTED
+
+
+async def refresh_requests(
+    store: Store, project_ref: str, groups: list[str], now: datetime, default_timezone: str
+) -> list[FetchRequested]:
+    """The requests a refresh of ``groups`` (all when empty) would send; checks first."""
+    project = await store.find_project(project_ref)
+    if project is None:
+        raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
+    if project.status != ProjectStatus.ACTIVE:
+        raise InputError(
+            f"project {project.label!r} is {project.status}"
+            + (f" ({project.status_reason})" if project.status_reason else "")
+            + ": nothing can be fetched for it"
+        )
+    unknown = [group for group in groups if group not in GROUP_NAMES]
+    if unknown:
+        raise InputError(f"unknown group {unknown[0]!r}; one of: {', '.join(GROUP_NAMES)}")
+    org = await store.get_organisation(project.org_id)
+    timezone = org.timezone if org else default_timezone
+    yesterday = local_yesterday(timezone, now).isoformat()
+    stored = await store.groups_stored(project.project_id, yesterday)
+    wanted = [g for g in (groups or GROUP_NAMES) if g not in stored]
+    if not wanted:
+        raise InputError(
+            f"{project.label}: {', '.join(groups) if groups else 'every group'} of {yesterday} "
+            "is stored already; nothing to refresh"
+        )
+    return [
+        FetchRequested(
+            request_id=uuid.uuid4().hex,
+            project_id=project.project_id,
+            local_date=yesterday,
+            group=group,
+            reason="refresh",
+            timezone=timezone,
+            requested_at=now,
+        )
+        for group in wanted
+    ]
+
+
+async def refresh(
+    store: Store,
+    send: SendFn,
+    project_ref: str,
+    groups: list[str],
+    now: datetime,
+    *,
+    default_timezone: str = "UTC",
+    wait_s: float = 60.0,
+) -> tuple[GroupReport, ...]:
+    """Send a refresh through the quota check and report each group's end."""
+    requests = await refresh_requests(store, project_ref, groups, now, default_timezone)
+    for request in requests:
+        await send(FETCH_REQUESTED, request.project_id, request)
+    return await wait_for_outcomes(store, requests, wait_s)
