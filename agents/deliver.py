@@ -2,7 +2,8 @@
 
 The delivery log's claim decides who sends: a redelivered message or a second
 worker finds the delivery sent or held and does nothing. The receipt goes to
-the log and to ``deliveries.sent`` for other services.
+the log and to ``deliveries.sent`` for other services; what fails for good goes
+to ``deadletters.deliver``.
 """
 
 from __future__ import annotations
@@ -13,26 +14,31 @@ from faust.types import StreamT, TopicT
 from agents.guard import guarded
 from claritycast.deliveries import Sender
 from claritycast.deps import Deps
-from models.records import ChartRendered
-from topics import CHARTS_RENDERED, DELIVERIES_SENT, Topics
+from models.records import ChartRendered, DeadLetter, DeliverySent
+from topics import CHARTS_RENDERED, DEAD_DELIVERIES, DELIVERIES_SENT, Topics
 
 
-async def handle(rendered: ChartRendered, sender: Sender, deps: Deps, sent_topic: TopicT) -> None:
-    sent = await sender.send(rendered, deps.clock.now())
-    if sent is not None:
-        await sent_topic.send(key=sent.connection, value=sent)
+async def handle(
+    rendered: ChartRendered, sender: Sender, deps: Deps, sent_topic: TopicT, dead_topic: TopicT
+) -> None:
+    outcome = await sender.send(rendered, deps.clock.now())
+    if isinstance(outcome, DeliverySent):
+        await sent_topic.send(key=outcome.connection, value=outcome)
+    elif isinstance(outcome, DeadLetter):
+        await dead_topic.send(key=outcome.key, value=outcome)
 
 
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the deliver agent to ``app``."""
     sender = Sender(deps.store, deps.destinations)
     sent_topic = topics[DELIVERIES_SENT]
+    dead_topic = topics[DEAD_DELIVERIES]
 
     @app.agent(topics[CHARTS_RENDERED], name="claritycast.deliver")
     async def deliver_agent(stream: StreamT[ChartRendered]) -> None:
         async for rendered in stream:
             await guarded(
                 "deliver",
-                lambda rendered=rendered: handle(rendered, sender, deps, sent_topic),
+                lambda rendered=rendered: handle(rendered, sender, deps, sent_topic, dead_topic),
                 delivery=rendered.delivery_key,
             )

@@ -2,39 +2,34 @@
 
 The token is read from MongoDB here, at the last moment: it never travels on a
 topic. Each outcome is written to the call log, and the failures of the API's
-error table end in their documented states: 401/403 mark the project "token
-invalid"; 429 marks it exhausted until its next local midnight; 5xx, timeouts
-and malformed answers are recorded for the next tick (bounded retries and dead
-letters come with the reliability work).
+error table end in their documented states (`claritycast.fetch_failures`):
+401/403 mark the project "token invalid" and tell its owner once; 429 marks it
+exhausted until its next local midnight; 5xx and timeouts are retried by the
+tick after a backoff, then dead-lettered; 400 and malformed answers are
+dead-lettered at once.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import faust
-from faust.types import StreamT, TopicT
+from faust.types import StreamT
 
 from agents.guard import guarded
 from claritycast.deps import Deps
-from claritycast.errors import (
-    ClarityError,
-    ClarityForbidden,
-    ClarityQuotaExhausted,
-    ClarityTokenInvalid,
-)
-from claritycast.localtime import is_late, next_local_midnight
+from claritycast.errors import ClarityError
+from claritycast.fetch_failures import after_failure
+from claritycast.localtime import is_late
 from claritycast.logs import get_logger
 from claritycast.quota import GRANT_TTL, WINDOW
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from models.records import FetchGranted, SnapshotFetched
-from topics import FETCH_GRANTED, SNAPSHOTS_FETCHED, Topics
+from topics import DEAD_FETCHES, DELIVERIES_DUE, FETCH_GRANTED, SNAPSHOTS_FETCHED, Topics
 
 log = get_logger(__name__)
 
 
-async def handle(granted: FetchGranted, deps: Deps, fetched_topic: TopicT) -> None:
+async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     """Make the request (once), record its outcome, emit the snapshot."""
     store = deps.store
     call = await store.get_call(granted.request_id)
@@ -57,8 +52,13 @@ async def handle(granted: FetchGranted, deps: Deps, fetched_topic: TopicT) -> No
         response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:
         await store.finish_call(granted.request_id, exc.outcome, exc.status, str(exc))
-        await _after_failure(exc, granted, deps, called_at)
         log.warning("fetch.failed", outcome=exc.outcome, status=exc.status, **context)
+        outcome = await after_failure(exc, granted, store, called_at)
+        if outcome.dead_letter is not None:
+            await topics[DEAD_FETCHES].send(key=granted.project_id, value=outcome.dead_letter)
+            log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)
+        for notice in outcome.notices:
+            await topics[DELIVERIES_DUE].send(key=notice.connection, value=notice)
         return
     record = SnapshotFetched(
         project_id=project.project_id,
@@ -70,33 +70,20 @@ async def handle(granted: FetchGranted, deps: Deps, fetched_topic: TopicT) -> No
         blocks=response.to_json(),
         late=is_late(called_at, granted.local_date, granted.timezone),
     )
-    await fetched_topic.send(key=project.project_id, value=record)
+    await topics[SNAPSHOTS_FETCHED].send(key=project.project_id, value=record)
     await store.finish_call(granted.request_id, "ok", 200, "; ".join(response.notes) or None)
     log.info("fetch.ok", late=record.late, **context)
 
 
-async def _after_failure(
-    exc: ClarityError, granted: FetchGranted, deps: Deps, called_at: datetime
-) -> None:
-    if isinstance(exc, ClarityTokenInvalid | ClarityForbidden):
-        await deps.store.set_project_status(
-            granted.project_id, ProjectStatus.TOKEN_INVALID, f"{exc.outcome} ({exc.status})"
-        )
-    elif isinstance(exc, ClarityQuotaExhausted):
-        until = next_local_midnight(called_at, granted.timezone)
-        await deps.store.set_exhausted_until(granted.project_id, until)
-
-
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the fetch agent to ``app``."""
-    fetched_topic = topics[SNAPSHOTS_FETCHED]
 
     @app.agent(topics[FETCH_GRANTED], name="claritycast.fetch")
     async def fetch_agent(stream: StreamT[FetchGranted]) -> None:
         async for granted in stream:
             await guarded(
                 "fetch",
-                lambda granted=granted: handle(granted, deps, fetched_topic),
+                lambda granted=granted: handle(granted, deps, topics),
                 project=granted.project_id,
                 group=granted.group,
             )

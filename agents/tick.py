@@ -61,10 +61,13 @@ class Ticker:
                 continue
             timezone = timezones.get(project.org_id, self.deps.settings.default_timezone)
             due.append((project, timezone, local_yesterday(timezone, now).isoformat()))
-        stored = await store.stored_groups_on(sorted({day for _, _, day in due}))
+        days = sorted({day for _, _, day in due})
+        stored = await store.stored_groups_on(days)
+        held = await store.held_groups_on(days, now)  # retrying later, or dead-lettered
         sent = 0
         for project, timezone, yesterday in due:
             have = stored.get((project.project_id, yesterday), set())
+            have = have | held.get((project.project_id, yesterday), set())
             missing = [
                 group
                 for group in GROUP_NAMES

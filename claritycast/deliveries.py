@@ -10,6 +10,7 @@ worker at a time.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -25,6 +26,7 @@ from claritycast.errors import (
     DeliveryRetryable,
 )
 from claritycast.logs import get_logger
+from claritycast.report import Report
 from claritycast.reports import build_report, missing_data
 from claritycast.schedule import latest_due
 from claritycast.store import Store
@@ -37,7 +39,7 @@ from models.delivery import (
     Delivery,
     DeliveryState,
 )
-from models.records import ChartRendered, DeliveryDue, DeliverySent
+from models.records import ChartRendered, DeadLetter, DeliveryDue, DeliverySent
 
 log = get_logger(__name__)
 
@@ -55,6 +57,8 @@ RETRY_BACKOFF = (
     timedelta(hours=1),
 )
 MAX_ATTEMPTS = len(RETRY_BACKOFF) + 1
+# The reason of a delivery that carries a notice (words, no chart) rather than a report.
+NOTICE = "notice"
 
 
 def worker_name() -> str:
@@ -105,6 +109,23 @@ async def open_send_now(store: Store, connection: Connection, now: datetime) -> 
     period = now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
     await _open(store, connection, key, period, "send-now", now, now)
     return _due(connection, key, period, "send-now", now, now)
+
+
+async def open_notices(
+    store: Store, project_id: str, reason: str, now: datetime
+) -> list[DeliveryDue]:
+    """Tell a project's owner, through each of its connections, that its token was refused.
+
+    One delivery per connection under a key that names the moment, so the
+    notice goes out once however often the message carrying it is redelivered.
+    """
+    notices = []
+    for connection in await store.connections(ConnectionStatus.ACTIVE, project_id=project_id):
+        key = f"{connection.name}/notice-{now:%Y%m%dT%H%M%S}"
+        period = now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
+        await _open(store, connection, key, period, NOTICE, now, now)
+        notices.append(_due(connection, key, period, NOTICE, now, now))
+    return notices
 
 
 async def _open(
@@ -164,9 +185,19 @@ class Renderer:
             return await self._render(delivery, connection, now)
         return _rendered(delivery, connection, delivery.incomplete, delivery.summary_source, now)
 
+    async def _notice(self, connection: Connection, delivery: Delivery) -> Report:
+        return await _notice_report(self.store, connection, delivery)
+
     async def _render(
         self, delivery: Delivery, connection: Connection, now: datetime
     ) -> ChartRendered | None:
+        if delivery.reason == NOTICE:
+            report = await self._notice(connection, delivery)
+            await self.store.save_chart(delivery.key, report, now)
+            await self.store.move_delivery(
+                delivery.key, DeliveryState.RENDERED, next_check_at=now + RECHECK
+            )
+            return _rendered(delivery, connection, (), "plain", now)
         period = date.fromisoformat(delivery.period)
         metric = catalogue.get(connection.metric_id)
         missing = await missing_data(self.store, connection.project_id, metric, period)
@@ -195,6 +226,25 @@ class Renderer:
         return _rendered(delivery, connection, tuple(missing), source, now)
 
 
+async def _notice_report(store: Store, connection: Connection, delivery: Delivery) -> Report:
+    project = await store.get_project(connection.project_id)
+    label = project.label if project else connection.project_id
+    why = project.status_reason if project and project.status_reason else "token invalid"
+    return Report(
+        title=f"Clarity token refused · {label}",
+        period_label=f"since {delivery.scheduled_at:%d %b %Y %H:%M} UTC",
+        summary=(
+            f"Clarity refused the Data Export token of {label} ({why}). claritycast makes "
+            "no more requests for this project, so its charts stop at the last day stored. "
+            "To go on, generate a new token in Clarity (Settings → Data Export) and connect "
+            f"the project again. You get this once, for the connection {connection.name}."
+        ),
+        alt_text="",
+        png=b"",
+        local_date=delivery.period,
+    )
+
+
 def _rendered(
     delivery: Delivery,
     connection: Connection,
@@ -217,14 +267,20 @@ def _rendered(
 
 
 class Sender:
-    """Sends a rendered report once, records the attempt, and pauses on a permanent refusal."""
+    """Sends a rendered report once, records the attempt, and pauses on a permanent refusal.
+
+    What fails for good (a permanent refusal, or `MAX_ATTEMPTS` transient
+    failures) becomes a dead letter, for ``claritycast replay``.
+    """
 
     def __init__(self, store: Store, destinations: Destinations, worker: str | None = None) -> None:
         self.store = store
         self.destinations = destinations
         self.worker = worker or worker_name()
 
-    async def send(self, rendered: ChartRendered, now: datetime) -> DeliverySent | None:
+    async def send(
+        self, rendered: ChartRendered, now: datetime
+    ) -> DeliverySent | DeadLetter | None:
         connection = await self.store.get_connection(rendered.connection)
         if connection is None or connection.status is not ConnectionStatus.ACTIVE:
             await self.store.move_delivery(rendered.delivery_key, DeliveryState.SKIPPED)
@@ -242,17 +298,15 @@ class Sender:
         try:
             receipt = await self.destinations.send(connection, report, delivery.key)
         except DeliveryPermanent as exc:
-            await self._failed(delivery, connection, exc.reason, str(exc), now)
-            return None
+            return await self._failed(rendered, delivery, connection, exc.reason, str(exc), now)
         except ConfigError as exc:
-            await self._failed(delivery, connection, "not_configured", str(exc), now)
-            return None
+            return await self._failed(
+                rendered, delivery, connection, "not_configured", str(exc), now
+            )
         except DeliveryRetryable as exc:
-            await self._retry(delivery, exc.reason, str(exc), now)
-            return None
+            return await self._retry(rendered, delivery, exc.reason, str(exc), now)
         except ClarityCastError as exc:
-            await self._retry(delivery, type(exc).__name__, str(exc), now)
-            return None
+            return await self._retry(rendered, delivery, type(exc).__name__, str(exc), now)
         await self.store.finish_attempt(
             delivery.key,
             Attempt(now, self.worker, "sent"),
@@ -273,8 +327,14 @@ class Sender:
         )
 
     async def _failed(
-        self, delivery: Delivery, connection: Connection, reason: str, detail: str, now: datetime
-    ) -> None:
+        self,
+        rendered: ChartRendered,
+        delivery: Delivery,
+        connection: Connection,
+        reason: str,
+        detail: str,
+        now: datetime,
+    ) -> DeadLetter:
         await self.store.finish_attempt(
             delivery.key, Attempt(now, self.worker, reason, detail), DeliveryState.FAILED
         )
@@ -282,15 +342,18 @@ class Sender:
             connection.name, ConnectionStatus.PAUSED, f"{reason}: {detail}"
         )
         log.error("deliver.paused", connection=connection.name, reason=reason, detail=detail)
+        return await self._dead(rendered, delivery, reason, detail, now)
 
-    async def _retry(self, delivery: Delivery, reason: str, detail: str, now: datetime) -> None:
-        tried = len(delivery.attempts) + 1
+    async def _retry(
+        self, rendered: ChartRendered, delivery: Delivery, reason: str, detail: str, now: datetime
+    ) -> DeadLetter | None:
+        tried = len(delivery.attempts) + 1 - delivery.retry_from
         if tried >= MAX_ATTEMPTS:
             await self.store.finish_attempt(
                 delivery.key, Attempt(now, self.worker, reason, detail), DeliveryState.FAILED
             )
             log.error("deliver.gave_up", delivery=delivery.key, attempts=tried, reason=reason)
-            return
+            return await self._dead(rendered, delivery, reason, detail, now)
         next_at = now + RETRY_BACKOFF[tried - 1]
         await self.store.finish_attempt(
             delivery.key,
@@ -299,3 +362,26 @@ class Sender:
             next_check_at=next_at,
         )
         log.warning("deliver.retrying", delivery=delivery.key, reason=reason, at=next_at)
+        return None
+
+    async def _dead(
+        self, rendered: ChartRendered, delivery: Delivery, reason: str, detail: str, now: datetime
+    ) -> DeadLetter:
+        letter = DeadLetter(
+            dead_letter_id=deliver_dead_letter_id(delivery.key),
+            stage="deliver",
+            key=rendered.connection,
+            project_id=rendered.project_id,
+            reason=reason,
+            detail=detail,
+            attempts=len(delivery.attempts) + 1,
+            original_type=ChartRendered._options.namespace,
+            original=json.loads(rendered.dumps(serializer="json")),
+            failed_at=now,
+        )
+        await self.store.save_dead_letter(letter)
+        return letter
+
+
+def deliver_dead_letter_id(key: str) -> str:
+    return f"deliver/{key}"

@@ -194,6 +194,8 @@ def build_message(
     message.add_alternative(
         _html_body(report, content_id.strip("<>")), subtype="html", cte="quoted-printable"
     )
+    if not report.has_chart:  # a notice: words only
+        return message
     html_part = message.get_payload()[1]
     assert isinstance(html_part, EmailMessage)
     html_part.add_related(
@@ -213,10 +215,13 @@ def _text_body(report: Report) -> str:
         lines += [f"Note: {report.note}", ""]
     if report.summary.strip():
         lines += [report.summary.strip(), ""]
+    if report.has_chart:
+        lines += [
+            f"Chart: {report.alt_text}",
+            "The chart is in the HTML version of this email.",
+            "",
+        ]
     lines += [
-        f"Chart: {report.alt_text}",
-        "The chart is in the HTML version of this email.",
-        "",
         "-- ",
         "Sent by claritycast.",
     ]
@@ -240,7 +245,14 @@ def _paragraphs(text: str) -> str:
 
 def _html_body(report: Report, content_id: str) -> str:
     e = html.escape
-    width, height = display_size(report.png)
+    chart = ""
+    if report.has_chart:
+        width, height = display_size(report.png)
+        chart = (
+            f'<tr><td style="padding:0 24px;">\n<img src="cid:{e(content_id)}" width="{width}" '
+            f'height="{height}" alt="{e(report.alt_text)}" style="display:block;width:100%;'
+            f'max-width:{width}px;height:auto;border:0;">\n</td></tr>'
+        )
     note = ""
     if report.note:
         note = (
@@ -269,10 +281,7 @@ border-radius:6px;font-family:{_FONT};color:#1f2328;">
 <tr><td style="padding:0 24px 16px 24px;font-size:14px;line-height:20px;color:#57606a;">\
 {e(report.period_label)}</td></tr>
 {note}
-<tr><td style="padding:0 24px;">
-<img src="cid:{e(content_id)}" width="{width}" height="{height}" alt="{e(report.alt_text)}" \
-style="display:block;width:100%;max-width:{width}px;height:auto;border:0;">
-</td></tr>
+{chart}
 <tr><td style="padding:16px 24px 12px 24px;">{_paragraphs(report.summary)}</td></tr>
 </table>
 <p style="margin:12px 0 0 0;font-family:{_FONT};font-size:12px;line-height:16px;\

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 class Report:
     """A rendered chart, ready to send.
 
-    ``png`` is the chart at 2x for sharp screens; ``note`` is shown prominently
+    ``png`` is the chart at 2x for sharp screens, or empty for a notice (words
+    only, such as "the Clarity token was refused"); ``note`` is shown prominently
     when set (e.g. that some data is missing); ``local_date`` is the delivery's
     period in the organisation's timezone, as an ISO date.
     """
@@ -25,6 +26,10 @@ class Report:
     png: bytes
     local_date: str
     note: str | None = None
+
+    @property
+    def has_chart(self) -> bool:
+        return bool(self.png)
 
     @property
     def filename(self) -> str:

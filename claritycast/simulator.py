@@ -100,6 +100,7 @@ class SimulatedProject:
     token: str
     profile: Profile
     fault: str | None = None
+    fault_only: str | None = None  # the fault hits only this group (dimension1, or "overall")
     spelling: Spelling = "live"
     latency_s: float = 0.0
 
@@ -142,10 +143,12 @@ class ClaritySimulator:
         self._by_token[project.token] = project
         return project
 
-    def set_fault(self, project_id: str, fault: str | None) -> None:
+    def set_fault(self, project_id: str, fault: str | None, only: str | None = None) -> None:
+        """Make a project's requests fail; ``only`` limits it to one dimension ("overall": none)."""
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
         self.projects[project_id].fault = fault
+        self.projects[project_id].fault_only = only
 
     def requests_for(self, project_id: str) -> list[LoggedRequest]:
         return [entry for entry in self.log if entry.project_id == project_id]
@@ -205,22 +208,26 @@ class ClaritySimulator:
     def _answer(
         self, project: SimulatedProject | None, params: dict[str, str]
     ) -> tuple[int, bytes]:
-        if project is None or project.fault == "unauthorized":
+        fault = project.fault if project else None
+        only = project.fault_only if project else None
+        if only is not None and params.get("dimension1", "overall") != only:
+            fault = None
+        if project is None or fault == "unauthorized":
             return 401, b""
-        if project.fault == "forbidden":
+        if fault == "forbidden":
             return 403, b""
         day = self.clock.now().date().isoformat()
         key = (project.project_id, day)
-        if project.fault == "quota" or self._ledger.counts.get(key, 0) >= self.daily_limit:
+        if fault == "quota" or self._ledger.counts.get(key, 0) >= self.daily_limit:
             return 429, b""
         self._ledger.counts[key] = self._ledger.counts.get(key, 0) + 1
-        if project.fault == "bad-request":
+        if fault == "bad-request":
             return 400, b""
-        if project.fault == "server-error":
+        if fault == "server-error":
             return 500, b""
-        if project.fault == "empty-200":
+        if fault == "empty-200":
             return 200, b""
-        if project.fault == "garbage-200":
+        if fault == "garbage-200":
             return 200, b"<html><body>Something went wrong</body></html>"
         days = params.get("numOfDays", "")
         dimensions = [params[f"dimension{i}"] for i in (1, 2, 3) if params.get(f"dimension{i}")]

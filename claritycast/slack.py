@@ -180,13 +180,14 @@ def build_blocks(report: Report, file_id: str) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": piece, "verbatim": True}}
         for piece in _chunks(escape(report.summary), SECTION_MAX)
     )
-    blocks.append(
-        {
-            "type": "image",
-            "slack_file": {"id": file_id},
-            "alt_text": _cut(report.alt_text or report.title or "chart", ALT_TEXT_MAX),
-        }
-    )
+    if file_id:
+        blocks.append(
+            {
+                "type": "image",
+                "slack_file": {"id": file_id},
+                "alt_text": _cut(report.alt_text or report.title or "chart", ALT_TEXT_MAX),
+            }
+        )
     return blocks
 
 
@@ -249,10 +250,15 @@ class SlackSender:
         self._session = None
         self._client = None
 
-    async def send(self, channel: str, report: Report) -> SlackReceipt:
-        """Upload the chart and post the report to ``channel`` (an id or a #name)."""
-        client, session = self._connect()
-        deadline = asyncio.get_running_loop().time() + self.deadline_s
+    async def _upload_chart(
+        self,
+        client: AsyncWebClient,
+        session: aiohttp.ClientSession,
+        channel: str,
+        deadline: float,
+        report: Report,
+    ) -> str:
+        """The external upload flow; returns the completed file's id."""
 
         async def get_upload_url() -> Any:
             return await client.files_getUploadURLExternal(
@@ -275,6 +281,15 @@ class SlackSender:
             )
 
         await self._retrying("files.completeUploadExternal", channel, deadline, complete)
+        return file_id
+
+    async def send(self, channel: str, report: Report) -> SlackReceipt:
+        """Upload the chart (if any) and post the report to ``channel`` (an id or a #name)."""
+        client, session = self._connect()
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
+        file_id = ""
+        if report.has_chart:
+            file_id = await self._upload_chart(client, session, channel, deadline, report)
 
         async def post() -> Any:
             return await client.chat_postMessage(

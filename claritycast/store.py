@@ -33,6 +33,7 @@ from claritycast.redact import redact
 from claritycast.report import Report
 from models.delivery import Attempt, Connection, ConnectionStatus, Delivery, DeliveryState
 from models.documents import Call, Organisation, Project, Snapshot, WorkerBeat, as_utc
+from models.records import DeadLetter
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 
@@ -82,6 +83,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "deliveries": [
         IndexModel([("connection", ASCENDING), ("created_at", ASCENDING)], name="by_connection"),
         IndexModel([("state", ASCENDING), ("next_check_at", ASCENDING)], name="by_state"),
+    ],
+    "dead_letters": [
+        IndexModel([("stage", ASCENDING), ("failed_at", ASCENDING)], name="by_stage_time"),
+        IndexModel([("project_id", ASCENDING)], name="by_project"),
     ],
     "charts": [
         IndexModel([("created_at", ASCENDING)], expireAfterSeconds=90 * 86400, name="expire")
@@ -222,6 +227,47 @@ class Store:
                 (doc["project_id"], doc["local_date"]): set(doc["groups"]) async for doc in cursor
             }
 
+    async def hold_group(
+        self, project_id: str, local_date: str, group: str, until: datetime | None
+    ) -> None:
+        """Keep the tick from asking for a group until ``until``; None: for good (dead letter)."""
+        field = f"retry_at.{group}" if until is not None else f"dead.{group}"
+        with translated("holding a group"):
+            await self.db.pulls.update_one(
+                {"_id": f"{project_id}/{local_date}"},
+                {
+                    "$set": {"project_id": project_id, "local_date": local_date,
+                             field: until or True},
+                    "$setOnInsert": {"groups": []},
+                },
+                upsert=True,
+            )  # fmt: skip
+
+    async def release_group(self, project_id: str, local_date: str, group: str) -> None:
+        """Let the tick ask for a held group again (a replay)."""
+        with translated("releasing a group"):
+            await self.db.pulls.update_one(
+                {"_id": f"{project_id}/{local_date}"},
+                {"$unset": {f"retry_at.{group}": "", f"dead.{group}": ""}},
+            )
+
+    async def held_groups_on(
+        self, local_dates: list[str], now: datetime
+    ) -> dict[tuple[str, str], set[str]]:
+        """For the given dates: (project, date) -> groups the tick must not ask for now."""
+        held: dict[tuple[str, str], set[str]] = {}
+        with translated("listing held groups"):
+            cursor = self.db.pulls.find(
+                {"local_date": {"$in": local_dates}},
+                {"project_id": 1, "local_date": 1, "retry_at": 1, "dead": 1},
+            )
+            async for doc in cursor:
+                groups = set(doc.get("dead") or {})
+                groups |= {g for g, at in (doc.get("retry_at") or {}).items() if as_utc(at) > now}
+                if groups:
+                    held[(doc["project_id"], doc["local_date"])] = groups
+        return held
+
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
             doc = await self.db.snapshots.find_one(
@@ -289,6 +335,17 @@ class Store:
         with translated("listing projects"):
             cursor = self.db.projects.find(query).sort("label", ASCENDING)
             return [Project.from_document(doc) async for doc in cursor]
+
+    async def change_project_status(
+        self, project_id: str, from_status: str, to_status: str, reason: str | None
+    ) -> bool:
+        """Move a project from one status to another; True for the one caller that did."""
+        with translated("updating a project's status"):
+            result = await self.db.projects.update_one(
+                {"_id": project_id, "status": from_status},
+                {"$set": {"status": to_status, "status_reason": reason}},
+            )
+        return result.modified_count == 1
 
     async def set_project_status(self, project_id: str, status: str, reason: str | None) -> None:
         with translated("updating a project's status"):
@@ -587,6 +644,52 @@ class Store:
         with translated("recording a delivery attempt"):
             await self.db.deliveries.update_one(
                 {"_id": key}, {"$set": fields, "$push": {"attempts": attempt.to_document()}}
+            )
+
+    # Dead letters (also on their topics; kept here for the operator's commands)
+
+    async def save_dead_letter(self, letter: DeadLetter) -> None:
+        """Record (or update) a dead letter; it is ``dead`` until replayed."""
+        document = letter.asdict()
+        document["state"] = "dead"
+        document["replayed_at"] = None
+        with translated("saving a dead letter"):
+            await self.db.dead_letters.replace_one(
+                {"_id": letter.dead_letter_id}, {"_id": letter.dead_letter_id, **document},
+                upsert=True,
+            )  # fmt: skip
+
+    async def dead_letters(
+        self,
+        *,
+        stage: str | None = None,
+        project_id: str | None = None,
+        since: datetime | None = None,
+        state: str | None = "dead",
+    ) -> list[tuple[DeadLetter, str]]:
+        """Dead letters, oldest first, with their state (``dead``, ``replayed``, ``expired``)."""
+        query: dict[str, Any] = {}
+        if stage:
+            query["stage"] = stage
+        if project_id:
+            query["project_id"] = project_id
+        if since:
+            query["failed_at"] = {"$gte": since}
+        if state:
+            query["state"] = state
+        with translated("listing dead letters"):
+            cursor = self.db.dead_letters.find(query).sort("failed_at", ASCENDING)
+            found = []
+            async for doc in cursor:
+                fields = {k: v for k, v in doc.items() if k in DeadLetter._options.fields}
+                fields["failed_at"] = as_utc(fields["failed_at"])
+                found.append((DeadLetter(**fields), doc["state"]))
+            return found
+
+    async def mark_dead_letter(self, dead_letter_id: str, state: str, at: datetime) -> None:
+        with translated("updating a dead letter"):
+            await self.db.dead_letters.update_one(
+                {"_id": dead_letter_id}, {"$set": {"state": state, "replayed_at": at}}
             )
 
     # Rendered charts (kept out of Kafka: topics carry the delivery key only)

@@ -222,6 +222,7 @@ class Delivery:
     summary_source: str | None = None  # "ai" or "plain"
     sent_at: datetime | None = None
     claimed_at: datetime | None = None
+    retry_from: int = 0  # attempts before the last replay do not count towards the limit
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Delivery:
@@ -244,4 +245,5 @@ class Delivery:
             summary_source=doc.get("summary_source"),
             sent_at=moment("sent_at"),
             claimed_at=moment("claimed_at"),
+            retry_from=doc.get("retry_from", 0),
         )

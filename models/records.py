@@ -171,3 +171,34 @@ class DeliverySent(
     incomplete: bool
     sent_at: datetime
     schema_version: int = 1
+
+
+class DeadLetter(
+    faust.Record,
+    serializer="json",
+    validation=True,
+    isodates=True,
+    namespace="claritycast.DeadLetter",
+):
+    """Work that failed for good: what, why, after how many tries, and the original message.
+
+    ``stage`` is ``fetch`` or ``deliver``; ``reason`` is machine-readable (the
+    call log's outcome, such as ``server error`` or ``malformed response``, or
+    the destination's, such as ``not_in_channel``). ``original`` is the
+    message that failed, as its topic carried it (``original_type`` names its
+    record). ``body`` keeps the start of what Clarity answered when it was
+    malformed. ``claritycast replay`` sends it back through the chain.
+    """
+
+    dead_letter_id: str
+    stage: str
+    key: str
+    project_id: str
+    reason: str
+    detail: str
+    attempts: int
+    original_type: str
+    original: dict[str, Any]
+    failed_at: datetime
+    body: str | None = None
+    schema_version: int = 1

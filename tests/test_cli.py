@@ -28,6 +28,8 @@ COMMANDS = {
     "deliveries",
     "demo",
     "refresh",
+    "dead-letters",
+    "replay",
 }
 
 

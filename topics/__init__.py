@@ -25,6 +25,7 @@ from faust.types import TopicT
 
 from models.records import (
     ChartRendered,
+    DeadLetter,
     DeliveryDue,
     DeliverySent,
     FetchGranted,
@@ -96,6 +97,21 @@ DELIVERIES_SENT = TopicSpec(
     retention=timedelta(days=30),
 )
 
+DEAD_FETCHES = TopicSpec(
+    name="deadletters.fetch",
+    key="project_id",
+    value=DeadLetter,
+    description="A fetch that failed for good (retries spent, or malformed), with its request",
+    retention=timedelta(days=30),
+)
+DEAD_DELIVERIES = TopicSpec(
+    name="deadletters.deliver",
+    key="connection",
+    value=DeadLetter,
+    description="A delivery that failed for good (refused, or retries spent), with its message",
+    retention=timedelta(days=30),
+)
+
 ALL: tuple[TopicSpec, ...] = (
     FETCH_REQUESTED,
     FETCH_GRANTED,
@@ -104,6 +120,8 @@ ALL: tuple[TopicSpec, ...] = (
     DELIVERIES_DUE,
     CHARTS_RENDERED,
     DELIVERIES_SENT,
+    DEAD_FETCHES,
+    DEAD_DELIVERIES,
 )
 
 
