@@ -30,6 +30,7 @@ COMMANDS = {
     "refresh",
     "dead-letters",
     "replay",
+    "topics",
 }
 
 
