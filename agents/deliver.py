@@ -28,13 +28,18 @@ async def handle(
         await dead_topic.send(key=outcome.key, value=outcome)
 
 
+# Reports are independent and a destination is slow (Slack: three calls per report), so
+# each worker handles several at once; the delivery log's claim keeps each one single.
+CONCURRENCY = 4
+
+
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the deliver agent to ``app``."""
     sender = Sender(deps.store, deps.destinations)
     sent_topic = topics[DELIVERIES_SENT]
     dead_topic = topics[DEAD_DELIVERIES]
 
-    @app.agent(topics[CHARTS_RENDERED], name="claritycast.deliver")
+    @app.agent(topics[CHARTS_RENDERED], name="claritycast.deliver", concurrency=CONCURRENCY)
     async def deliver_agent(stream: StreamT[ChartRendered]) -> None:
         async for rendered in stream:
             await guarded(

@@ -26,6 +26,11 @@ async def handle(due: DeliveryDue, renderer: Renderer, deps: Deps, rendered_topi
         await rendered_topic.send(key=rendered.connection, value=rendered)
 
 
+# Reports are independent and a destination is slow (Slack: three calls per report), so
+# each worker handles several at once; the delivery log's claim keeps each one single.
+CONCURRENCY = 4
+
+
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the render agent to ``app``."""
     renderer = Renderer(
@@ -33,7 +38,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     )
     rendered_topic = topics[CHARTS_RENDERED]
 
-    @app.agent(topics[DELIVERIES_DUE], name="claritycast.render")
+    @app.agent(topics[DELIVERIES_DUE], name="claritycast.render", concurrency=CONCURRENCY)
     async def render_agent(stream: StreamT[DeliveryDue]) -> None:
         async for due in stream:
             await guarded(

@@ -9,9 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,15 +18,11 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from claritycast.app import ClarityCastApp
-from claritycast.clarity_parse import parse_blocks
 from claritycast.embedded import die_with_parent
-from claritycast.localtime import local_midnight
 from claritycast.ports import is_listening
-from claritycast.simulator import build_response
-from claritycast.simulator_data import Profile
+from claritycast.simulated_history import history_snapshot as history_snapshot
+from claritycast.simulated_history import seed_history as seed_history
 from claritycast.store import Store
-from models.clarity import GROUPS_BY_NAME
-from models.documents import Snapshot
 
 T = TypeVar("T")
 
@@ -227,35 +222,3 @@ async def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-def history_snapshot(
-    project_id: str, day: date, group: str, timezone: str, sessions_per_day: int = 1500
-) -> Snapshot:
-    """The snapshot a pull at the local midnight after ``day`` would have stored."""
-    end = local_midnight(day + timedelta(days=1), timezone)
-    start = end - timedelta(hours=24)
-    dimensions = list(GROUPS_BY_NAME[group].dimensions)
-    raw = build_response(Profile(project_id, sessions_per_day), start, end, dimensions)
-    blocks = parse_blocks(raw, dimensions).to_json()
-    return Snapshot(project_id, day.isoformat(), group, start, end, end, blocks)
-
-
-async def seed_history(
-    store: Store,
-    project_id: str,
-    timezone: str,
-    first: date,
-    last: date,
-    groups: Iterable[str],
-    skip: Iterable[tuple[date, str]] = (),
-) -> None:
-    """Store a project's snapshots for ``first``..``last`` as if pulled night by night."""
-    missing = set(skip)
-    groups = list(groups)
-    day = first
-    while day <= last:
-        for group in groups:
-            if (day, group) not in missing:
-                await store.save_snapshot(history_snapshot(project_id, day, group, timezone))
-        day += timedelta(days=1)
