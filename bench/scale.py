@@ -43,6 +43,7 @@ from claritycast.embedded import ServerProcess, die_with_parent, secantusdb, tan
 from claritycast.ports import LOOPBACK, free_port
 from claritycast.publisher import Publisher
 from claritycast.settings import load_settings
+from agents.deliver import CONCURRENCY
 from claritycast.simulated_history import seed_history
 from claritycast.slack_standin import SlackStandin
 from claritycast.store import Store
@@ -270,7 +271,8 @@ def table(outcomes: list[Outcome], latency_s: float) -> None:
     print(f"\nSlack API calls per report: {calls:.1f} at {latency_s * 1000:.0f} ms each "
           f"= {wait_s:.2f} s of waiting per report", end="")  # fmt: skip
     if wait_s:
-        print(f"; one report at a time caps a worker at {1 / wait_s:.2f} reports/s", end="")
+        cap = CONCURRENCY / wait_s
+        print(f"; {CONCURRENCY} reports at a time cap a worker at {cap:.2f} reports/s", end="")
     print(".")
 
 
