@@ -36,6 +36,7 @@ from typing import IO
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
+from agents.deliver import CONCURRENCY
 from claritycast.app import app_id_for
 from claritycast.connections import create_connection
 from claritycast.deliveries import due_deliveries
@@ -43,7 +44,6 @@ from claritycast.embedded import ServerProcess, die_with_parent, secantusdb, tan
 from claritycast.ports import LOOPBACK, free_port
 from claritycast.publisher import Publisher
 from claritycast.settings import load_settings
-from agents.deliver import CONCURRENCY
 from claritycast.simulated_history import seed_history
 from claritycast.slack_standin import SlackStandin
 from claritycast.store import Store
