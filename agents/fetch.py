@@ -33,6 +33,11 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     """Make the request (once), record its outcome, emit the snapshot."""
     store = deps.store
     call = await store.get_call(granted.request_id)
+    if call is not None and call.outcome == "calling":
+        # Redelivered after a worker died during the request: it may have reached
+        # Clarity, and it is counted; asking again is the quota check's decision.
+        await store.finish_call(granted.request_id, "interrupted", None, "worker stopped")
+        return
     if call is not None and call.outcome != "granted":
         return  # already made: a redelivery must not spend another request
     project = await store.get_project(granted.project_id)
@@ -48,6 +53,8 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
         await store.finish_call(granted.request_id, "expired", None, "granted too long ago")
         log.info("fetch.expired", granted_at=granted.granted_at, **context)
         return
+    if not await store.start_call(granted.request_id):
+        return  # the quota check expired it first: it will never be made
     try:
         response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:

@@ -17,7 +17,7 @@ from faust.types import StreamT, TopicT
 from agents.guard import guarded
 from claritycast.deps import Deps
 from claritycast.logs import get_logger
-from claritycast.quota import COUNTED_FOR, LEASE, QuotaState, decide
+from claritycast.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide
 from models.documents import Call
 from models.records import FetchGranted, FetchRequested
 from topics import FETCH_GRANTED, FETCH_REQUESTED, Topics
@@ -25,6 +25,9 @@ from topics import FETCH_GRANTED, FETCH_REQUESTED, Topics
 log = get_logger(__name__)
 
 STALE_AFTER = timedelta(minutes=15)
+# The fetch stage refuses grants older than GRANT_TTL by its own clock; the margin
+# covers the clocks of two machines.
+EXPIRED_AFTER = GRANT_TTL + timedelta(seconds=30)
 
 
 async def load_state(table: faust.Table, request: FetchRequested, deps: Deps) -> QuotaState:
@@ -49,12 +52,18 @@ async def handle(
             await granted_topic.send(key=request.project_id, value=_granted(request, existing))
         return
     now = deps.clock.now()
-    if request.reason != "refresh" and await _no_longer_due(request, deps, now):
+    lease = timedelta(seconds=deps.settings.fetch_lease_s)
+    if request.reason != "refresh" and await _no_longer_due(request, deps, now, lease):
         return
     state = await load_state(table, request, deps)
+    # Grants the fetch stage will never make (lost, or older than it accepts) stop counting.
+    for call in await deps.store.expire_unmade_grants(request.project_id, now - EXPIRED_AFTER):
+        state.forget_call(call.at, call.reason)
+        state.leases.pop(f"{call.local_date}/{call.group}", None)
     decision = decide(
-        state, reason=request.reason, local_date=request.local_date, group=request.group, now=now
-    )
+        state, reason=request.reason, local_date=request.local_date, group=request.group,
+        now=now, lease=lease,
+    )  # fmt: skip
     if not decision.granted:
         table[request.project_id] = state.to_json()
         if not decision.duplicate and request.reason != "refresh":
@@ -81,15 +90,18 @@ async def handle(
     log.info("quota.granted", used=decision.reason, **context)
 
 
-async def _no_longer_due(request: FetchRequested, deps: Deps, now: datetime) -> bool:
+async def _no_longer_due(
+    request: FetchRequested, deps: Deps, now: datetime, lease: timedelta
+) -> bool:
     """A stale or already-satisfied daily/connect request spends nothing.
 
     The tick asks again on every run while a group is missing, so a backlog
     can hold many copies. Dropped: a request older than `STALE_AFTER` (the tick
-    asks again if still needed); a group already stored; a group fetched whose
-    snapshot is still on its way to the store (``ok`` in the call log); a
-    group granted less than `LEASE` ago (after that the fetch stage will not
-    make it, so asking again is safe).
+    asks again if still needed); a group already stored; a group granted or
+    fetched (``ok`` in the call log) less than `LEASE` ago: its snapshot is on
+    its way. Older than that and still not stored, the grant or the snapshot
+    was lost on the way (a worker died, a message was dropped in a rebalance):
+    asking again is safe, and the quota counts it like any other request.
     """
     if request.requested_at < now - STALE_AFTER:
         return True
@@ -100,8 +112,7 @@ async def _no_longer_due(request: FetchRequested, deps: Deps, now: datetime) -> 
         request.project_id, request.local_date, request.group, now - COUNTED_FOR
     )
     return any(
-        call.outcome == "ok" or (call.outcome == "granted" and call.at > now - LEASE)
-        for call in calls
+        call.outcome in ("granted", "calling", "ok") and call.at > now - lease for call in calls
     )
 
 

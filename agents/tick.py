@@ -24,7 +24,6 @@ from claritycast.deps import Deps
 from claritycast.errors import ClarityCastError
 from claritycast.localtime import local_yesterday
 from claritycast.logs import get_logger
-from claritycast.quota import LEASE
 from models.clarity import GROUP_NAMES
 from models.documents import Project, ProjectStatus
 from models.records import FetchRequested
@@ -36,7 +35,8 @@ log = get_logger(__name__)
 class Ticker:
     """One tick's work; between ticks it remembers only what it asked for recently.
 
-    A group asked for is not asked again for `LEASE` (by the clock): within that
+    A group asked for is not asked again for the fetch lease (`LEASE` unless
+    ``CLARITYCAST_FETCH_LEASE_S`` says otherwise, by the clock): within that
     time it is being granted, fetched or stored, and asking again would only
     queue duplicates for the quota check to drop. A new leader forgets, which
     costs one round of duplicates, nothing more.
@@ -52,7 +52,8 @@ class Ticker:
         """Request every missing group of yesterday; returns how many were requested."""
         store = self.deps.store
         now = self.deps.clock.now()
-        self._asked = {key: at for key, at in self._asked.items() if at > now - LEASE}
+        lease = timedelta(seconds=self.deps.settings.fetch_lease_s)
+        self._asked = {key: at for key, at in self._asked.items() if at > now - lease}
         timezones = {org.org_id: org.timezone for org in await store.organisations()}
         due: list[tuple[Project, str, str]] = []
         for project in await store.projects(status=ProjectStatus.ACTIVE):

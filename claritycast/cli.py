@@ -17,7 +17,7 @@ from typing import NoReturn, TypeVar
 import click
 
 import agents
-from claritycast import __version__, cli_dead_letters, cli_delivery, cli_topics
+from claritycast import __version__, cli_dead_letters, cli_delivery, cli_ops, cli_topics
 from claritycast.cli_common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.embedded import RunDir, resolve_endpoints
@@ -350,6 +350,7 @@ for _command in (
     cli_dead_letters.dead_letters,
     cli_dead_letters.replay_command,
     cli_topics.topics,
+    cli_ops.quota,
 ):
     cli.add_command(_command)
 

@@ -154,7 +154,7 @@ async def wait_for_outcomes(
                 why, next_at = refusals[request.request_id]
                 when = f"; next possible at {next_at:%Y-%m-%d %H:%M} UTC" if next_at else ""
                 done[request.request_id] = GroupReport(request.group, "refused", why + when)
-            elif call is not None and call.outcome not in ("granted", "ok"):
+            elif call is not None and call.outcome not in ("granted", "calling", "ok"):
                 done[request.request_id] = GroupReport(request.group, call.outcome, call.detail)
             elif call is not None and call.outcome == "ok":
                 snapshot = await store.get_snapshot(

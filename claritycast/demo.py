@@ -266,7 +266,7 @@ async def _busy(store: Store, now: datetime) -> str | None:
     """What is in flight, if anything: a Clarity call not yet answered, a delivery on its way."""
     for project in await store.projects():
         calls = await store.calls_since(project.project_id, now - timedelta(days=2))
-        if any(call.outcome == "granted" for call in calls):
+        if any(call.outcome in ("granted", "calling") for call in calls):
             return f"{project.label}: a Clarity call is unanswered"
     in_flight = (DeliveryState.DUE, DeliveryState.RENDERED, DeliveryState.SENDING)
     for delivery in await store.deliveries(limit=20):

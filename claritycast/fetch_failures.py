@@ -72,7 +72,8 @@ async def after_failure(
         await store.set_exhausted_until(project_id, next_local_midnight(now, granted.timezone))
         return FailureOutcome()
     calls = await store.calls_for(project_id, local_date, group, now - COUNTED_FOR)
-    failures = sum(1 for call in calls if call.outcome not in ("granted", "ok", "expired"))
+    in_flight_or_fine = ("granted", "calling", "ok", "expired", "interrupted")
+    failures = sum(1 for call in calls if call.outcome not in in_flight_or_fine)
     if isinstance(exc, ClarityRetryable):
         retryable = sum(1 for call in calls if call.outcome in RETRYABLE_OUTCOMES)
         if retryable < MAX_FETCH_ATTEMPTS:

@@ -43,9 +43,19 @@ class QuotaState:
     calls: list[tuple[datetime, str]] = field(default_factory=list)  # (at, reason)
     leases: dict[str, datetime] = field(default_factory=dict)  # "date/group" -> granted at
 
-    def prune(self, now: datetime) -> None:
+    def prune(self, now: datetime, lease: timedelta = LEASE) -> None:
         self.calls = [(at, reason) for at, reason in self.calls if at > now - COUNTED_FOR]
-        self.leases = {key: at for key, at in self.leases.items() if at > now - LEASE}
+        self.leases = {key: at for key, at in self.leases.items() if at > now - lease}
+
+    def forget_call(self, at: datetime, reason: str) -> None:
+        """Stop counting a call that was granted but never made (its grant expired).
+
+        The call log keeps milliseconds (BSON dates), the table microseconds.
+        """
+        for entry in self.calls:
+            if entry[1] == reason and abs(entry[0] - at) < timedelta(milliseconds=1):
+                self.calls.remove(entry)
+                return
 
     def used(self, now: datetime) -> int:
         return sum(1 for at, _ in self.calls if at > now - COUNTED_FOR)
@@ -71,7 +81,7 @@ class QuotaState:
             leases={
                 f"{call.local_date}/{call.group}": call.at
                 for call in calls
-                if call.outcome == "granted" and call.reason != "refresh"
+                if call.outcome in ("granted", "calling") and call.reason != "refresh"
             },
         )
         state.prune(now)
@@ -87,10 +97,16 @@ class Decision:
 
 
 def decide(
-    state: QuotaState, *, reason: str, local_date: str, group: str, now: datetime
+    state: QuotaState,
+    *,
+    reason: str,
+    local_date: str,
+    group: str,
+    now: datetime,
+    lease: timedelta = LEASE,
 ) -> Decision:
     """Grant or refuse one request; on a grant, ``state`` records the call."""
-    state.prune(now)
+    state.prune(now, lease)
     key = f"{local_date}/{group}"
     if reason != "refresh" and key in state.leases:
         return Decision(False, f"{key} is already being fetched", duplicate=True)

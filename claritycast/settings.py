@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     tick_interval_s: float = Field(
         default=30.0, gt=0, le=3600, description="How often the leader looks for due work"
     )
+    fetch_lease_s: float = Field(
+        default=600.0,
+        ge=5,
+        le=3600,
+        description="A fetch asked for counts as in flight this long; then the tick asks again",
+    )
     default_timezone: str = Field(
         default="UTC", description="IANA timezone of organisations created without one"
     )

@@ -391,6 +391,34 @@ class Store:
                 {"$set": {"outcome": outcome, "status": status, "detail": detail}},
             )
 
+    async def expire_unmade_grants(self, project_id: str, granted_before: datetime) -> list[Call]:
+        """Mark grants never started (still ``granted``) and older than a time as expired.
+
+        The fetch stage moves a call to ``calling`` before its request, with the
+        same condition, so each such call is either made or expired, never both.
+        """
+        expired = []
+        with translated("expiring grants"):
+            cursor = self.db.calls.find(
+                {"project_id": project_id, "outcome": "granted", "at": {"$lt": granted_before}}
+            )
+            for doc in [doc async for doc in cursor]:
+                result = await self.db.calls.update_one(
+                    {"_id": doc["_id"], "outcome": "granted"},
+                    {"$set": {"outcome": "expired", "detail": "granted, never made"}},
+                )
+                if result.modified_count == 1:
+                    expired.append(Call.from_document(doc))
+        return expired
+
+    async def start_call(self, request_id: str) -> bool:
+        """Mark a granted call as being made; False if it expired or was started already."""
+        with translated("starting a call"):
+            result = await self.db.calls.update_one(
+                {"_id": request_id, "outcome": "granted"}, {"$set": {"outcome": "calling"}}
+            )
+        return result.modified_count == 1
+
     async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
         with translated("reading the call log"):
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})

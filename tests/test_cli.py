@@ -31,6 +31,7 @@ COMMANDS = {
     "dead-letters",
     "replay",
     "topics",
+    "quota",
 }
 
 
