@@ -71,7 +71,7 @@ def group_of(params: dict[str, str]) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_kill_9_of_a_worker_mid_pull_loses_nothing_and_spends_no_extra(
+async def test_kill_9_of_a_worker_mid_pull_spends_no_extra_and_is_taken_over(
     settings_env: dict[str, str], store: Store, simulator: ClaritySimulator
 ) -> None:
     """The survivor takes the dead worker's partitions and quota; every group is stored, ≤ 10.
