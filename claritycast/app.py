@@ -25,7 +25,7 @@ from claritycast.embedded import Endpoints
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.settings import Settings
-from claritycast.tansu_transport import TansuTransport
+from claritycast.transport import KafkaTransport, TansuTransport
 from models.documents import WorkerBeat
 from topics import Topics
 
@@ -53,9 +53,8 @@ class ClarityCastApp(faust.App):
     tansu: bool = False
 
     def _new_transport(self) -> TransportT:
-        if self.tansu:
-            return TansuTransport(self.conf.broker_consumer, self)
-        return super()._new_transport()
+        kind = TansuTransport if self.tansu else KafkaTransport
+        return kind(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
         await super().on_start()

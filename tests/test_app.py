@@ -87,12 +87,11 @@ def test_web_server_is_off_and_nothing_is_autodiscovered(tmp_path) -> None:
 
 def test_only_the_embedded_broker_gets_short_fetch_waits(tmp_path) -> None:
     """Tansu holds an empty fetch for the whole wait; Kafka keeps Faust's own transport."""
-    from faust.transport.drivers.aiokafka import Transport
-
-    from claritycast.tansu_transport import TansuConsumer, TansuTransport
+    from claritycast.transport import KafkaTransport, SeekingConsumer, TansuConsumer, TansuTransport
 
     embedded = create_app(load_settings(data_dir=tmp_path), ["store"], EMBEDDED)
     external = create_app(load_settings(data_dir=tmp_path), ["store"], EXTERNAL)
     assert isinstance(embedded.transport, TansuTransport)
     assert embedded.transport.Consumer is TansuConsumer
-    assert type(external.transport) is Transport
+    assert type(external.transport) is KafkaTransport
+    assert external.transport.Consumer is SeekingConsumer
