@@ -23,6 +23,7 @@ from claritycast.ports import is_listening
 from claritycast.simulated_history import history_snapshot as history_snapshot
 from claritycast.simulated_history import seed_history as seed_history
 from claritycast.store import Store
+from topics import TopicSpec
 
 T = TypeVar("T")
 
@@ -84,6 +85,15 @@ async def running_app(app: ClarityCastApp) -> AsyncIterator[ClarityCastApp]:
         yield app
     finally:
         await app.stop()
+
+
+def sender(app: ClarityCastApp) -> Callable[[TopicSpec, str, faust.Record], Awaitable[None]]:
+    """A send function (as connect, refresh and replay take) through the app's own topics."""
+
+    async def send(spec: TopicSpec, key: str, record: faust.Record) -> None:
+        await app.declared[spec].send(key=key, value=record)
+
+    return send
 
 
 async def produce(kafka_url: str, topic: str, key: str, record: faust.Record) -> None:

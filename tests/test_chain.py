@@ -24,7 +24,7 @@ from claritycast.store import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import ProjectStatus
-from tests.helpers import make_token, running_app
+from tests.helpers import make_token, running_app, sender
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
@@ -58,13 +58,6 @@ async def chain(
     app = create_app(chain_settings, ["quota", "fetch", "store"], endpoints, clock)
     async with running_app(app):
         yield app
-
-
-def sender(app: ClarityCastApp):
-    async def send(spec, key, record) -> None:
-        await app.declared[spec].send(key=key, value=record)
-
-    return send
 
 
 async def test_connect_stores_yesterday_in_all_seven_groups(

@@ -27,7 +27,7 @@ from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.delivery import ConnectionStatus, DeliveryState
 from models.documents import Organisation, Project, ProjectStatus
-from tests.helpers import read_topic, running_app, seed_history, wait_for
+from tests.helpers import read_topic, running_app, seed_history, sender, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -91,13 +91,6 @@ async def worker(
     app = create_app(failure_settings, ["all"], endpoints, clock)
     async with running_app(app):
         yield app
-
-
-def sender(app: ClarityCastApp):
-    async def send(spec, key, record) -> None:
-        await app.declared[spec].send(key=key, value=record)
-
-    return send
 
 
 async def stored(store: Store, groups: int = 7) -> bool:
