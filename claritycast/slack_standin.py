@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +31,6 @@ from aiohttp import web
 
 from claritycast.ports import LOOPBACK
 
-STANDIN_TOKEN = "xoxb-0000000000-standin-claritycast"  # noqa: S105 - the stand-in's own
 TS_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z: message ts count up from here
 API_METHODS = (
     "auth.test",
@@ -146,14 +146,15 @@ class SlackStandin:
 
     def __init__(
         self,
-        token: str = STANDIN_TOKEN,
+        token: str | None = None,
         *,
         outbox: Path | None = None,
         host: str = LOOPBACK,
         port: int = 0,
         team: str = "claritycast",
     ) -> None:
-        self.token = token
+        # A fresh bot token per stand-in (none is committed): each run's own secret.
+        self.token = token or f"xoxb-{secrets.randbelow(10**10):010d}-{secrets.token_hex(12)}"
         self.outbox = outbox
         self.host = host
         self.port = port
