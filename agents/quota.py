@@ -17,7 +17,7 @@ from faust.types import StreamT, TopicT
 from agents.guard import guarded
 from claritycast.deps import Deps
 from claritycast.logs import get_logger
-from claritycast.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide
+from claritycast.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide, in_flight
 from models.documents import Call
 from models.records import FetchGranted, FetchRequested
 from topics import FETCH_GRANTED, FETCH_REQUESTED, Topics
@@ -111,9 +111,7 @@ async def _no_longer_due(
     calls = await deps.store.calls_for(
         request.project_id, request.local_date, request.group, now - COUNTED_FOR
     )
-    return any(
-        call.outcome in ("granted", "calling", "ok") and call.at > now - lease for call in calls
-    )
+    return any(in_flight(call, now, lease) for call in calls)
 
 
 def _granted(request: FetchRequested, call: Call) -> FetchGranted:

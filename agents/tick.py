@@ -62,13 +62,10 @@ class Ticker:
                 continue
             timezone = timezones.get(project.org_id, self.deps.settings.default_timezone)
             due.append((project, timezone, local_yesterday(timezone, now).isoformat()))
-        days = sorted({day for _, _, day in due})
-        stored = await store.stored_groups_on(days)
-        held = await store.held_groups_on(days, now)  # retrying later, or dead-lettered
+        not_due = await store.groups_not_due_on(sorted({day for _, _, day in due}), now)
         sent = 0
         for project, timezone, yesterday in due:
-            have = stored.get((project.project_id, yesterday), set())
-            have = have | held.get((project.project_id, yesterday), set())
+            have = not_due.get((project.project_id, yesterday), set())
             missing = [
                 group
                 for group in GROUP_NAMES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from claritycast.cli_common import run, store_for
@@ -22,7 +24,11 @@ def quota(settings: Settings, project_ref: str | None) -> None:
     async def go() -> None:
         async with store_for(settings) as store:
             rows = await quota_report(
-                store, SystemClock().now(), project_ref, default_timezone=settings.default_timezone
+                store,
+                SystemClock().now(),
+                project_ref,
+                default_timezone=settings.default_timezone,
+                lease=timedelta(seconds=settings.fetch_lease_s),
             )
         for line in report_lines(rows):
             click.echo(line)

@@ -25,6 +25,7 @@ from claritycast.errors import (
     DeliveryPermanent,
     DeliveryRetryable,
 )
+from claritycast.figures import format_day
 from claritycast.logs import get_logger
 from claritycast.report import Report
 from claritycast.reports import build_report, missing_data
@@ -106,14 +107,12 @@ async def due_deliveries(store: Store, now: datetime) -> list[DeliveryDue]:
 async def open_send_now(store: Store, connection: Connection, now: datetime) -> DeliveryDue:
     """A delivery of today's report outside the schedule; it never waits for data."""
     key = send_now_key(connection.name)
-    period = now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
+    period = _local_today(connection, now)
     await _open(store, connection, key, period, "send-now", now, now)
     return _due(connection, key, period, "send-now", now, now)
 
 
-async def open_notices(
-    store: Store, project_id: str, reason: str, now: datetime
-) -> list[DeliveryDue]:
+async def open_notices(store: Store, project_id: str, now: datetime) -> list[DeliveryDue]:
     """Tell a project's owner, through each of its connections, that its token was refused.
 
     One delivery per connection under a key that names the moment, so the
@@ -122,10 +121,14 @@ async def open_notices(
     notices = []
     for connection in await store.connections(ConnectionStatus.ACTIVE, project_id=project_id):
         key = f"{connection.name}/notice-{now:%Y%m%dT%H%M%S}"
-        period = now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
+        period = _local_today(connection, now)
         await _open(store, connection, key, period, NOTICE, now, now)
         notices.append(_due(connection, key, period, NOTICE, now, now))
     return notices
+
+
+def _local_today(connection: Connection, now: datetime) -> str:
+    return now.astimezone(ZoneInfo(connection.timezone)).date().isoformat()
 
 
 async def _open(
@@ -185,35 +188,29 @@ class Renderer:
             return await self._render(delivery, connection, now)
         return _rendered(delivery, connection, delivery.incomplete, delivery.summary_source, now)
 
-    async def _notice(self, connection: Connection, delivery: Delivery) -> Report:
-        return await _notice_report(self.store, connection, delivery)
-
     async def _render(
         self, delivery: Delivery, connection: Connection, now: datetime
     ) -> ChartRendered | None:
+        missing: list[str] = []
         if delivery.reason == NOTICE:
-            report = await self._notice(connection, delivery)
-            await self.store.save_chart(delivery.key, report, now)
-            await self.store.move_delivery(
-                delivery.key, DeliveryState.RENDERED, next_check_at=now + RECHECK
+            report, source = await _notice_report(self.store, connection, delivery), "plain"
+        else:
+            period = date.fromisoformat(delivery.period)
+            metric = catalogue.get(connection.metric_id)
+            missing = await missing_data(self.store, connection.project_id, metric, period)
+            deadline = delivery.scheduled_at + self.grace
+            if missing and delivery.reason == "schedule" and now < deadline:
+                await self.store.move_delivery(
+                    delivery.key,
+                    DeliveryState.WAITING,
+                    next_check_at=min(now + WAIT_RECHECK, deadline),
+                    incomplete=missing,
+                )
+                log.info("render.waiting", delivery=delivery.key, missing=missing, until=deadline)
+                return None
+            report, source = await build_report(
+                self.store, connection, period, missing=missing, summariser=self.summariser
             )
-            return _rendered(delivery, connection, (), "plain", now)
-        period = date.fromisoformat(delivery.period)
-        metric = catalogue.get(connection.metric_id)
-        missing = await missing_data(self.store, connection.project_id, metric, period)
-        deadline = delivery.scheduled_at + self.grace
-        if missing and delivery.reason == "schedule" and now < deadline:
-            await self.store.move_delivery(
-                delivery.key,
-                DeliveryState.WAITING,
-                next_check_at=min(now + WAIT_RECHECK, deadline),
-                incomplete=missing,
-            )
-            log.info("render.waiting", delivery=delivery.key, missing=missing, until=deadline)
-            return None
-        report, source = await build_report(
-            self.store, connection, period, missing=missing, summariser=self.summariser
-        )
         await self.store.save_chart(delivery.key, report, now)
         await self.store.move_delivery(
             delivery.key,
@@ -229,10 +226,11 @@ class Renderer:
 async def _notice_report(store: Store, connection: Connection, delivery: Delivery) -> Report:
     project = await store.get_project(connection.project_id)
     label = project.label if project else connection.project_id
+    since = delivery.scheduled_at
     why = project.status_reason if project and project.status_reason else "token invalid"
     return Report(
         title=f"Clarity token refused · {label}",
-        period_label=f"since {delivery.scheduled_at:%d %b %Y %H:%M} UTC",
+        period_label=f"since {format_day(since)} {since.year} {since:%H:%M} UTC",
         summary=(
             f"Clarity refused the Data Export token of {label} ({why}). claritycast makes "
             "no more requests for this project, so its charts stop at the last day stored. "

@@ -67,7 +67,7 @@ async def after_failure(
         )
         if not changed:  # another group's failure told the owner already
             return FailureOutcome()
-        return FailureOutcome(notices=await open_notices(store, project_id, reason, now))
+        return FailureOutcome(notices=await open_notices(store, project_id, now))
     if isinstance(exc, ClarityQuotaExhausted):
         await store.set_exhausted_until(project_id, next_local_midnight(now, granted.timezone))
         return FailureOutcome()

@@ -88,6 +88,15 @@ class QuotaState:
         return state
 
 
+# Call outcomes whose snapshot may still come: granted, being made, or made.
+IN_FLIGHT = frozenset({"granted", "calling", "ok"})
+
+
+def in_flight(call: Call, now: datetime, lease: timedelta = LEASE) -> bool:
+    """Is this call's snapshot still on its way? Past the lease it was lost: ask again."""
+    return call.outcome in IN_FLIGHT and call.at > now - lease
+
+
 @dataclass(frozen=True)
 class Decision:
     granted: bool

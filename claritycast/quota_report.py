@@ -15,10 +15,17 @@ from zoneinfo import ZoneInfo
 from claritycast.clarity_token import check_token
 from claritycast.errors import ClarityTokenInvalid, InputError
 from claritycast.localtime import local_yesterday
-from claritycast.quota import COUNTED_FOR, DAILY_LIMIT, LEASE, QuotaState, refreshes_left
+from claritycast.quota import (
+    COUNTED_FOR,
+    DAILY_LIMIT,
+    LEASE,
+    QuotaState,
+    in_flight,
+    refreshes_left,
+)
 from claritycast.store import Store
 from models.clarity import GROUP_NAMES
-from models.documents import Call, Project, ProjectStatus
+from models.documents import Project, ProjectStatus
 
 # A token expiring sooner than this is flagged, so it can be replaced in time.
 TOKEN_WARNING = timedelta(days=14)
@@ -45,7 +52,12 @@ class ProjectQuota:
 
 
 async def quota_report(
-    store: Store, now: datetime, project_ref: str | None = None, *, default_timezone: str = "UTC"
+    store: Store,
+    now: datetime,
+    project_ref: str | None = None,
+    *,
+    default_timezone: str = "UTC",
+    lease: timedelta = LEASE,
 ) -> list[ProjectQuota]:
     """Every project's quota (or the one named by label or id), by label."""
     if project_ref is not None:
@@ -57,13 +69,15 @@ async def quota_report(
         projects = await store.projects()
     timezones = {org.org_id: org.timezone for org in await store.organisations()}
     return [
-        await project_quota(store, project, timezones.get(project.org_id, default_timezone), now)
+        await project_quota(
+            store, project, timezones.get(project.org_id, default_timezone), now, lease
+        )
         for project in projects
     ]
 
 
 async def project_quota(
-    store: Store, project: Project, timezone: str, now: datetime
+    store: Store, project: Project, timezone: str, now: datetime, lease: timedelta = LEASE
 ) -> ProjectQuota:
     calls = await store.calls_since(project.project_id, now - COUNTED_FOR)
     state = QuotaState.from_calls(calls, now)
@@ -72,7 +86,11 @@ async def project_quota(
     reserved = 0
     if project.status == ProjectStatus.ACTIVE:
         stored = await store.groups_stored(project.project_id, yesterday)
-        under_way = {call.group for call in calls if _under_way(call, yesterday, now)}
+        under_way = {
+            call.group
+            for call in calls
+            if call.local_date == yesterday and in_flight(call, now, lease)
+        }
         reserved = sum(1 for group in GROUP_NAMES if group not in stored | under_way)
     return ProjectQuota(
         project_id=project.project_id,
@@ -87,15 +105,6 @@ async def project_quota(
         next_reset_at=min(at for at, _ in state.calls) + COUNTED_FOR if state.calls else None,
         exhausted_until=_future(project.exhausted_until, now),
         deferred_until=_future(project.deferred_until, now),
-    )
-
-
-def _under_way(call: Call, local_date: str, now: datetime) -> bool:
-    """Granted or fetched recently enough that its snapshot may still come (the quota's view)."""
-    return (
-        call.local_date == local_date
-        and call.outcome in ("granted", "calling", "ok")
-        and call.at > now - LEASE
     )
 
 

@@ -24,6 +24,7 @@ from claritycast.errors import InputError
 from claritycast.localtime import local_yesterday
 from claritycast.store import Store
 from models.delivery import ConnectionStatus, DeliveryState
+from models.documents import ProjectStatus
 from models.records import DeadLetter, DeliveryDue, FetchRequested
 from topics import DELIVERIES_DUE, FETCH_REQUESTED
 
@@ -82,7 +83,7 @@ async def _replay_fetch(
     if group in await store.groups_stored(project_id, local_date):
         return Replayed(letter, "done already", f"{local_date} {group} is stored")
     project = await store.get_project(project_id)
-    if project is None or project.status != "active":
+    if project is None or project.status != ProjectStatus.ACTIVE:
         status = project.status if project else "removed"
         return Replayed(letter, "skipped", f"project {status}: fix it, then replay")
     org = await store.get_organisation(project.org_id)

@@ -219,14 +219,6 @@ class Store:
             )
             return {doc["group"] async for doc in cursor}
 
-    async def stored_groups_on(self, local_dates: list[str]) -> dict[tuple[str, str], set[str]]:
-        """For the given local dates: (project, date) -> groups stored, in one small query."""
-        with translated("listing stored groups"):
-            cursor = self.db.pulls.find({"local_date": {"$in": local_dates}})
-            return {
-                (doc["project_id"], doc["local_date"]): set(doc["groups"]) async for doc in cursor
-            }
-
     async def hold_group(
         self, project_id: str, local_date: str, group: str, until: datetime | None
     ) -> None:
@@ -251,22 +243,21 @@ class Store:
                 {"$unset": {f"retry_at.{group}": "", f"dead.{group}": ""}},
             )
 
-    async def held_groups_on(
+    async def groups_not_due_on(
         self, local_dates: list[str], now: datetime
     ) -> dict[tuple[str, str], set[str]]:
-        """For the given dates: (project, date) -> groups the tick must not ask for now."""
-        held: dict[tuple[str, str], set[str]] = {}
-        with translated("listing held groups"):
-            cursor = self.db.pulls.find(
-                {"local_date": {"$in": local_dates}},
-                {"project_id": 1, "local_date": 1, "retry_at": 1, "dead": 1},
-            )
+        """(project, date) -> groups the tick must not ask for now, in one small query.
+
+        Those are the groups stored, dead-lettered, or waiting for a retry.
+        """
+        not_due: dict[tuple[str, str], set[str]] = {}
+        with translated("listing the pulls' progress"):
+            cursor = self.db.pulls.find({"local_date": {"$in": local_dates}})
             async for doc in cursor:
-                groups = set(doc.get("dead") or {})
+                groups = set(doc.get("groups") or ()) | set(doc.get("dead") or {})
                 groups |= {g for g, at in (doc.get("retry_at") or {}).items() if as_utc(at) > now}
-                if groups:
-                    held[(doc["project_id"], doc["local_date"])] = groups
-        return held
+                not_due[(doc["project_id"], doc["local_date"])] = groups
+        return not_due
 
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
