@@ -17,6 +17,8 @@ from typing import Any
 
 import faust
 from faust.types import TransportT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 import agents
 from claritycast.clock import Clock
@@ -25,7 +27,7 @@ from claritycast.embedded import Endpoints
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.settings import Settings
-from claritycast.transport import KafkaTransport, TansuTransport
+from claritycast.transport import KafkaTransport, SteadyFlowControl, TansuTransport
 from models.documents import WorkerBeat
 from topics import Topics
 
@@ -55,6 +57,10 @@ class ClarityCastApp(faust.App):
     def _new_transport(self) -> TransportT:
         kind = TansuTransport if self.tansu else KafkaTransport
         return kind(self.conf.broker_consumer, self)
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return SteadyFlowControl(loop=self.loop)
 
     async def on_start(self) -> None:
         await super().on_start()

@@ -1,0 +1,141 @@
+"""The Faust fixes in `claritycast.transport`, each against Faust's own behaviour.
+
+The end-to-end proof is the kill -9 test in `tests/test_restarts.py`; these
+pin each mechanism down, so a Faust upgrade that changes one is noticed here
+first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP
+from faust.types.tuples import Message
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from claritycast.app import create_app
+from claritycast.embedded import Endpoints
+from claritycast.settings import load_settings
+from claritycast.transport import SeekingConsumer, SteadyFlowControl, TansuConsumer
+
+EMBEDDED = Endpoints("kafka://127.0.0.1:1", "mongodb://127.0.0.1:2", True, True)
+
+
+async def queued_after_two_resumes(flow_control: FlowControlEvent) -> list[str]:
+    """What an agent's queue still holds after a rebalance's two resumes."""
+    queue: FlowControlQueue = FlowControlQueue(flow_control=flow_control, clear_on_resume=True)
+    flow_control.suspend()  # the revoke
+    flow_control.resume()  # table recovery finds nothing to restore
+    await queue.put("grant handed to the agent between the two resumes")
+    flow_control.resume()  # after the stream partitions are sought
+    return [queue.get_nowait() for _ in range(queue.qsize())]
+
+
+async def test_faust_flow_control_empties_the_queues_on_every_resume() -> None:
+    """The loss this module fixes, shown on Faust's own class: the second resume drops the grant."""
+    assert await queued_after_two_resumes(FlowControlEvent()) == []
+
+
+async def test_a_resume_of_a_flowing_stream_keeps_what_is_queued() -> None:
+    assert await queued_after_two_resumes(SteadyFlowControl()) == [
+        "grant handed to the agent between the two resumes"
+    ]
+
+
+async def test_a_real_suspension_still_empties_the_queues_on_resume() -> None:
+    """What was queued before a revoke is read again from the committed offset: drop it."""
+    flow_control = SteadyFlowControl()
+    queue: FlowControlQueue = FlowControlQueue(flow_control=flow_control, clear_on_resume=True)
+    flow_control.resume()  # a worker starts suspended
+    await queue.put("queued before the revoke")
+    flow_control.suspend()
+    flow_control.resume()
+    assert queue.qsize() == 0
+
+
+def message(offset: int, generation_id: int) -> Message:
+    return Message(
+        "t.fetch.granted", 0, offset, 0.0, 0, None, b"p01", b"{}", None,
+        generation_id=generation_id,
+    )  # fmt: skip
+
+
+async def test_a_message_from_an_earlier_generation_is_never_committed(tmp_path: Path) -> None:
+    """Faust skips such a message and acks it; its offset must not be committed unprocessed."""
+    app = create_app(load_settings(data_dir=tmp_path), ["fetch"], EMBEDDED)
+    assert isinstance(app.flow_control, SteadyFlowControl)
+    consumer = app.consumer
+    assert isinstance(consumer, SeekingConsumer) and isinstance(consumer, TansuConsumer)
+    consumer._thread.thread_loop.close()  # never started: its own loop is not needed
+    app.topics._acking_topics.add("t.fetch.granted")
+    app.consumer_generation_id = 2
+    tp = TP("t.fetch.granted", 0)
+
+    stale = message(7, generation_id=1)
+    consumer.track_message(stale)
+    assert consumer.ack(stale) is False
+    assert stale.acked, "nothing waits for it: a revoke's wait_empty is not held up"
+    assert stale not in consumer._unacked_messages
+    assert consumer._new_offset(tp) is None, "nothing to commit"
+
+    fresh = message(7, generation_id=2)
+    consumer.track_message(fresh)
+    assert consumer.ack(fresh) is True
+    assert consumer._new_offset(tp) == 8
+
+
+class FakeRecord:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class SeekRecorder:
+    """Stands in for aiokafka's consumer inside the consumer thread: assignment and seeks."""
+
+    def __init__(self, assigned: set[TP]) -> None:
+        self.assigned = assigned
+        self.seeks: list[tuple[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+async def test_a_batch_fetched_while_the_flow_is_stopped_is_rewound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust throws such a batch away; a changelog has no committed offset to go back to."""
+    app = create_app(load_settings(data_dir=tmp_path), ["quota"], EMBEDDED)
+    consumer = app.consumer
+    thread = consumer._thread
+    thread.thread_loop.close()
+    changelog, stream, gone = TP("x-quota-changelog", 2), TP("x.fetch.requested", 2), TP("y", 0)
+    batch = {
+        changelog: [FakeRecord(0), FakeRecord(1)],
+        stream: [FakeRecord(40)],
+        gone: [FakeRecord(7)],
+    }
+
+    async def fetched(self: Consumer, active: set[TP] | None, wait_s: float) -> dict:
+        return batch
+
+    async def in_thread(fun: Callable[..., Awaitable[None]], *args: object) -> None:
+        await fun(*args)
+
+    recorder = SeekRecorder({changelog, stream})
+    monkeypatch.setattr(Consumer, "_getmany", fetched)
+    monkeypatch.setattr(thread, "call_thread", in_thread)
+    monkeypatch.setattr(thread, "_ensure_consumer", lambda: recorder)
+
+    consumer.flow_active = True
+    assert await consumer._getmany(None, 1.0) is batch
+    assert recorder.seeks == []
+
+    consumer.flow_active = False
+    assert await consumer._getmany(None, 1.0) == {}
+    assert sorted(recorder.seeks) == sorted([(changelog, 0), (stream, 40)])
