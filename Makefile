@@ -35,3 +35,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.ingest 100 1000
 	$(BIN)/python -m bench.render
 	$(BIN)/python -m bench.scale 200 200
+	$(BIN)/python -m bench.failover 12 3
