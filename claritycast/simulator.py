@@ -190,6 +190,13 @@ class ClaritySimulator:
             await self._runner.cleanup()
             self._runner = None
 
+    async def __aenter__(self) -> ClaritySimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def _export(self, request: web.Request) -> web.Response:
         params = dict(request.query)
         project = self._authenticate(request.headers.get("Authorization", ""))

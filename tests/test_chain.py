@@ -37,11 +37,8 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(clock)
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture

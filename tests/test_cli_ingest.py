@@ -19,11 +19,8 @@ pytestmark = pytest.mark.slow
 async def simulator() -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(SystemClock())
     sim.add_project("cli-shop")
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 async def test_connect_sources_and_series_from_the_command_line(

@@ -85,11 +85,8 @@ class DrainedWorker(WorkerProcess):
 async def simulator() -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(SystemClock())
     sim.add_project(PROJECT).latency_s = LATENCY_S
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture

@@ -47,11 +47,8 @@ def clock() -> ManualClock:
 async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(clock)
     sim.add_project("shop")
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture

@@ -46,11 +46,8 @@ async def simulator() -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(SystemClock())
     for project_id in PROJECTS:
         sim.add_project(project_id).latency_s = LATENCY_S
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 def projects_of(worker: DrainedWorker) -> set[str]:
@@ -266,11 +263,8 @@ async def forget_groups(store: Store, project_id: str, day: str, groups: list[st
 async def shop_simulator() -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(SystemClock())
     sim.add_project("shop")
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.mark.slow

@@ -33,11 +33,8 @@ async def simulator() -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(ManualClock(START))
     sim.add_project("alpha", 2000)
     sim.add_project("beta", 300)
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture

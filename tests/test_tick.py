@@ -37,11 +37,8 @@ async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(clock)
     for name in ZONES:
         sim.add_project(name, 800)
-    await sim.start()
-    try:
+    async with sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture
