@@ -11,11 +11,11 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT, TopicT
 
-from agents.guard import guarded
+from agents.guard import DeadLetterSink, guarded
 from claritycast.deliveries import Sender
 from claritycast.deps import Deps
 from models.records import ChartRendered, DeadLetter, DeliverySent
-from topics import CHARTS_RENDERED, DEAD_DELIVERIES, DELIVERIES_SENT, Topics
+from topics import CHARTS_RENDERED, DEAD_DELIVERIES, DELIVERIES_SENT, Topics, send_bounded
 
 
 async def handle(
@@ -23,9 +23,9 @@ async def handle(
 ) -> None:
     outcome = await sender.send(rendered, deps.clock.now())
     if isinstance(outcome, DeliverySent):
-        await sent_topic.send(key=outcome.connection, value=outcome)
+        await send_bounded(sent_topic, outcome.connection, outcome)
     elif isinstance(outcome, DeadLetter):
-        await dead_topic.send(key=outcome.key, value=outcome)
+        await send_bounded(dead_topic, outcome.key, outcome)
 
 
 # Reports are independent and a destination is slow (Slack: three calls per report), so
@@ -38,6 +38,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     sender = Sender(deps.store, deps.destinations)
     sent_topic = topics[DELIVERIES_SENT]
     dead_topic = topics[DEAD_DELIVERIES]
+    sink = DeadLetterSink("deliver", dead_topic, deps.store, deps.clock)
 
     @app.agent(topics[CHARTS_RENDERED], name="claritycast.deliver", concurrency=CONCURRENCY)
     async def deliver_agent(stream: StreamT[ChartRendered]) -> None:
@@ -45,5 +46,8 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
             await guarded(
                 "deliver",
                 lambda rendered=rendered: handle(rendered, sender, deps, sent_topic, dead_topic),
+                message=rendered,
+                key=rendered.connection,
+                sink=sink,
                 delivery=rendered.delivery_key,
             )

@@ -4,9 +4,20 @@ The token is read from MongoDB here, at the last moment: it never travels on a
 topic. Each outcome is written to the call log, and the failures of the API's
 error table end in their documented states (`claritycast.fetch_failures`):
 401/403 mark the project "token invalid" and tell its owner once; 429 marks it
-exhausted until its next local midnight; 5xx and timeouts are retried by the
-tick after a backoff, then dead-lettered; 400 and malformed answers are
-dead-lettered at once.
+exhausted until its next local midnight; 5xx, timeouts and garbled 200s are
+retried by the tick after a backoff, then dead-lettered; 400 and malformed
+answers are dead-lettered at once.
+
+A grant is made only while the project may still be called: a project whose
+token was refused, or which Clarity answered 429 until its next local
+midnight, has its remaining grants skipped without a call (the quota check
+forgets them, and the groups stay due for after the reset).
+
+The answer's blocks go to MongoDB (the claim check, `claritycast.claim_check`)
+and the snapshot record carries their reference: whatever Clarity sends, the
+record stays small. Once the request is made, nothing after it may lose the
+answer: storing it aside, sending it on and recording the outcome wait out a
+MongoDB outage.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT
 
-from agents.guard import guarded
+from agents.guard import DeadLetterSink, guarded, with_store_retry
 from claritycast.deps import Deps
 from claritycast.errors import ClarityError
 from claritycast.fetch_failures import after_failure
@@ -24,7 +35,14 @@ from claritycast.quota import GRANT_TTL, WINDOW
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from models.records import FetchGranted, SnapshotFetched
-from topics import DEAD_FETCHES, DELIVERIES_DUE, FETCH_GRANTED, SNAPSHOTS_FETCHED, Topics
+from topics import (
+    DEAD_FETCHES,
+    DELIVERIES_DUE,
+    FETCH_GRANTED,
+    SNAPSHOTS_FETCHED,
+    Topics,
+    send_bounded,
+)
 
 log = get_logger(__name__)
 
@@ -41,12 +59,18 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     if call is not None and call.outcome != "granted":
         return  # already made: a redelivery must not spend another request
     project = await store.get_project(granted.project_id)
+    called_at = deps.clock.now()
     if project is None or project.status != ProjectStatus.ACTIVE:
         status = project.status if project else "removed"
         await store.finish_call(granted.request_id, "skipped", None, f"project {status}")
         return
     context = {"project": project.project_id, "group": granted.group, "reason": granted.reason}
-    called_at = deps.clock.now()
+    if project.exhausted_until is not None and project.exhausted_until > called_at:
+        # Clarity said 429: its count is the truth, whatever our ledger says.
+        detail = f"Clarity answered 429; exhausted until {project.exhausted_until:%Y-%m-%d %H:%M}Z"
+        await store.finish_call(granted.request_id, "skipped", None, detail)
+        log.info("fetch.skipped", why=detail, **context)
+        return
     if granted.granted_at < called_at - GRANT_TTL:
         # The quota counted this call from its grant time; made now, Clarity would
         # count it later than the quota does. The tick asks again if still needed.
@@ -62,11 +86,14 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
         log.warning("fetch.failed", outcome=exc.outcome, status=exc.status, **context)
         outcome = await after_failure(exc, granted, store, called_at)
         if outcome.dead_letter is not None:
-            await topics[DEAD_FETCHES].send(key=granted.project_id, value=outcome.dead_letter)
+            await send_bounded(topics[DEAD_FETCHES], granted.project_id, outcome.dead_letter)
             log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)
         for notice in outcome.notices:
-            await topics[DELIVERIES_DUE].send(key=notice.connection, value=notice)
+            await send_bounded(topics[DELIVERIES_DUE], notice.connection, notice)
         return
+    ref = await with_store_retry(
+        "fetch", lambda: store.put_blocks(response.to_json(), called_at), **context
+    )
     record = SnapshotFetched(
         project_id=project.project_id,
         local_date=granted.local_date,
@@ -74,16 +101,24 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
         window_start=called_at - WINDOW,
         window_end=called_at,
         fetched_at=called_at,
-        blocks=response.to_json(),
+        blocks_ref=ref.ref,
+        blocks_sha256=ref.sha256,
+        blocks_bytes=ref.size_bytes,
+        rows=ref.rows,
         late=is_late(called_at, granted.local_date, granted.timezone),
     )
-    await topics[SNAPSHOTS_FETCHED].send(key=project.project_id, value=record)
-    await store.finish_call(granted.request_id, "ok", 200, "; ".join(response.notes) or None)
-    log.info("fetch.ok", late=record.late, **context)
+    await send_bounded(topics[SNAPSHOTS_FETCHED], project.project_id, record)
+    detail = "; ".join(response.notes) or None
+    await with_store_retry(
+        "fetch", lambda: store.finish_call(granted.request_id, "ok", 200, detail), **context
+    )
+    log.info("fetch.ok", late=record.late, rows=sum(ref.rows.values()),
+             bytes=ref.size_bytes, **context)  # fmt: skip
 
 
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the fetch agent to ``app``."""
+    sink = DeadLetterSink("fetch", topics[DEAD_FETCHES], deps.store, deps.clock)
 
     @app.agent(topics[FETCH_GRANTED], name="claritycast.fetch")
     async def fetch_agent(stream: StreamT[FetchGranted]) -> None:
@@ -91,6 +126,9 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
             await guarded(
                 "fetch",
                 lambda granted=granted: handle(granted, deps, topics),
+                message=granted,
+                key=granted.project_id,
+                sink=sink,
                 project=granted.project_id,
                 group=granted.group,
             )

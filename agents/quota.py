@@ -5,6 +5,13 @@ worker owns each project's counter, held in a Faust table whose changelog
 brings it back on another worker. When the table has nothing for a project
 (first sight, or a broker that lost everything), the state is rebuilt from the
 durable call log in MongoDB before anything is granted.
+
+Every request ends in one of three ways, each logged with why: granted (the
+call is logged, then passed on), refused (the quota or Clarity's own 429 says
+no; recorded with when the next is possible), or dropped as not due (stored
+already, being fetched, or stale). Refusals, and drops of requests someone
+waits for (connect, refresh, replay), are recorded so the waiting command can
+say what happened.
 """
 
 from __future__ import annotations
@@ -14,13 +21,13 @@ from datetime import UTC, datetime, timedelta
 import faust
 from faust.types import StreamT, TopicT
 
-from agents.guard import guarded
+from agents.guard import DeadLetterSink, guarded
 from claritycast.deps import Deps
 from claritycast.logs import get_logger
 from claritycast.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide, in_flight
-from models.documents import Call
+from models.documents import Call, Project, ProjectStatus
 from models.records import FetchGranted, FetchRequested
-from topics import FETCH_GRANTED, FETCH_REQUESTED, Topics
+from topics import DEAD_QUOTA, FETCH_GRANTED, FETCH_REQUESTED, Topics, send_bounded
 
 log = get_logger(__name__)
 
@@ -41,40 +48,74 @@ async def load_state(table: faust.Table, request: FetchRequested, deps: Deps) ->
     return QuotaState.from_calls(calls, now)
 
 
+def project_refusal(project: Project | None, now: datetime) -> tuple[str, datetime | None] | None:
+    """Why no request may be granted for this project now, and until when; None if it may.
+
+    After a 429 Clarity's count is the truth, whatever our ledger says: nothing
+    is granted until the project's next local midnight.
+    """
+    if project is None:
+        return "the project was removed", None
+    if project.status != ProjectStatus.ACTIVE:
+        return f"the project is {project.status}", None
+    if project.exhausted_until is not None and project.exhausted_until > now:
+        return "Clarity answered 429: its daily quota is spent", project.exhausted_until
+    return None
+
+
 async def handle(
     request: FetchRequested, table: faust.Table, deps: Deps, granted_topic: TopicT
 ) -> None:
     """Decide one request; a grant is logged durably before it is passed on."""
+    store = deps.store
     context = {"project": request.project_id, "group": request.group, "reason": request.reason}
-    existing = await deps.store.get_call(request.request_id)
+    existing = await store.get_call(request.request_id)
     if existing is not None:  # a redelivered request: never count it twice
         if existing.outcome == "granted":
-            await granted_topic.send(key=request.project_id, value=_granted(request, existing))
+            await send_bounded(granted_topic, request.project_id, _granted(request, existing))
+        else:
+            log.info("quota.dropped", why=f"decided already ({existing.outcome})", **context)
         return
     now = deps.clock.now()
-    lease = timedelta(seconds=deps.settings.fetch_lease_s)
-    if request.reason != "refresh" and await _no_longer_due(request, deps, now, lease):
+    refusal = project_refusal(await store.get_project(request.project_id), now)
+    if refusal is not None:
+        why, next_at = refusal
+        await store.record_refusal(request.request_id, request.project_id, why, next_at, now)
+        log.info("quota.refused", why=why, next_at=next_at, **context)
         return
+    lease = timedelta(seconds=deps.settings.fetch_lease_s)
+    key = f"{request.local_date}/{request.group}"
+    if request.reason != "refresh":
+        not_due = await _not_due_because(request, deps, now, lease)
+        if not_due is not None:
+            if request.reason != "daily":  # someone waits for an answer
+                await store.record_refusal(
+                    request.request_id, request.project_id, not_due, None, now, kind="not due"
+                )
+            log.info("quota.dropped", why=not_due, **context)
+            return
     state = await load_state(table, request, deps)
-    # Grants the fetch stage will never make (lost, or older than it accepts) stop counting.
-    for call in await deps.store.expire_unmade_grants(request.project_id, now - EXPIRED_AFTER):
+    # Grants never made (expired, or skipped by the fetch stage) stop counting.
+    for call in await store.settle_unmade_calls(request.project_id, now - EXPIRED_AFTER):
         state.forget_call(call.at, call.reason)
-        state.leases.pop(f"{call.local_date}/{call.group}", None)
+    if request.reason != "refresh":
+        # The call log, just read, says nothing for this group is on its way: a lease
+        # left in the table belongs to a call that failed (and was dead-lettered).
+        state.leases.pop(key, None)
     decision = decide(
         state, reason=request.reason, local_date=request.local_date, group=request.group,
         now=now, lease=lease,
     )  # fmt: skip
     if not decision.granted:
         table[request.project_id] = state.to_json()
-        if not decision.duplicate and request.reason != "refresh":
-            await deps.store.set_deferred_until(request.project_id, decision.next_possible_at)
-        if not decision.duplicate:
-            await deps.store.record_refusal(
-                request.request_id, request.project_id, decision.reason,
-                decision.next_possible_at, now,
-            )  # fmt: skip
-            log.info("quota.refused", why=decision.reason, next_at=decision.next_possible_at,
-                     **context)  # fmt: skip
+        if request.reason != "refresh":
+            await store.set_deferred_until(request.project_id, decision.next_possible_at)
+        await store.record_refusal(
+            request.request_id, request.project_id, decision.reason,
+            decision.next_possible_at, now,
+        )  # fmt: skip
+        log.info("quota.refused", why=decision.reason, next_at=decision.next_possible_at,
+                 **context)  # fmt: skip
         return
     call = Call(
         request_id=request.request_id,
@@ -84,34 +125,37 @@ async def handle(
         reason=request.reason,
         at=now,
     )
-    await deps.store.log_call(call)
+    await store.log_call(call)
     table[request.project_id] = state.to_json()
-    await granted_topic.send(key=request.project_id, value=_granted(request, call))
+    await send_bounded(granted_topic, request.project_id, _granted(request, call))
     log.info("quota.granted", used=decision.reason, **context)
 
 
-async def _no_longer_due(
+async def _not_due_because(
     request: FetchRequested, deps: Deps, now: datetime, lease: timedelta
-) -> bool:
-    """A stale or already-satisfied daily/connect request spends nothing.
+) -> str | None:
+    """Why a daily, connect or replay request would spend a call for nothing; None if due.
 
     The tick asks again on every run while a group is missing, so a backlog
-    can hold many copies. Dropped: a request older than `STALE_AFTER` (the tick
+    can hold many copies. Not due: a request older than `STALE_AFTER` (the tick
     asks again if still needed); a group already stored; a group granted or
-    fetched (``ok`` in the call log) less than `LEASE` ago: its snapshot is on
-    its way. Older than that and still not stored, the grant or the snapshot
-    was lost on the way (a worker died, a message was dropped in a rebalance):
-    asking again is safe, and the quota counts it like any other request.
+    fetched (``ok`` in the call log) less than the lease ago: its snapshot is
+    on its way. Older than that and still not stored, the grant or the
+    snapshot was lost on the way (a worker died, a message was dropped in a
+    rebalance): asking again is safe, and the quota counts it like any other.
     """
+    day_group = f"{request.local_date} {request.group}"
     if request.requested_at < now - STALE_AFTER:
-        return True
-    stored = await deps.store.groups_stored(request.project_id, request.local_date)
-    if request.group in stored:
-        return True
+        return f"asked for at {request.requested_at:%H:%M:%S}Z, too long ago to be current"
+    if request.group in await deps.store.groups_stored(request.project_id, request.local_date):
+        return f"{day_group} is stored already"
     calls = await deps.store.calls_for(
         request.project_id, request.local_date, request.group, now - COUNTED_FOR
     )
-    return any(in_flight(call, now, lease) for call in calls)
+    for call in calls:
+        if in_flight(call, now, lease):
+            return f"{day_group} is on its way (a call {call.outcome} at {call.at:%H:%M:%S}Z)"
+    return None
 
 
 def _granted(request: FetchRequested, call: Call) -> FetchGranted:
@@ -130,6 +174,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the quota table and agent to ``app``."""
     table = app.Table("quota", default=None, partitions=topics.partitions)
     granted_topic = topics[FETCH_GRANTED]
+    sink = DeadLetterSink("quota", topics[DEAD_QUOTA], deps.store, deps.clock)
 
     @app.agent(topics[FETCH_REQUESTED], name="claritycast.quota")
     async def quota_agent(stream: StreamT[FetchRequested]) -> None:
@@ -137,6 +182,9 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
             await guarded(
                 "quota",
                 lambda request=request: handle(request, table, deps, granted_topic),
+                message=request,
+                key=request.project_id,
+                sink=sink,
                 project=request.project_id,
                 group=request.group,
                 reason=request.reason,

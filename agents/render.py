@@ -13,17 +13,17 @@ from datetime import timedelta
 import faust
 from faust.types import StreamT, TopicT
 
-from agents.guard import guarded
+from agents.guard import DeadLetterSink, guarded
 from claritycast.deliveries import Renderer
 from claritycast.deps import Deps
 from models.records import DeliveryDue
-from topics import CHARTS_RENDERED, DELIVERIES_DUE, Topics
+from topics import CHARTS_RENDERED, DEAD_RENDER, DELIVERIES_DUE, Topics, send_bounded
 
 
 async def handle(due: DeliveryDue, renderer: Renderer, deps: Deps, rendered_topic: TopicT) -> None:
     rendered = await renderer.render(due, deps.clock.now())
     if rendered is not None:
-        await rendered_topic.send(key=rendered.connection, value=rendered)
+        await send_bounded(rendered_topic, rendered.connection, rendered)
 
 
 # Reports are independent and a destination is slow (Slack: three calls per report), so
@@ -37,6 +37,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
         deps.store, timedelta(seconds=deps.settings.delivery_grace_s), deps.summariser
     )
     rendered_topic = topics[CHARTS_RENDERED]
+    sink = DeadLetterSink("render", topics[DEAD_RENDER], deps.store, deps.clock)
 
     @app.agent(topics[DELIVERIES_DUE], name="claritycast.render", concurrency=CONCURRENCY)
     async def render_agent(stream: StreamT[DeliveryDue]) -> None:
@@ -44,5 +45,8 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
             await guarded(
                 "render",
                 lambda due=due: handle(due, renderer, deps, rendered_topic),
+                message=due,
+                key=due.connection,
+                sink=sink,
                 delivery=due.delivery_key,
             )

@@ -3,6 +3,11 @@
 One document per (project, local date, group): a redelivered or replayed
 message finds the document already there and changes nothing, and the
 `SnapshotStored` event it emits says ``created=False``.
+
+The record carries a claim check: the answer's blocks are read from MongoDB
+by reference and checked against their SHA-256. A very large answer is cut
+down to its top rows for reading (`claritycast.big_answers`) and its
+complete blocks are kept for good.
 """
 
 from __future__ import annotations
@@ -10,19 +15,31 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT, TopicT
 
-from agents.guard import guarded
+from agents.guard import DeadLetterSink, guarded
+from claritycast.big_answers import cut_down
+from claritycast.claim_check import BlocksMissing
 from claritycast.deps import Deps
+from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.store import Store
 from models.documents import Snapshot
 from models.records import SnapshotFetched, SnapshotStored
-from topics import SNAPSHOTS_FETCHED, SNAPSHOTS_STORED, Topics
+from topics import DEAD_STORE, SNAPSHOTS_FETCHED, SNAPSHOTS_STORED, Topics, send_bounded
 
 log = get_logger(__name__)
 
 
 async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStored:
     """Save one fetched snapshot; idempotent."""
+    try:
+        blocks = await store.get_blocks(record.blocks_ref)
+    except BlocksMissing:
+        if not await store.snapshot_exists(record.project_id, record.local_date, record.group):
+            raise
+        blocks = []  # stored long ago, its pending blocks since expired: a redelivery
+    if blocks and record.blocks_ref != f"sha256:{record.blocks_sha256}":
+        raise StoreError(f"the blocks of {record.blocks_ref[:19]}… are not the ones announced")
+    readable, was_cut = cut_down(blocks)
     snapshot = Snapshot(
         project_id=record.project_id,
         local_date=record.local_date,
@@ -30,9 +47,14 @@ async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStore
         window_start=record.window_start,
         window_end=record.window_end,
         fetched_at=record.fetched_at,
-        blocks=record.blocks,
+        blocks=readable,
         late=record.late,
+        blocks_ref=record.blocks_ref,
+        rows_total=dict(record.rows),
+        cut_down=was_cut,
     )
+    if was_cut:
+        await store.pin_blocks(record.blocks_ref)
     created = await store.save_snapshot(snapshot)
     return SnapshotStored(
         project_id=snapshot.project_id,
@@ -47,7 +69,7 @@ async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStore
 async def handle(record: SnapshotFetched, deps: Deps, stored_topic: TopicT) -> None:
     """Store, then announce on ``snapshots.stored``."""
     stored = await store_snapshot(record, deps.store)
-    await stored_topic.send(key=record.project_id, value=stored)
+    await send_bounded(stored_topic, record.project_id, stored)
     log.info(
         "snapshot.stored",
         project=record.project_id,
@@ -61,13 +83,17 @@ async def handle(record: SnapshotFetched, deps: Deps, stored_topic: TopicT) -> N
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the store agent to ``app``."""
     stored_topic = topics[SNAPSHOTS_STORED]
+    sink = DeadLetterSink("store", topics[DEAD_STORE], deps.store, deps.clock)
 
     @app.agent(topics[SNAPSHOTS_FETCHED], name="claritycast.store")
     async def store_agent(stream: StreamT[SnapshotFetched]) -> None:
         async for record in stream:
             await guarded(
-                "snapshot",
+                "store",
                 lambda record=record: handle(record, deps, stored_topic),
+                message=record,
+                key=record.project_id,
+                sink=sink,
                 project=record.project_id,
                 group=record.group,
                 local_date=record.local_date,

@@ -21,13 +21,12 @@ from faust.types import TopicT
 
 from claritycast.deliveries import due_deliveries
 from claritycast.deps import Deps
-from claritycast.errors import ClarityCastError
 from claritycast.localtime import local_yesterday
 from claritycast.logs import get_logger
 from models.clarity import GROUP_NAMES
 from models.documents import Project, ProjectStatus
 from models.records import FetchRequested
-from topics import DELIVERIES_DUE, FETCH_REQUESTED, Topics
+from topics import DELIVERIES_DUE, FETCH_REQUESTED, Topics, send_bounded
 
 log = get_logger(__name__)
 
@@ -76,9 +75,10 @@ class Ticker:
             await self._report_gap(project, date.fromisoformat(yesterday))
             for group in missing:
                 self._asked[(project.project_id, yesterday, group)] = now
-                await self.requested_topic.send(
-                    key=project.project_id,
-                    value=FetchRequested(
+                await send_bounded(
+                    self.requested_topic,
+                    project.project_id,
+                    FetchRequested(
                         request_id=uuid.uuid4().hex,
                         project_id=project.project_id,
                         local_date=yesterday,
@@ -113,7 +113,7 @@ async def tick_deliveries(deps: Deps, due_topic: TopicT) -> int:
     """Send every due delivery down the chain; returns how many."""
     messages = await due_deliveries(deps.store, deps.clock.now())
     for message in messages:
-        await due_topic.send(key=message.connection, value=message)
+        await send_bounded(due_topic, message.connection, message)
     if messages:
         log.info("tick.deliveries", due=len(messages))
     return len(messages)
@@ -129,5 +129,5 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
         for part in (ticker.tick, lambda: tick_deliveries(deps, due_topic)):
             try:
                 await part()
-            except ClarityCastError as exc:  # the next tick tries again: due-ness is stored
-                log.error("tick.failed", error=str(exc), kind=type(exc).__name__)
+            except Exception as exc:
+                log.exception("tick.failed", error=str(exc), kind=type(exc).__name__)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import TransportT
+from faust.types import AgentT, TransportT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -53,6 +53,8 @@ class ClarityCastApp(faust.App):
     stage_names: tuple[str, ...]
 
     tansu: bool = False
+    # What to do when an agent dies anyway: the worker sets it to stop with a non-zero exit.
+    on_fatal: Callable[[BaseException], None] | None = None
 
     def _new_transport(self) -> TransportT:
         kind = TansuTransport if self.tansu else KafkaTransport
@@ -70,6 +72,18 @@ class ClarityCastApp(faust.App):
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
         await self.deps.close()
+
+    async def _on_agent_error(self, agent: AgentT, exc: BaseException) -> None:
+        """An agent died despite `agents.guard`: a bug outside a handler. Never run on without it.
+
+        Faust would log ``Crashed`` and keep the worker up without that stage;
+        instead the worker stops with a non-zero exit, so that ``up`` (or the
+        orchestrator) starts a fresh one, which resumes from the committed offsets.
+        """
+        await super()._on_agent_error(agent, exc)
+        log.critical("agent.crashed", agent=agent.name, error=str(exc), kind=type(exc).__name__)
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
 
 
 def app_id_for(settings: Settings, stage_names: Iterable[str]) -> str:

@@ -47,7 +47,7 @@ from models.clarity import ClarityResponse
 WIDTH = 800
 HEIGHT = 450
 SCALE = 2
-TOP_N = 10
+TOP_N = series.TOP_N
 LABEL_MAX_CHARS = 46
 NO_DATA_TEXT = "No data stored yet for this period"
 
@@ -571,8 +571,14 @@ def render_chart(
     *,
     project_label: str,
     note: str | None = None,
+    values_total: int = 0,
 ) -> Chart:
-    """The chart of ``metric`` from ``first`` to ``last`` out of its group's stored days."""
+    """The chart of ``metric`` from ``first`` to ``last`` out of its group's stored days.
+
+    A breakdown draws its top `TOP_N` and says how many values there were in
+    all: those in the stored rows, or ``values_total`` when a very large
+    answer was cut down for reading (`claritycast.big_answers`).
+    """
     if last < first:
         raise ValueError(f"the period ends ({last}) before it starts ({first})")
     stored = {day: response for day, response in by_day.items() if first <= day <= last}
@@ -580,8 +586,12 @@ def render_chart(
     title = f"{metric.title} · {clean_label(project_label)}"
     parts = [period_label(first, last)]
     if metric.is_breakdown:
-        ranked = series.breakdown(metric, stored.values(), top_n=TOP_N)
+        everything = series.breakdown(metric, stored.values(), top_n=None)
+        ranked = everything[:TOP_N]
         collected = len(stored)
+        total = max(len(everything), values_total)
+        if total > len(ranked):
+            parts.append(f"top {len(ranked)} of {total:,}")
     else:
         points = series.daily_series(metric, stored, first, last)
         collected = sum(point.value is not None for point in points)

@@ -15,6 +15,7 @@ import httpx
 from claritycast.clarity_parse import BODY_KEPT_BYTES, parse_body
 from claritycast.errors import (
     ClarityBadRequest,
+    ClarityBodyError,
     ClarityError,
     ClarityForbidden,
     ClarityMalformed,
@@ -69,9 +70,9 @@ class ClarityClient:
             ) from None
         raise_for_status(response.status_code, body, request)
         try:
-            return parse_body(body, group.dimensions)
-        except ClarityMalformed as exc:
-            raise ClarityMalformed(
+            return parse_body(body, group.dimensions, response.headers.get("content-type"))
+        except ClarityBodyError as exc:
+            raise type(exc)(
                 str(exc), body=exc.body, status=response.status_code, request=request
             ) from None
 

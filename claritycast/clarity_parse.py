@@ -9,8 +9,11 @@ The quirks handled here (numbered as in ``shared/clarity-api.md``):
 7. counts sent as strings become numbers; a missing or ``null`` figure is
    absent; an empty ``information`` list is an empty block.
 
-Anything that is not an array of ``{metricName, information}`` objects is
-`ClarityMalformed`: a failed fetch, never zero data.
+A 200 that is not an answer at all is `ClarityGarbled`, retried like a 5xx: an
+empty body, an HTML page (a gateway's or proxy's error page during an outage),
+or JSON cut short. Complete JSON of the wrong shape, or a body that is neither
+JSON nor HTML, is `ClarityMalformed`: asking again would get the same, so it is
+a dead letter at once. Either way a failed fetch, never zero data.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from claritycast.errors import ClarityMalformed
+from claritycast.errors import ClarityGarbled, ClarityMalformed
 from models.clarity import (
     ALL_BLOCKS,
     FIELD_ALIASES,
@@ -114,15 +117,52 @@ def parse_blocks(data: Any, dimensions: Sequence[str]) -> ClarityResponse:
     return ClarityResponse(tuple(blocks), tuple(dict.fromkeys(notes)))
 
 
-def parse_body(body: bytes, dimensions: Sequence[str]) -> ClarityResponse:
-    """Decode and parse a 200 body; empty or non-JSON bodies are `ClarityMalformed`."""
+def looks_like_html(body: bytes, content_type: str | None) -> bool:
+    """A web page rather than an API answer: by its content type, or by how it starts."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in ("text/html", "application/xhtml+xml"):
+        return True
+    start = body[:64].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
+def _cut_short(body: bytes, exc: ValueError) -> bool:
+    """Did decoding fail only because the body ends too early?
+
+    ``json`` reports an unterminated string at the string's start and other
+    end-of-input errors at the end of the text; a UTF-8 sequence cut in two
+    fails to decode in its last bytes.
+    """
+    text = body.rstrip()
+    if text.lstrip()[:1] not in (b"[", b"{"):
+        return False
+    if isinstance(exc, UnicodeDecodeError):
+        return exc.start >= len(text) - 4
+    assert isinstance(exc, json.JSONDecodeError)
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 6
+
+
+def parse_body(
+    body: bytes, dimensions: Sequence[str], content_type: str | None = None
+) -> ClarityResponse:
+    """Decode and parse a 200 body (see the module docstring for what fails how)."""
     kept = body[:BODY_KEPT_BYTES]
     if not body.strip():
-        raise ClarityMalformed("empty body with status 200", body=kept)
+        raise ClarityGarbled("empty body with status 200", body=kept)
+    if looks_like_html(body, content_type):
+        raise ClarityGarbled(
+            "an HTML page instead of JSON (a gateway or proxy answering for the API?)", body=kept
+        )
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClarityMalformed(f"body is not JSON ({exc.msg})", body=kept) from None
+        if _cut_short(body, exc):
+            raise ClarityGarbled(
+                f"the body ends before its JSON does (cut short after {len(body):,} bytes)",
+                body=kept,
+            ) from None
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.msg
+        raise ClarityMalformed(f"body is not JSON ({reason})", body=kept) from None
     try:
         return parse_blocks(data, dimensions)
     except ClarityMalformed as exc:

@@ -227,7 +227,7 @@ def orgs_list(settings: Settings) -> None:
 @click.pass_obj
 def sources(settings: Settings) -> None:
     """Connected projects: status, last snapshot, Clarity requests used in 24 h."""
-    from claritycast.quota import COUNTED_FOR, DAILY_LIMIT
+    from claritycast.quota import COUNTED_FOR, DAILY_LIMIT, NEVER_MADE
 
     async def go() -> None:
         now = SystemClock().now()
@@ -236,7 +236,8 @@ def sources(settings: Settings) -> None:
             rows = []
             for project in projects:
                 last = await store.last_snapshot_date(project.project_id)
-                used = len(await store.calls_since(project.project_id, now - COUNTED_FOR))
+                calls = await store.calls_since(project.project_id, now - COUNTED_FOR)
+                used = sum(1 for call in calls if call.outcome not in NEVER_MADE)
                 waiting = project.waiting_until()
                 note = (
                     f", waits until {waiting:%Y-%m-%d %H:%M}Z" if waiting and waiting > now else ""
@@ -266,6 +267,7 @@ def sources(settings: Settings) -> None:
 def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> None:
     """Show a metric's stored daily series (or top values, for a breakdown)."""
     from claritycast import series as series_of
+    from claritycast.big_answers import values_total
     from claritycast.errors import InputError
     from claritycast.localtime import local_yesterday
     from models import catalogue
@@ -295,8 +297,12 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
         click.echo(f"{metric.title} ({metric.unit}) for {project.label}, {first} to {last}")
         shape = ",.0f" if metric.unit == Unit.COUNT else ",.2f"
         if metric.is_breakdown:
-            for label, value in series_of.breakdown(metric, by_day.values()):
+            everything = series_of.breakdown(metric, by_day.values(), top_n=None)
+            for label, value in everything[: series_of.TOP_N]:
                 click.echo(f"  {format(value, shape):>12}  {click.unstyle(label)[:100]}")
+            more = max(len(everything), values_total(metric.block, snapshots)) - series_of.TOP_N
+            if more > 0:
+                click.echo(f"  … and {more:,} more")
         else:
             points = series_of.daily_series(metric, by_day, first, last)
             for point in points:

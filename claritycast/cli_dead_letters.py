@@ -74,22 +74,35 @@ def dead_letters(
 @click.option("--stage", type=click.Choice(STAGES), help="Only this stage's dead letters.")
 @click.option("--project", help="Only this project's (label or id).")
 @click.option("--since", help="Failed since: a date, a UTC time, or 36h / 7d.")
+@click.option(
+    "--wait", "wait_s", default=60.0, show_default=True,
+    help="Seconds to wait for what was sent to end (0: do not wait).",
+)  # fmt: skip
 @click.pass_obj
 def replay_command(
-    settings: Settings, stage: str | None, project: str | None, since: str | None
+    settings: Settings, stage: str | None, project: str | None, since: str | None, wait_s: float
 ) -> None:
-    """Send dead letters back: fetches through the quota check, deliveries to be sent."""
+    """Send dead letters back, and say what became of each.
+
+    Fetches go through the quota check, fetched snapshots back to the store
+    stage, reports back to be drawn and sent.
+    """
 
     async def go() -> int:
         async with store_for(settings) as store, publisher_for(settings) as publisher:
             results = await replay(
                 store, publisher.send, SystemClock().now(), stage=stage, project=project,
-                since=_since(since), default_timezone=settings.default_timezone,
+                since=_since(since), default_timezone=settings.default_timezone, wait_s=wait_s,
             )  # fmt: skip
         if not results:
             click.echo("nothing to replay")
         for result in results:
             click.echo(f"{result.letter.dead_letter_id}: {result.outcome}  {result.detail}")
-        return 1 if any(result.outcome == "skipped" for result in results) else 0
+            if result.end is not None:
+                detail = f"  {result.end_detail}" if result.end_detail else ""
+                click.echo(f"    → {result.end}{detail}")
+        unfinished = {"skipped", "refused"}
+        ends = {"stored", "sent", "not due", None}
+        return 1 if any(r.outcome in unfinished or r.end not in ends for r in results) else 0
 
     sys.exit(run(go()))

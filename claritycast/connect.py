@@ -36,7 +36,12 @@ POLL_S = 0.2
 
 @dataclass(frozen=True)
 class GroupReport:
-    """What happened to one fetch group: ``stored``, a failure kind, or ``refused``."""
+    """What happened to one fetch group.
+
+    ``stored``, a failure kind from the call log (``server error``, ``skipped``
+    …), ``refused`` (the quota, or Clarity's 429, said no), ``not due`` (stored
+    already, or on its way), or ``pending`` (no end within the wait).
+    """
 
     group: str
     outcome: str
@@ -151,9 +156,9 @@ async def wait_for_outcomes(
         for request in pending:
             call = calls.get(request.request_id)
             if request.request_id in refusals:
-                why, next_at = refusals[request.request_id]
+                kind, why, next_at = refusals[request.request_id]
                 when = f"; next possible at {next_at:%Y-%m-%d %H:%M} UTC" if next_at else ""
-                done[request.request_id] = GroupReport(request.group, "refused", why + when)
+                done[request.request_id] = GroupReport(request.group, kind, why + when)
             elif call is not None and call.outcome not in ("granted", "calling", "ok"):
                 done[request.request_id] = GroupReport(request.group, call.outcome, call.detail)
             elif call is not None and call.outcome == "ok":

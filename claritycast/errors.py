@@ -9,22 +9,25 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
     ClarityCastError
     ├── ConfigError                 a setting is invalid: fix the configuration
     ├── InputError                  an operator's input is wrong (duplicate label, bad timezone)
+    │   └── QuotaRefused            no request may be made now; ``next_possible_at`` says when
     ├── ClarityError                the Clarity Data Export API (status, redacted request)
     │   ├── ClarityRetryable        the same request may work later (inside the quota)
     │   │   ├── ClarityServerError      5xx
-    │   │   └── ClarityUnreachable      timeout, refused, reset
+    │   │   ├── ClarityUnreachable      timeout, refused, reset
+    │   │   └── ClarityGarbled          200 that is empty, an HTML page or cut short
     │   └── ClarityPermanent        retrying cannot help
     │       ├── ClarityBadRequest       400: our bug; dead-letter with the request
     │       ├── ClarityTokenInvalid     401, or refused locally before any request
     │       ├── ClarityForbidden        403
     │       ├── ClarityQuotaExhausted   429: exhausted until the next local midnight
-    │       └── ClarityMalformed        200 whose body is empty or not the documented shape
+    │       └── ClarityMalformed        200 with JSON of the wrong shape, or not JSON at all
     ├── EmbeddedError               the embedded Kafka/MongoDB servers
     │   ├── AlreadyRunning          `up` on a data folder that is already up
     │   ├── NotRunning              a command needs servers that are not up
     │   └── ServerFailedToStart     a server exited or never listened
     ├── BrokerUnavailable           Kafka cannot be reached from a command
     ├── StageError                  a worker was asked for a stage it cannot run
+    ├── MessageTooLarge             a record is over the topics' size bound: a bug, dead-lettered
     ├── DeliveryError               Slack or SMTP did not take a report (``reason``)
     │   ├── DeliveryRetryable           transient (rate limit past the deadline, 5xx, network)
     │   └── DeliveryPermanent           retrying cannot help: pause the connection
@@ -35,6 +38,8 @@ Messages are one line, written for the operator, and never carry a secret.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class ClarityCastError(Exception):
@@ -52,6 +57,17 @@ class ConfigError(ClarityCastError):
 
 class InputError(ClarityCastError):
     """An operator's input cannot be used; the message says what to change."""
+
+
+class QuotaRefused(InputError):
+    """Nothing may be asked of Clarity for this project now (a 429, or no headroom).
+
+    ``next_possible_at`` is when it may, if known.
+    """
+
+    def __init__(self, message: str, *, next_possible_at: datetime | None = None) -> None:
+        self.next_possible_at = next_possible_at
+        super().__init__(message)
 
 
 class ClarityError(ClarityCastError):
@@ -86,6 +102,26 @@ class ClarityUnreachable(ClarityRetryable):
     outcome = "unreachable"
 
 
+class ClarityBodyError(ClarityError):
+    """A 200 whose body could not be used; ``body`` keeps its start for the dead letter."""
+
+    def __init__(
+        self, message: str, *, body: bytes = b"", status: int | None = 200, request: str = ""
+    ) -> None:
+        self.body = body
+        super().__init__(message, status=status, request=request)
+
+
+class ClarityGarbled(ClarityBodyError, ClarityRetryable):
+    """200 with an empty body, an HTML page or a body cut short: an outage, not an answer.
+
+    A gateway or proxy in front of the API answers like this while the API is
+    down; the same request a few minutes later works, so it is retried like a 5xx.
+    """
+
+    outcome = "garbled response"
+
+
 class ClarityPermanent(ClarityError):
     """Retrying the same request cannot help."""
 
@@ -114,19 +150,13 @@ class ClarityQuotaExhausted(ClarityPermanent):
     outcome = "quota exhausted"
 
 
-class ClarityMalformed(ClarityPermanent):
-    """200 with an empty or non-JSON body, or JSON not shaped as documented.
+class ClarityMalformed(ClarityBodyError, ClarityPermanent):
+    """200 with complete JSON not shaped as documented, or a body that is not JSON at all.
 
-    ``body`` keeps the start of what was received, for the dead letter.
+    The same request would get the same answer: a dead letter at once.
     """
 
     outcome = "malformed response"
-
-    def __init__(
-        self, message: str, *, body: bytes = b"", status: int | None = 200, request: str = ""
-    ) -> None:
-        self.body = body
-        super().__init__(message, status=status, request=request)
 
 
 class EmbeddedError(ClarityCastError):
@@ -174,6 +204,14 @@ class DeliveryPermanent(DeliveryError):
     """Retrying cannot help (revoked token, unknown channel, refused recipients).
 
     The connection is paused with ``reason`` until an operator resumes it.
+    """
+
+
+class MessageTooLarge(ClarityCastError):
+    """A record would be over the bound every topic keeps (``topics.MAX_MESSAGE_BYTES``).
+
+    Large things travel by reference, so this is a bug: the message is
+    dead-lettered with the error, and the stream moves on.
     """
 
 

@@ -4,10 +4,12 @@
   owner is told once, through each of the project's connections.
 - 429: the project is exhausted until its next local midnight (another tool may
   share the quota); the tick asks again then.
-- 5xx and timeouts: retried by the tick after a backoff, each retry a normal
-  request inside the quota, `MAX_FETCH_ATTEMPTS` in all; then a dead letter.
-- 400 and malformed answers: retrying the same request cannot help, so a dead
-  letter at once, holding the start of the raw body.
+- 5xx, timeouts and garbled 200s (empty, an HTML page, cut short): retried by
+  the tick after a backoff, each retry a normal request inside the quota,
+  `MAX_FETCH_ATTEMPTS` in all; then a dead letter holding the start of the body.
+- 400 and malformed answers (complete JSON of the wrong shape, or not JSON at
+  all): retrying the same request cannot help, so a dead letter at once,
+  holding the start of the raw body.
 
 A dead-lettered group is held: the tick stops asking for it until an operator
 replays it.
@@ -21,9 +23,9 @@ from datetime import datetime, timedelta
 
 from claritycast.deliveries import open_notices
 from claritycast.errors import (
+    ClarityBodyError,
     ClarityError,
     ClarityForbidden,
-    ClarityMalformed,
     ClarityPermanent,
     ClarityQuotaExhausted,
     ClarityRetryable,
@@ -38,7 +40,7 @@ from models.records import DeadLetter, DeliveryDue, FetchGranted
 MAX_FETCH_ATTEMPTS = 3
 # Waits before the tick asks again after the first and the second failure.
 RETRY_BACKOFF = (timedelta(minutes=10), timedelta(minutes=30))
-RETRYABLE_OUTCOMES = frozenset({"server error", "unreachable"})
+RETRYABLE_OUTCOMES = frozenset({"server error", "unreachable", "garbled response"})
 # The most of a malformed body a dead letter keeps.
 BODY_KEPT_CHARS = 4096
 
@@ -84,7 +86,7 @@ async def after_failure(
     elif not isinstance(exc, ClarityPermanent):
         return FailureOutcome()
     body = None
-    if isinstance(exc, ClarityMalformed):
+    if isinstance(exc, ClarityBodyError):
         body = exc.body.decode("utf-8", errors="replace")[:BODY_KEPT_CHARS]
     letter = DeadLetter(
         dead_letter_id=fetch_dead_letter_id(project_id, local_date, group),

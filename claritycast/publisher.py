@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from claritycast.errors import BrokerUnavailable
-from topics import ALL, TopicSpec
+from topics import ALL, TopicSpec, check_size
 
 
 def bootstrap_servers(kafka_url: str) -> str:
@@ -75,6 +75,7 @@ class Publisher:
 
     async def send(self, spec: TopicSpec, key: str, record: faust.Record) -> None:
         assert self._producer is not None, "Publisher.start() first"
+        check_size(spec.name, key, record)
         try:
             await self._producer.send_and_wait(
                 spec.full_name(self.prefix), record.dumps(serializer="json"), key=key.encode()

@@ -75,7 +75,12 @@ class QuotaState:
 
     @classmethod
     def from_calls(cls, calls: list[Call], now: datetime) -> QuotaState:
-        """Rebuild from the durable call log (every call was logged before it was made)."""
+        """Rebuild from the durable call log (every call was logged before it was made).
+
+        Calls never made (expired grants, calls skipped after a 429 or a refused
+        token) do not count: Clarity never saw them.
+        """
+        calls = [call for call in calls if call.outcome not in NEVER_MADE]
         state = cls(
             calls=[(call.at, call.reason) for call in calls],
             leases={
@@ -88,6 +93,8 @@ class QuotaState:
         return state
 
 
+# Call outcomes of grants that never became a request.
+NEVER_MADE = frozenset({"expired", "skipped"})
 # Call outcomes whose snapshot may still come: granted, being made, or made.
 IN_FLIGHT = frozenset({"granted", "calling", "ok"})
 

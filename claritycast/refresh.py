@@ -4,7 +4,9 @@ A refresh goes through the same quota check as the nightly pull (reason
 ``refresh``): at most 3 in any 24 hours, never eating into the 7 the next
 pull needs, and each one is refused with when the next is possible. Groups
 already stored are not fetched again: Clarity's window is the last 24 hours,
-so a second copy of a stored day would be a different day's numbers.
+so a second copy of a stored day would be a different day's numbers. A
+project Clarity answered 429 for is refused at once, with when it resets,
+and nothing is sent.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import uuid
 from datetime import datetime
 
 from claritycast.connect import GroupReport, SendFn, wait_for_outcomes
-from claritycast.errors import InputError
+from claritycast.errors import InputError, QuotaRefused
 from claritycast.localtime import local_yesterday
 from claritycast.store import Store
 from models.clarity import GROUP_NAMES
@@ -34,6 +36,13 @@ async def refresh_requests(
             f"project {project.label!r} is {project.status}"
             + (f" ({project.status_reason})" if project.status_reason else "")
             + ": nothing can be fetched for it"
+        )
+    if project.exhausted_until is not None and project.exhausted_until > now:
+        raise QuotaRefused(
+            f"{project.label}: Clarity answered 429, its daily quota is spent (perhaps by "
+            "another tool reading the same project); nothing is asked before "
+            f"{project.exhausted_until:%Y-%m-%d %H:%M} UTC",
+            next_possible_at=project.exhausted_until,
         )
     unknown = [group for group in groups if group not in GROUP_NAMES]
     if unknown:

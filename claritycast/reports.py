@@ -13,6 +13,7 @@ import asyncio
 from datetime import date, timedelta
 
 from claritycast import charts, summary
+from claritycast.big_answers import values_total
 from claritycast.report import Report
 from claritycast.series import breakdown, daily_series
 from claritycast.store import Store
@@ -75,9 +76,11 @@ async def build_report(
     }
     in_window = {day: response for day, response in by_day.items() if day >= first}
     note = incomplete_note(missing)
+    total = values_total(metric.block, (s for s in snapshots if s.local_date >= first.isoformat()))
     chart = await asyncio.to_thread(  # cairo is CPU-bound: keep the event loop free
-        charts.render_chart, metric, in_window, first, last, project_label=label, note=note
-    )
+        charts.render_chart, metric, in_window, first, last, project_label=label, note=note,
+        values_total=total,
+    )  # fmt: skip
     facts = _facts(metric, by_day, history_first, first, last, period_days, label)
     text = summary.describe(facts)
     source = "plain"

@@ -14,6 +14,9 @@ from datetime import date, timedelta
 from models.catalogue import Metric
 from models.clarity import Block, ClarityResponse, Row
 
+# How many values of a breakdown charts and `claritycast series` show.
+TOP_N = 10
+
 
 @dataclass(frozen=True)
 class Point:
@@ -60,9 +63,9 @@ def _sessions_by_dims(response: ClarityResponse) -> dict[tuple[tuple[str, str | 
 
 
 def breakdown(
-    metric: Metric, responses: Iterable[ClarityResponse], top_n: int = 10
+    metric: Metric, responses: Iterable[ClarityResponse], top_n: int | None = TOP_N
 ) -> list[tuple[str, float]]:
-    """The top ``top_n`` values of a breakdown metric over some days, largest first."""
+    """The top ``top_n`` values (None: all) of a breakdown metric over some days, largest first."""
     assert metric.dimension is not None, f"{metric.id} is not a breakdown"
     totals: dict[str, float] = {}
     weights: dict[str, float] = {}

@@ -5,8 +5,14 @@ rolling ``numOfDays`` window relative to an injectable clock, 16 blocks without
 dimensions and 9 with, counts as strings, the ``Url`` key, the ``null``
 aggregate row of the URL breakdown, and hostile page text. It enforces 10
 requests per project per UTC day (then 429), and can be told to misbehave per
-project: documented spelling, empty-body 500s, empty or non-JSON 200s, 400,
-401, 403, 429, latency.
+project: documented spelling, empty-body 500s, empty, non-JSON, HTML (a
+gateway's error page), truncated or wrongly shaped 200s, 400, 401, 403, 429,
+latency, for every request or only the next few (``times``).
+
+What the real Clarity does and the documentation does not say is taught here
+as it is met, each with a test: a large site's URL breakdown far beyond the
+documented 1,000 rows (``url_pages``, ``max_rows``), and a quota already
+spent by another tool reading the same project (``spend``).
 
 Admin endpoints under ``/_simulator/`` let another process (or a test) add
 projects, inject faults, move a manual clock and read the request log.
@@ -39,6 +45,7 @@ from claritycast.simulator_data import (
     allocate,
     figures,
     label_weights,
+    long_tail_pages,
     unit,
 )
 from models.clarity import DIMENSIONED_BLOCKS, DIMENSIONS
@@ -46,9 +53,19 @@ from models.clarity import DIMENSIONED_BLOCKS, DIMENSIONS
 EXPORT_PATH = "/export-data/api/v1/project-live-insights"
 DAILY_LIMIT = 10
 MAX_ROWS = 1000
+JSON = "application/json"
 
 Fault = Literal[
-    "server-error", "empty-200", "garbage-200", "bad-request", "unauthorized", "forbidden", "quota"
+    "server-error",
+    "empty-200",
+    "garbage-200",
+    "html-200",
+    "truncated-200",
+    "wrong-shape-200",
+    "bad-request",
+    "unauthorized",
+    "forbidden",
+    "quota",
 ]
 FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
 Spelling = Literal["live", "documented"]
@@ -75,6 +92,21 @@ _DOCUMENTED_NAMES = {
     "PopularPages": "Popular Pages",
 }
 VALID_DIMENSIONS = {*DIMENSIONS, "Country"}  # the older spelling of Country/Region
+# Faults answered before any data is built: (status, body, content type).
+FAULT_ANSWERS: dict[str, tuple[int, bytes, str]] = {
+    "bad-request": (400, b"", JSON),
+    "server-error": (500, b"", JSON),
+    "empty-200": (200, b"", JSON),
+    "garbage-200": (200, b"upstream said: no", "text/plain"),
+    # What a gateway or proxy in front of the API answers during an outage.
+    "html-200": (
+        200,
+        b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+        b"<body><h1>Bad Gateway</h1><p>The upstream server is not answering.</p></body></html>",
+        "text/html",
+    ),
+    "wrong-shape-200": (200, b'{"metrics": {"Traffic": []}}', JSON),
+}
 
 
 def simulator_token(project_id: str, expires: datetime | None = None) -> str:
@@ -101,8 +133,11 @@ class SimulatedProject:
     profile: Profile
     fault: str | None = None
     fault_only: str | None = None  # the fault hits only this group (dimension1, or "overall")
+    fault_times: int | None = None  # the fault hits only the next N matching requests
     spelling: Spelling = "live"
     latency_s: float = 0.0
+    url_pages: int = 0  # a large site: this many more pages in the URL breakdown
+    max_rows: int = MAX_ROWS  # rows per block; the real Clarity sends more than documented
 
 
 @dataclass(frozen=True)
@@ -143,12 +178,29 @@ class ClaritySimulator:
         self._by_token[project.token] = project
         return project
 
-    def set_fault(self, project_id: str, fault: str | None, only: str | None = None) -> None:
-        """Make a project's requests fail; ``only`` limits it to one dimension ("overall": none)."""
+    def set_fault(
+        self, project_id: str, fault: str | None, only: str | None = None, times: int | None = None
+    ) -> None:
+        """Make a project's requests fail.
+
+        ``only`` limits it to one dimension ("overall": none); ``times`` to the
+        next N requests it hits, after which the project answers normally.
+        """
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
-        self.projects[project_id].fault = fault
-        self.projects[project_id].fault_only = only
+        project = self.projects[project_id]
+        project.fault, project.fault_only, project.fault_times = fault, only, times
+
+    def make_large(self, project_id: str, url_pages: int, max_rows: int | None = None) -> None:
+        """Give a project a URL breakdown of ``url_pages`` more pages (a big shop's long tail)."""
+        project = self.projects[project_id]
+        project.url_pages = url_pages
+        project.max_rows = max_rows if max_rows is not None else url_pages + len(PAGES) + 1
+
+    def spend(self, project_id: str, requests: int) -> None:
+        """Count ``requests`` made today by another tool reading the same project."""
+        key = (project_id, self.clock.now().date().isoformat())
+        self._ledger.counts[key] = self._ledger.counts.get(key, 0) + requests
 
     def requests_for(self, project_id: str) -> list[LoggedRequest]:
         return [entry for entry in self.log if entry.project_id == project_id]
@@ -200,52 +252,63 @@ class ClaritySimulator:
     async def _export(self, request: web.Request) -> web.Response:
         params = dict(request.query)
         project = self._authenticate(request.headers.get("Authorization", ""))
-        status, body = self._answer(project, params)
+        status, body, content_type = self._answer(project, params)
         if project is not None and project.latency_s:
             await asyncio.sleep(project.latency_s)
         self.log.append(
             LoggedRequest(self.clock.now(), project.project_id if project else None, params, status)
         )
-        return web.Response(status=status, body=body, content_type="application/json")
+        return web.Response(status=status, body=body, content_type=content_type)
 
     def _authenticate(self, header: str) -> SimulatedProject | None:
         scheme, _, token = header.partition(" ")
         return self._by_token.get(token.strip()) if scheme.lower() == "bearer" else None
 
+    def _fault_for(self, project: SimulatedProject | None, params: dict[str, str]) -> str | None:
+        """The fault this request meets, counting down a ``times`` limit."""
+        if project is None or project.fault is None:
+            return None
+        only = project.fault_only
+        if only is not None and params.get("dimension1", "overall") != only:
+            return None
+        fault = project.fault
+        if project.fault_times is not None:
+            project.fault_times -= 1
+            if project.fault_times <= 0:
+                project.fault, project.fault_only, project.fault_times = None, None, None
+        return fault
+
     def _answer(
         self, project: SimulatedProject | None, params: dict[str, str]
-    ) -> tuple[int, bytes]:
-        fault = project.fault if project else None
-        only = project.fault_only if project else None
-        if only is not None and params.get("dimension1", "overall") != only:
-            fault = None
+    ) -> tuple[int, bytes, str]:
+        fault = self._fault_for(project, params)
         if project is None or fault == "unauthorized":
-            return 401, b""
+            return 401, b"", JSON
         if fault == "forbidden":
-            return 403, b""
+            return 403, b"", JSON
         day = self.clock.now().date().isoformat()
         key = (project.project_id, day)
         if fault == "quota" or self._ledger.counts.get(key, 0) >= self.daily_limit:
-            return 429, b""
+            return 429, b"", JSON
         self._ledger.counts[key] = self._ledger.counts.get(key, 0) + 1
-        if fault == "bad-request":
-            return 400, b""
-        if fault == "server-error":
-            return 500, b""
-        if fault == "empty-200":
-            return 200, b""
-        if fault == "garbage-200":
-            return 200, b"<html><body>Something went wrong</body></html>"
+        if fault in FAULT_ANSWERS:
+            return FAULT_ANSWERS[fault]
         days = params.get("numOfDays", "")
         dimensions = [params[f"dimension{i}"] for i in (1, 2, 3) if params.get(f"dimension{i}")]
         if days not in ("1", "2", "3") or any(f"dimension{i}" in params for i in (4, 5)):
-            return 400, b""
+            return 400, b"", JSON
         if any(dimension not in VALID_DIMENSIONS for dimension in dimensions):
-            return 200, b""  # seen live for an unknown dimension
+            return 200, b"", JSON  # seen live for an unknown dimension
         end = self.clock.now()
         start = end - timedelta(days=int(days))
-        blocks = build_response(project.profile, start, end, dimensions, project.spelling)
-        return 200, json.dumps(blocks).encode()
+        blocks = build_response(
+            project.profile, start, end, dimensions, project.spelling,
+            pages=long_tail_pages(project.url_pages), max_rows=project.max_rows,
+        )  # fmt: skip
+        body = json.dumps(blocks).encode()
+        if fault == "truncated-200":  # a proxy cut the answer short, status already sent
+            return 200, body[: len(body) // 2], JSON
+        return 200, body, JSON
 
     async def _list_projects(self, _request: web.Request) -> web.Response:
         return web.json_response(
@@ -270,11 +333,17 @@ class ClaritySimulator:
         if project is None:
             return web.json_response({"error": "unknown project"}, status=404)
         try:
-            self.set_fault(project.project_id, data.get("fault"))
+            self.set_fault(
+                project.project_id, data.get("fault"), data.get("only"), data.get("times")
+            )
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         project.spelling = data.get("spelling", project.spelling)
         project.latency_s = float(data.get("latency_s", project.latency_s))
+        if data.get("url_pages"):
+            self.make_large(project.project_id, int(data["url_pages"]))
+        if data.get("spend"):
+            self.spend(project.project_id, int(data["spend"]))
         return web.json_response({"ok": True})
 
     async def _read_log(self, request: web.Request) -> web.Response:
@@ -399,8 +468,14 @@ def build_response(
     end: datetime,
     dimensions: list[str],
     spelling: Spelling = "live",
+    *,
+    pages: tuple[tuple[str, str, float], ...] = (),
+    max_rows: int = MAX_ROWS,
 ) -> list[dict[str, Any]]:
-    """The JSON array Clarity would answer for this window and these dimensions."""
+    """The JSON array Clarity would answer for this window and these dimensions.
+
+    ``pages`` are a large site's pages beyond the usual ones (`long_tail_pages`).
+    """
     salt = int(end.timestamp() // 86400)
     totals = figures(profile, profile.window_sessions(start, end), salt)
     blocks: list[tuple[str, list[dict[str, Any]]]]
@@ -411,13 +486,13 @@ def build_response(
             weights = label_weights(profile.project_id, salt, labels)
             blocks.append((name, _named(labels, totals.sessions, weights, key, count)))
     else:
-        labels, weights = _dimension_labels(profile, salt, dimensions)
+        labels, weights = _dimension_labels(profile, salt, dimensions, pages)
         rows = _rows(totals, profile, salt, labels, weights)
         if dimensions == ["URL"]:
             total_rows = _totals_rows(totals)
             for name in DIMENSIONED:
                 rows[name].insert(0, total_rows[name] | {"Url": None})
-        blocks = [(name, rows[name][:MAX_ROWS]) for name in DIMENSIONED]
+        blocks = [(name, rows[name][:max_rows]) for name in DIMENSIONED]
     return [
         {"metricName": _spell(name, spelling), "information": _respell(info, spelling)}
         for name, info in blocks
@@ -425,10 +500,13 @@ def build_response(
 
 
 def _dimension_labels(
-    profile: Profile, salt: object, dimensions: list[str]
+    profile: Profile,
+    salt: object,
+    dimensions: list[str],
+    pages: tuple[tuple[str, str, float], ...] = (),
 ) -> tuple[list[dict[str, Any]], list[float]]:
     if dimensions == ["URL"]:
-        entries = tuple((url, weight) for url, _, weight in PAGES)
+        entries = tuple((url, weight) for url, _, weight in PAGES + pages)
         return [{"Url": url} for url, _ in entries], label_weights(
             profile.project_id, salt, entries
         )

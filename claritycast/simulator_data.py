@@ -10,6 +10,7 @@ across all 7 fetch groups.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -74,6 +75,25 @@ FRUSTRATIONS = {
 }
 DIURNAL = tuple(0.35 + 0.65 * math.sin(math.pi * max(0.0, (h - 5) / 19)) ** 2 for h in range(24))
 WEEKLY = (1.08, 1.1, 1.06, 1.04, 0.97, 0.78, 0.72)  # Monday first
+
+
+@functools.cache
+def long_tail_pages(count: int) -> tuple[tuple[str, str, float], ...]:
+    """A big shop's long tail: ``count`` product and search URLs with query strings.
+
+    Weights fall off like a Zipf law, so the usual pages stay on top and the
+    tail is thin, as on real sites with many query-string URLs.
+    """
+    return tuple(
+        (
+            f"https://shop.example.com/products/item-{i}?utm_source=newsletter&variant={i % 7}"
+            if i % 3
+            else f"https://shop.example.com/search?q=item+{i}&page={i % 11 + 1}",
+            f"Item {i} – Example Store",  # noqa: RUF001 - the shop's own dash
+            3.0 / (i + 10),
+        )
+        for i in range(1, count + 1)
+    )
 
 
 def unit(*parts: object) -> float:

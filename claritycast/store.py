@@ -28,6 +28,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from claritycast import claim_check
+from claritycast.claim_check import BlocksRef, BlockStore
 from claritycast.errors import StoreError, StoreUnavailable
 from claritycast.redact import redact
 from claritycast.report import Report
@@ -56,6 +58,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
     ],
     "pulls": [IndexModel([("local_date", ASCENDING)], name="by_local_date")],
+    claim_check.COLLECTION: claim_check.INDEXES,
     "organisations": [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")],
     "projects": [
         IndexModel([("org_id", ASCENDING), ("label", ASCENDING)], unique=True, name="unique_label"),
@@ -125,6 +128,7 @@ class Store:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self.client = client
         self.db: AsyncDatabase[dict[str, Any]] = client[database]
+        self._blocks = BlockStore(self.db)
 
     @classmethod
     def connect(
@@ -152,6 +156,30 @@ class Store:
         for collection, indexes in INDEXES.items():
             with translated(f"creating indexes on {collection}"):
                 await self.db[collection].create_indexes(indexes)
+
+    # Answers' blocks (the claim check: topics carry their reference)
+
+    async def put_blocks(self, blocks: list[dict[str, Any]], now: datetime) -> BlocksRef:
+        """Store an answer's blocks aside and return their reference; idempotent."""
+        with translated("storing an answer's blocks"):
+            return await self._blocks.put(blocks, now)
+
+    async def get_blocks(self, ref: str) -> list[dict[str, Any]]:
+        """An answer's blocks by reference; `BlocksMissing` or `BlocksCorrupt` if unusable."""
+        with translated("reading an answer's blocks"):
+            return await self._blocks.get(ref)
+
+    async def pin_blocks(self, ref: str) -> None:
+        """Keep an answer's blocks for good: a snapshot needs the complete answer."""
+        with translated("keeping an answer's blocks"):
+            await self._blocks.pin(ref)
+
+    async def snapshot_exists(self, project_id: str, local_date: str, group: str) -> bool:
+        with translated("looking for a snapshot"):
+            found = await self.db.snapshots.find_one(
+                {"_id": f"{project_id}/{local_date}/{group}"}, {"_id": 1}
+            )
+        return found is not None
 
     # Snapshots
 
@@ -382,25 +410,46 @@ class Store:
                 {"$set": {"outcome": outcome, "status": status, "detail": detail}},
             )
 
-    async def expire_unmade_grants(self, project_id: str, granted_before: datetime) -> list[Call]:
-        """Mark grants never started (still ``granted``) and older than a time as expired.
+    async def settle_unmade_calls(self, project_id: str, granted_before: datetime) -> list[Call]:
+        """Calls that were never made, each returned once, for the quota to stop counting.
 
-        The fetch stage moves a call to ``calling`` before its request, with the
-        same condition, so each such call is either made or expired, never both.
+        Those are grants never started (still ``granted``) older than a time,
+        which this marks ``expired`` (the fetch stage moves a call to
+        ``calling`` before its request, with the same condition, so each such
+        call is either made or expired, never both), and calls the fetch stage
+        ``skipped`` without a request (a refused token, a 429).
         """
-        expired = []
-        with translated("expiring grants"):
+        settled = []
+        with translated("settling calls never made"):
             cursor = self.db.calls.find(
-                {"project_id": project_id, "outcome": "granted", "at": {"$lt": granted_before}}
+                {
+                    "project_id": project_id,
+                    "$or": [
+                        {"outcome": "granted", "at": {"$lt": granted_before}},
+                        {"outcome": "skipped", "settled": {"$ne": True}},
+                    ],
+                }
             )
             for doc in [doc async for doc in cursor]:
+                if doc["outcome"] == "granted":
+                    change = {"outcome": "expired", "detail": "granted, never made"}
+                else:
+                    change = {"settled": True}
                 result = await self.db.calls.update_one(
-                    {"_id": doc["_id"], "outcome": "granted"},
-                    {"$set": {"outcome": "expired", "detail": "granted, never made"}},
+                    {"_id": doc["_id"], "outcome": doc["outcome"], "settled": {"$ne": True}},
+                    {"$set": {**change, "settled": True}},
                 )
                 if result.modified_count == 1:
-                    expired.append(Call.from_document(doc))
-        return expired
+                    settled.append(Call.from_document(doc))
+        return settled
+
+    async def abandon_call(self, request_id: str, detail: str) -> None:
+        """A call whose message was dead-lettered: no longer on its way (it may have been made)."""
+        with translated("abandoning a call"):
+            await self.db.calls.update_one(
+                {"_id": request_id, "outcome": {"$in": ["granted", "calling"]}},
+                {"$set": {"outcome": "handler error", "detail": detail[:300]}},
+            )
 
     async def start_call(self, request_id: str) -> bool:
         """Mark a granted call as being made; False if it expired or was started already."""
@@ -432,15 +481,27 @@ class Store:
         return Call.from_document(doc) if doc else None
 
     async def record_refusal(
-        self, request_id: str, project_id: str, reason: str, next_at: datetime | None, at: datetime
+        self,
+        request_id: str,
+        project_id: str,
+        reason: str,
+        next_at: datetime | None,
+        at: datetime,
+        *,
+        kind: str = "refused",
     ) -> None:
-        """Remember why the quota check refused a request (refusals are not calls)."""
+        """Remember why the quota check did not grant a request (refusals are not calls).
+
+        ``kind`` is ``refused`` (the quota or Clarity said no) or ``not due``
+        (the group is stored, or on its way).
+        """
         with translated("recording a refusal"):
             await self.db.refusals.update_one(
                 {"_id": request_id},
                 {
                     "$setOnInsert": {
                         "project_id": project_id,
+                        "kind": kind,
                         "reason": reason,
                         "next_possible_at": next_at,
                         "at": at,
@@ -451,11 +512,13 @@ class Store:
 
     async def refusals_by_id(
         self, request_ids: list[str]
-    ) -> dict[str, tuple[str, datetime | None]]:
+    ) -> dict[str, tuple[str, str, datetime | None]]:
+        """request id -> (kind, reason, next possible at) for those not granted."""
         with translated("reading refusals"):
             cursor = self.db.refusals.find({"_id": {"$in": request_ids}})
             return {
                 doc["_id"]: (
+                    doc.get("kind", "refused"),
                     doc["reason"],
                     as_utc(doc["next_possible_at"]) if doc.get("next_possible_at") else None,
                 )
@@ -698,12 +761,13 @@ class Store:
             query["state"] = state
         with translated("listing dead letters"):
             cursor = self.db.dead_letters.find(query).sort("failed_at", ASCENDING)
-            found = []
-            async for doc in cursor:
-                fields = {k: v for k, v in doc.items() if k in DeadLetter._options.fields}
-                fields["failed_at"] = as_utc(fields["failed_at"])
-                found.append((DeadLetter(**fields), doc["state"]))
-            return found
+            return [_dead_letter(doc) async for doc in cursor]
+
+    async def get_dead_letter(self, dead_letter_id: str) -> tuple[DeadLetter, str] | None:
+        """One dead letter and its state, by id."""
+        with translated("reading a dead letter"):
+            doc = await self.db.dead_letters.find_one({"_id": dead_letter_id})
+        return _dead_letter(doc) if doc else None
 
     async def mark_dead_letter(self, dead_letter_id: str, state: str, at: datetime) -> None:
         with translated("updating a dead letter"):
@@ -742,6 +806,12 @@ class Store:
             local_date=doc["local_date"],
             note=doc.get("note"),
         )
+
+
+def _dead_letter(doc: dict[str, Any]) -> tuple[DeadLetter, str]:
+    fields = {k: v for k, v in doc.items() if k in DeadLetter._options.fields}
+    fields["failed_at"] = as_utc(fields["failed_at"])
+    return DeadLetter(**fields), doc["state"]
 
 
 @asynccontextmanager

@@ -5,11 +5,17 @@ the worker starts; on Ctrl-C or SIGTERM the worker stops first (committing
 its offsets against a live broker), then the servers. Every child runs in its
 own session with ``PR_SET_PDEATHSIG``, so even a ``kill -9`` of this process
 leaves nothing running.
+
+A worker that exits on its own (an agent crashed, so it stopped rather than
+run on without a stage) is started again, after a backoff that doubles from
+`RESTART_FIRST_S` to `RESTART_MAX_S` and starts over once a worker has run
+for `RESTART_STABLE_S`; each restart is announced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -32,6 +38,9 @@ log = get_logger(__name__)
 
 READY_TIMEOUT_S = 60.0
 WORKER_STOP_TIMEOUT_S = 30.0
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+RESTART_STABLE_S = 120.0
 
 
 async def run_up(
@@ -71,7 +80,7 @@ async def run_up(
                     "first with `claritycast demo` (30 simulated days in about a minute, "
                     f"reports in {settings.data_dir / 'outbox'})."
                 )
-        return await _wait_end(worker, stop)
+        return await _supervise(worker, state, run_dir, stop, announce)
     finally:
         await _stop_children(children)
         run_dir.release()
@@ -109,7 +118,41 @@ async def _has_projects(settings: Settings, state: RunState) -> bool:
         await store.close()
 
 
-async def _wait_end(worker: ChildProcess, stop: asyncio.Event) -> int:
+async def _supervise(
+    worker: ChildProcess,
+    state: RunState,
+    run_dir: RunDir,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
+) -> int:
+    """Keep a worker running until a signal: one that exits is started again, with backoff."""
+    loop = asyncio.get_running_loop()
+    delay_s = RESTART_FIRST_S
+    while True:
+        started = loop.time()
+        code = await _wait_end(worker, stop)
+        if code is None:
+            return 0
+        if loop.time() - started > RESTART_STABLE_S:
+            delay_s = RESTART_FIRST_S
+        log.error("up.worker_exited", pid=worker.pid, exit_code=code, restart_in_s=delay_s)
+        announce(f"the worker (pid {worker.pid}) exited with code {code}; "
+                 f"starting a new one in {delay_s:.0f} s")  # fmt: skip
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay_s)
+        if stop.is_set():
+            log.info("up.stopping", reason="signal")
+            return 0
+        delay_s = min(delay_s * 2, RESTART_MAX_S)
+        await worker.spawn(env=dict(os.environ))
+        assert worker.pid is not None
+        state.children["worker"] = worker.pid
+        run_dir.write_state(state)
+        log.info("up.worker_restarted", pid=worker.pid)
+
+
+async def _wait_end(worker: ChildProcess, stop: asyncio.Event) -> int | None:
+    """The worker's exit code when it exits on its own; None when a signal came first."""
     assert worker.process is not None
     stopped = asyncio.create_task(stop.wait())
     exited = asyncio.create_task(worker.process.wait())
@@ -118,9 +161,8 @@ async def _wait_end(worker: ChildProcess, stop: asyncio.Event) -> int:
     exited.cancel()
     if stop.is_set():
         log.info("up.stopping", reason="signal")
-        return 0
-    log.error("up.worker_exited", pid=worker.pid, exit_code=worker.returncode)
-    return worker.returncode or 1
+        return None
+    return worker.returncode if worker.returncode is not None else 1
 
 
 async def _stop_children(children: list[ChildProcess]) -> None:

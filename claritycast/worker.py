@@ -6,6 +6,7 @@ command binds 0.0.0.0:6066 regardless), so several workers share a host.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 import faust
@@ -38,4 +39,15 @@ def run_worker(settings: Settings, stages: Iterable[str]) -> None:
         redirect_stdouts=False,
     )
     worker.spinner = None  # a terminal spinner has no place in one-line-per-event logs
+
+    stopping: list[asyncio.Future[None]] = []
+
+    def stop_failed(exc: BaseException) -> None:
+        """A crashed agent: stop, then exit non-zero (mode re-raises ``crash_reason``)."""
+        if worker.crash_reason is None:
+            worker.crash_reason = exc
+            log.critical("worker.stopping", why="an agent crashed", exit_code=1)
+            stopping.append(asyncio.ensure_future(worker.stop()))
+
+    app.on_fatal = stop_failed
     worker.execute_from_commandline()

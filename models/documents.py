@@ -21,6 +21,11 @@ class Snapshot:
 
     Unique on (project_id, local_date, group): the first stored copy wins, so a
     redelivered or replayed message never changes or duplicates it.
+
+    ``blocks`` are what charts and series read: the whole answer, or for a
+    very large one its top rows (``cut_down``; see `claritycast.big_answers`).
+    ``blocks_ref`` names the complete answer in the claim check, and
+    ``rows_total`` says how many rows each block had in it.
     """
 
     project_id: str
@@ -32,6 +37,9 @@ class Snapshot:
     blocks: list[dict[str, Any]]
     late: bool = False
     stored_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    blocks_ref: str | None = None
+    rows_total: dict[str, int] | None = None
+    cut_down: bool = False
 
     @property
     def id(self) -> str:
@@ -49,6 +57,9 @@ class Snapshot:
             "blocks": self.blocks,
             "late": self.late,
             "stored_at": self.stored_at,
+            "blocks_ref": self.blocks_ref,
+            "rows_total": self.rows_total,
+            "cut_down": self.cut_down,
         }
 
     @classmethod
@@ -63,6 +74,9 @@ class Snapshot:
             blocks=doc["blocks"],
             late=doc["late"],
             stored_at=as_utc(doc["stored_at"]),
+            blocks_ref=doc.get("blocks_ref"),
+            rows_total=doc.get("rows_total"),
+            cut_down=doc.get("cut_down", False),
         )
 
 

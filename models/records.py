@@ -21,11 +21,15 @@ class SnapshotFetched(
     isodates=True,
     namespace="claritycast.SnapshotFetched",
 ):
-    """One Clarity response for one project, local date and fetch group, parsed.
+    """One Clarity response for one project, local date and fetch group, parsed and stored aside.
 
-    ``window_start``/``window_end`` are the real 24 hours the call covered
-    (Clarity's window is rolling, relative to the call); ``late`` says the call
-    drifted from the organisation's local midnight.
+    The blocks themselves are not in the record (a large answer is tens of
+    megabytes): they are in MongoDB under ``blocks_ref`` (a claim check, see
+    docs/events.md), compressed, with ``blocks_sha256`` the SHA-256 of their
+    canonical JSON (``blocks_bytes`` long) and ``rows`` the row count of each
+    block. ``window_start``/``window_end`` are the real 24 hours the call
+    covered (Clarity's window is rolling, relative to the call); ``late`` says
+    the call drifted from the organisation's local midnight.
     """
 
     project_id: str
@@ -34,9 +38,12 @@ class SnapshotFetched(
     window_start: datetime
     window_end: datetime
     fetched_at: datetime
-    blocks: list[dict[str, Any]]
+    blocks_ref: str
+    blocks_sha256: str
+    blocks_bytes: int
+    rows: dict[str, int]
     late: bool = False
-    schema_version: int = 1
+    schema_version: int = 2
 
 
 class SnapshotStored(

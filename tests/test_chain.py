@@ -126,7 +126,8 @@ async def test_duplicate_label_and_unknown_org_are_input_errors(
         ("unauthorized", "token invalid", ProjectStatus.TOKEN_INVALID),
         ("forbidden", "forbidden", ProjectStatus.TOKEN_INVALID),
         ("server-error", "server error", ProjectStatus.ACTIVE),
-        ("empty-200", "malformed response", ProjectStatus.ACTIVE),
+        ("empty-200", "garbled response", ProjectStatus.ACTIVE),
+        ("wrong-shape-200", "malformed response", ProjectStatus.ACTIVE),
         ("quota", "quota exhausted", ProjectStatus.ACTIVE),
     ],
 )
@@ -153,5 +154,5 @@ async def test_each_clarity_failure_ends_in_its_state(
     if fault == "quota":
         assert project.exhausted_until == datetime(2026, 11, 25, tzinfo=UTC)
     if status == ProjectStatus.TOKEN_INVALID:
-        assert outcomes <= {outcome, "skipped"}, "after a 401, no further request is made"
+        assert outcomes <= {outcome, "skipped", "refused"}, "after a 401, no request is made"
         assert len(simulator.requests_for(sim_project.project_id)) < 7 or outcomes == {outcome}

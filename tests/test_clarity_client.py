@@ -15,8 +15,10 @@ from claritycast.clarity_parse import parse_body
 from claritycast.clarity_token import check_token
 from claritycast.errors import (
     ClarityBadRequest,
+    ClarityBodyError,
     ClarityError,
     ClarityForbidden,
+    ClarityGarbled,
     ClarityMalformed,
     ClarityQuotaExhausted,
     ClarityServerError,
@@ -34,6 +36,7 @@ from tests.helpers import make_token
 SAMPLES = Path(__file__).parent / "samples"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "clarity-samples"
 URL = "https://clarity.test/export-data/api/v1/project-live-insights"
+JSON = "application/json"
 TOKEN = make_token()
 SAMPLE_GROUPS = {
     "overall.json": "overall",
@@ -50,12 +53,15 @@ def sample(name: str) -> bytes:
 
 
 def client_answering(
-    status: int, body: bytes, seen: list[httpx.Request] | None = None
+    status: int,
+    body: bytes,
+    seen: list[httpx.Request] | None = None,
+    content_type: str = "application/json",
 ) -> ClarityClient:
     def answer(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
-        return httpx.Response(status, content=body)
+        return httpx.Response(status, content=body, headers={"Content-Type": content_type})
 
     return ClarityClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)), URL)
 
@@ -162,29 +168,41 @@ def test_parsed_response_round_trips_through_json() -> None:
     assert ClarityResponse.from_json(json.loads(json.dumps(response.to_json()))) == response
 
 
+CUT_SHORT = sample("dimension_url.json")[:-40]
+
+
 @pytest.mark.parametrize(
-    ("status", "body", "kind"),
+    ("status", "body", "content_type", "kind"),
     [
-        (400, b"", ClarityBadRequest),
-        (401, b"", ClarityTokenInvalid),
-        (403, b"", ClarityForbidden),
-        (429, b"", ClarityQuotaExhausted),
-        (500, b"", ClarityServerError),
-        (503, b"<html>down</html>", ClarityServerError),
-        (200, b"", ClarityMalformed),
-        (200, b"<html>not json</html>", ClarityMalformed),
-        (200, b'{"error": "unknown dimension"}', ClarityMalformed),
-        (200, b'[{"metricName": "Traffic", "information": "x"}]', ClarityMalformed),
-        (302, b"", ClarityMalformed),
+        (400, b"", JSON, ClarityBadRequest),
+        (401, b"", JSON, ClarityTokenInvalid),
+        (403, b"", JSON, ClarityForbidden),
+        (429, b"", JSON, ClarityQuotaExhausted),
+        (500, b"", JSON, ClarityServerError),
+        (503, b"<html>down</html>", "text/html", ClarityServerError),
+        # A 200 that is no answer at all: an outage in front of the API, retried.
+        (200, b"", JSON, ClarityGarbled),
+        (200, b"  \n", JSON, ClarityGarbled),
+        (200, b"<html><body>Bad gateway</body></html>", "text/html; charset=utf-8", ClarityGarbled),
+        (200, b"<!DOCTYPE html><html>Bad gateway</html>", JSON, ClarityGarbled),
+        (200, CUT_SHORT, JSON, ClarityGarbled),
+        (200, b'[{"metricName": "Traffic", "information": [{"Url": "caf\xc3', JSON, ClarityGarbled),
+        # A complete answer that is not what the API documents: the same next time.
+        (200, b"upstream said: no", "text/plain", ClarityMalformed),
+        (200, b'{"error": "unknown dimension"}', JSON, ClarityMalformed),
+        (200, b'[{"metricName": "Traffic", "information": "x"}]', JSON, ClarityMalformed),
+        (200, b'[{"metricName": "Traffic", "information": []}] trailing', JSON, ClarityMalformed),
+        (302, b"", JSON, ClarityMalformed),
     ],
 )
 async def test_each_failure_is_its_own_kind(
-    status: int, body: bytes, kind: type[ClarityError]
+    status: int, body: bytes, content_type: str, kind: type[ClarityError]
 ) -> None:
     """Every row of the API's error table raises its own error, with status and request."""
     seen: list[httpx.Request] = []
+    client = client_answering(status, body, seen, content_type)
     with pytest.raises(kind) as caught:
-        await client_answering(status, body, seen).fetch(TOKEN, GROUPS_BY_NAME["url"])
+        await client.fetch(TOKEN, GROUPS_BY_NAME["url"])
     error = caught.value
     assert error.status == status
     assert (
@@ -192,7 +210,8 @@ async def test_each_failure_is_its_own_kind(
     )
     assert TOKEN not in str(error) and TOKEN not in repr(error.args)
     assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
-    if isinstance(error, ClarityMalformed):
+    assert type(error) is kind, "one kind per row, not a parent class"
+    if isinstance(error, ClarityBodyError):
         assert error.body == body
 
 

@@ -20,7 +20,7 @@ from claritycast.embedded import Endpoints
 from claritycast.fetch_failures import MAX_FETCH_ATTEMPTS, RETRY_BACKOFF
 from claritycast.replay import replay
 from claritycast.settings import Settings, load_settings
-from claritycast.simulator import ClaritySimulator
+from claritycast.simulator import FAULT_ANSWERS, ClaritySimulator
 from claritycast.slack_standin import SlackStandin
 from claritycast.store import Store
 from models import catalogue
@@ -160,13 +160,15 @@ async def _dead_letters(store: Store, stage: str) -> list[object] | None:
     return await store.dead_letters(stage=stage) or None
 
 
+@pytest.mark.parametrize("fault", ["wrong-shape-200", "garbage-200"])
 async def test_a_malformed_answer_is_dead_lettered_at_once_with_its_body(
-    worker: ClarityCastApp, shop: Project, simulator: ClaritySimulator, store: Store
+    worker: ClarityCastApp, shop: Project, simulator: ClaritySimulator, store: Store, fault: str
 ) -> None:
-    simulator.set_fault("shop", "garbage-200", only="Browser")
+    """JSON of the wrong shape, or a body that is not JSON at all, would come back the same."""
+    simulator.set_fault("shop", fault, only="Browser")
     ((letter, _),) = await wait_for(lambda: _dead_letters(store, "fetch"))
     assert letter.reason == "malformed response" and letter.attempts == 1
-    assert letter.body == "<html><body>Something went wrong</body></html>"
+    assert letter.body == FAULT_ANSWERS[fault][1].decode()
     await wait_for(lambda: stored(store, 6))
     assert len(requests_for(simulator, "Browser")) == 1
 

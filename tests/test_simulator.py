@@ -15,6 +15,7 @@ from claritycast.errors import (
     ClarityBadRequest,
     ClarityError,
     ClarityForbidden,
+    ClarityGarbled,
     ClarityMalformed,
     ClarityQuotaExhausted,
     ClarityServerError,
@@ -138,8 +139,11 @@ async def test_ten_requests_a_day_then_429(
     ("fault", "kind"),
     [
         ("server-error", ClarityServerError),
-        ("empty-200", ClarityMalformed),
+        ("empty-200", ClarityGarbled),
+        ("html-200", ClarityGarbled),
+        ("truncated-200", ClarityGarbled),
         ("garbage-200", ClarityMalformed),
+        ("wrong-shape-200", ClarityMalformed),
         ("bad-request", ClarityBadRequest),
         ("unauthorized", ClarityTokenInvalid),
         ("forbidden", ClarityForbidden),
@@ -162,7 +166,7 @@ async def test_unknown_token_and_unknown_dimension(
     with pytest.raises(ClarityTokenInvalid):
         await client.fetch("eyJ.not.known", GROUPS_BY_NAME["overall"])
     bogus = GROUPS_BY_NAME["overall"].__class__("bogus", ("Planet",))
-    with pytest.raises(ClarityMalformed, match="empty body"):
+    with pytest.raises(ClarityGarbled, match="empty body"):
         await client.fetch(simulator.projects["alpha"].token, bogus)
     assert simulator.log[0].project_id is None and simulator.log[0].status == 401
 

@@ -12,9 +12,13 @@ from models.records import SnapshotFetched
 from tests.helpers import produce, read_topic, running_app, topic_partitions, wait_for
 from topics import SNAPSHOTS_FETCHED, SNAPSHOTS_STORED
 
+BLOCKS = [{"metric": "Traffic", "rows": [{"values": {"totalSessionCount": 120.0}}]}]
 
-def fetched(project: str = "p1", group: str = "overall") -> SnapshotFetched:
+
+async def fetched(store: Store, project: str = "p1", group: str = "overall") -> SnapshotFetched:
+    """A fetched snapshot as the fetch stage sends it: its blocks in the claim check."""
     end = datetime(2026, 11, 28, 23, 0, 5, tzinfo=UTC)
+    ref = await store.put_blocks(BLOCKS, end)
     return SnapshotFetched(
         project_id=project,
         local_date="2026-11-28",
@@ -22,7 +26,10 @@ def fetched(project: str = "p1", group: str = "overall") -> SnapshotFetched:
         window_start=end - timedelta(hours=24),
         window_end=end,
         fetched_at=end,
-        blocks=[{"metricName": "Traffic", "information": [{"totalSessionCount": "120"}]}],
+        blocks_ref=ref.ref,
+        blocks_sha256=ref.sha256,
+        blocks_bytes=ref.size_bytes,
+        rows=ref.rows,
     )
 
 
@@ -32,10 +39,10 @@ async def test_snapshot_crosses_broker_into_mongodb(
     """A fetched snapshot sent to its topic is stored once and announced as stored."""
     app = create_app(settings, ["store"], endpoints)
     async with running_app(app):
-        await app.declared[SNAPSHOTS_FETCHED].send(key="p1", value=fetched())
+        await app.declared[SNAPSHOTS_FETCHED].send(key="p1", value=await fetched(store))
         snapshot = await wait_for(lambda: store.get_snapshot("p1", "2026-11-28", "overall"))
 
-    assert snapshot.blocks == fetched().blocks
+    assert snapshot.blocks == BLOCKS
     assert snapshot.window_end == datetime(2026, 11, 28, 23, 0, 5, tzinfo=UTC)
     stored_topic = SNAPSHOTS_STORED.full_name(settings.topic_prefix)
     [event] = await read_topic(endpoints.kafka_url, stored_topic, count=1)
@@ -50,8 +57,8 @@ async def test_redelivered_snapshot_is_stored_once(
     app = create_app(settings, ["store"], endpoints)
     topic = SNAPSHOTS_FETCHED.full_name(settings.topic_prefix)
     async with running_app(app):
-        await produce(endpoints.kafka_url, topic, "p2", fetched("p2"))
-        await produce(endpoints.kafka_url, topic, "p2", fetched("p2"))
+        await produce(endpoints.kafka_url, topic, "p2", await fetched(store, "p2"))
+        await produce(endpoints.kafka_url, topic, "p2", await fetched(store, "p2"))
         stored_topic = SNAPSHOTS_STORED.full_name(settings.topic_prefix)
         events = await read_topic(endpoints.kafka_url, stored_topic, count=2)
 

@@ -20,7 +20,8 @@ async def test_worker_subprocess_stores_and_stops_cleanly(
     await worker.start(store)
     try:
         topic = SNAPSHOTS_FETCHED.full_name(str(settings_values["topic_prefix"]))
-        await produce(str(settings_values["kafka_url"]), topic, "p9", fetched("p9", "device"))
+        record = await fetched(store, "p9", "device")
+        await produce(str(settings_values["kafka_url"]), topic, "p9", record)
         await wait_for(lambda: store.get_snapshot("p9", "2026-11-28", "device"))
     finally:
         code = await worker.stop()

@@ -12,6 +12,12 @@ Keys are plain UTF-8 strings. Ingestion topics are keyed by project id, so
 that all of a project's messages land on the same partition number in each of
 them; delivery topics by connection name, so a project's many connections
 spread across the delivery workers.
+
+Every record on every topic stays under `MAX_MESSAGE_BYTES` (256 KiB, a
+quarter of Kafka's default 1 MB limit): large things (a Clarity answer's
+blocks, a chart's PNG) stay in MongoDB and topics carry their reference.
+`send_bounded` enforces it on every send; a record over it is a bug, raised
+as `MessageTooLarge` and dead-lettered like any other handler error.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from datetime import timedelta
 import faust
 from faust.types import TopicT
 
+from claritycast.errors import MessageTooLarge
 from models.records import (
     ChartRendered,
     DeadLetter,
@@ -33,6 +40,30 @@ from models.records import (
     SnapshotFetched,
     SnapshotStored,
 )
+
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def encoded_size(key: str, value: faust.Record) -> int:
+    """The bytes a record takes on a topic: its key and its JSON value."""
+    return len(key.encode()) + len(value.dumps(serializer="json"))
+
+
+def check_size(topic_name: str, key: str, value: faust.Record) -> None:
+    """Refuse a record over `MAX_MESSAGE_BYTES`, naming what and how big (never its content)."""
+    size = encoded_size(key, value)
+    if size > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"a {type(value).__name__} for {topic_name} is {size:,} bytes, over the "
+            f"{MAX_MESSAGE_BYTES:,}-byte bound of every topic: large content must travel "
+            "by reference"
+        )
+
+
+async def send_bounded(topic: TopicT, key: str, value: faust.Record) -> None:
+    """Send one record on a Faust topic, within the size bound."""
+    check_size(topic.get_topic_name(), key, value)
+    await topic.send(key=key, value=value)
 
 
 @dataclass(frozen=True)
@@ -97,11 +128,32 @@ DELIVERIES_SENT = TopicSpec(
     retention=timedelta(days=30),
 )
 
+DEAD_QUOTA = TopicSpec(
+    name="deadletters.quota",
+    key="project_id",
+    value=DeadLetter,
+    description="A fetch request the quota check could not handle, with the error",
+    retention=timedelta(days=30),
+)
 DEAD_FETCHES = TopicSpec(
     name="deadletters.fetch",
     key="project_id",
     value=DeadLetter,
     description="A fetch that failed for good (retries spent, or malformed), with its request",
+    retention=timedelta(days=30),
+)
+DEAD_STORE = TopicSpec(
+    name="deadletters.store",
+    key="project_id",
+    value=DeadLetter,
+    description="A fetched snapshot the store stage could not store, with the error",
+    retention=timedelta(days=30),
+)
+DEAD_RENDER = TopicSpec(
+    name="deadletters.render",
+    key="connection",
+    value=DeadLetter,
+    description="A due report the render stage could not draw, with the error",
     retention=timedelta(days=30),
 )
 DEAD_DELIVERIES = TopicSpec(
@@ -120,9 +172,21 @@ ALL: tuple[TopicSpec, ...] = (
     DELIVERIES_DUE,
     CHARTS_RENDERED,
     DELIVERIES_SENT,
+    DEAD_QUOTA,
     DEAD_FETCHES,
+    DEAD_STORE,
+    DEAD_RENDER,
     DEAD_DELIVERIES,
 )
+
+# Each stage's dead-letter topic, for messages its handler could not handle.
+DEAD_LETTERS_BY_STAGE: dict[str, TopicSpec] = {
+    "quota": DEAD_QUOTA,
+    "fetch": DEAD_FETCHES,
+    "store": DEAD_STORE,
+    "render": DEAD_RENDER,
+    "deliver": DEAD_DELIVERIES,
+}
 
 
 class Topics:

@@ -1,0 +1,76 @@
+"""Dead letters for messages a stage could not handle, and the work they hold back.
+
+A stage's handler may fail in ways nobody planned for: a bug, a document of
+an older shape, a library raising what it never raised before. The agent
+must not die of it (Faust has already acknowledged the message, so it would
+be lost, and the stage would stop for every later message too), and the
+failure must not repeat forever. So the message becomes a dead letter on its
+stage's ``deadletters.<stage>`` topic and in the store, with the error, and
+its work is held until an operator replays it:
+
+- a fetch-chain message (quota, fetch, store) holds its group, so the tick
+  stops asking for it (asking again would spend quota on the same failure
+  every day);
+- a delivery-chain message (render, deliver) moves its delivery to
+  ``failed``, so the tick stops re-sending it.
+
+`claritycast replay` lets both go again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import faust
+
+from claritycast.redact import redact
+from claritycast.store import Store
+from models.delivery import DeliveryState
+from models.records import DeadLetter
+
+HANDLER_ERROR = "handler error"
+DETAIL_MAX_CHARS = 2000
+
+
+def identity(message: faust.Record) -> str:
+    """What a message is about: a delivery key, or a project's group of one day."""
+    delivery_key = getattr(message, "delivery_key", None)
+    if delivery_key is not None:
+        return str(delivery_key)
+    return f"{message.project_id}/{message.local_date}/{message.group}"  # type: ignore[attr-defined]
+
+
+def dead_letter_id(stage: str, message: faust.Record) -> str:
+    return f"{stage}/{identity(message)}"
+
+
+def handler_error_letter(
+    stage: str, message: faust.Record, key: str, exc: BaseException, now: datetime
+) -> DeadLetter:
+    """The dead letter of a message whose handler raised ``exc``; never carries a secret."""
+    detail = redact(f"{type(exc).__name__}: {exc}")[:DETAIL_MAX_CHARS]
+    return DeadLetter(
+        dead_letter_id=dead_letter_id(stage, message),
+        stage=stage,
+        key=key,
+        project_id=str(getattr(message, "project_id", "")),
+        reason=HANDLER_ERROR,
+        detail=detail,
+        attempts=1,
+        original_type=message._options.namespace,
+        original=json.loads(message.dumps(serializer="json")),
+        failed_at=now,
+    )
+
+
+async def hold_work(store: Store, letter: DeadLetter) -> None:
+    """Keep the tick from sending this letter's work again until it is replayed."""
+    original = letter.original
+    if "delivery_key" in original:
+        await store.move_delivery(original["delivery_key"], DeliveryState.FAILED)
+    else:
+        await store.hold_group(letter.project_id, original["local_date"], original["group"], None)
+        request_id = original.get("request_id")
+        if request_id is not None:
+            await store.abandon_call(request_id, letter.detail)
