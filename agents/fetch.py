@@ -82,9 +82,11 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     try:
         response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:
+        # What the failure means (a held group, a dead letter) is settled before the
+        # call is closed: the quota check sees the group held, never merely failed.
+        outcome = await after_failure(exc, granted, store, called_at)
         await store.finish_call(granted.request_id, exc.outcome, exc.status, str(exc))
         log.warning("fetch.failed", outcome=exc.outcome, status=exc.status, **context)
-        outcome = await after_failure(exc, granted, store, called_at)
         if outcome.dead_letter is not None:
             await send_bounded(topics[DEAD_FETCHES], granted.project_id, outcome.dead_letter)
             log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)

@@ -138,17 +138,23 @@ async def _not_due_because(
 
     The tick asks again on every run while a group is missing, so a backlog
     can hold many copies. Not due: a request older than `STALE_AFTER` (the tick
-    asks again if still needed); a group already stored; a group granted or
-    fetched (``ok`` in the call log) less than the lease ago: its snapshot is
-    on its way. Older than that and still not stored, the grant or the
-    snapshot was lost on the way (a worker died, a message was dropped in a
-    rebalance): asking again is safe, and the quota counts it like any other.
+    asks again if still needed); a group already stored; a group held (its last
+    call failed and waits for a retry, or was dead-lettered: a replay releases
+    it first); a group granted or fetched (``ok`` in the call log) less than
+    the lease ago: its snapshot is on its way. Older than that and still not
+    stored, the grant or the snapshot was lost on the way (a worker died, a
+    message was dropped in a rebalance): asking again is safe, and the quota
+    counts it like any other.
     """
     day_group = f"{request.local_date} {request.group}"
     if request.requested_at < now - STALE_AFTER:
         return f"asked for at {request.requested_at:%H:%M:%S}Z, too long ago to be current"
-    if request.group in await deps.store.groups_stored(request.project_id, request.local_date):
+    progress = await deps.store.pull_progress(request.project_id, request.local_date)
+    if request.group in progress.stored:
         return f"{day_group} is stored already"
+    held = progress.held(request.group, now)
+    if held is not None:
+        return f"{day_group} is held: {held}"
     calls = await deps.store.calls_for(
         request.project_id, request.local_date, request.group, now - COUNTED_FOR
     )

@@ -60,7 +60,7 @@ def fetch_dead_letter_id(project_id: str, local_date: str, group: str) -> str:
 async def after_failure(
     exc: ClarityError, granted: FetchGranted, store: Store, now: datetime
 ) -> FailureOutcome:
-    """Record what a failure means; the call log already holds its outcome."""
+    """Record what a failure means; the call itself is still open (``calling``) in the log."""
     project_id, local_date, group = granted.project_id, granted.local_date, granted.group
     if isinstance(exc, ClarityTokenInvalid | ClarityForbidden):
         reason = f"{exc.outcome} ({exc.status or 'refused locally'})"
@@ -74,10 +74,11 @@ async def after_failure(
         await store.set_exhausted_until(project_id, next_local_midnight(now, granted.timezone))
         return FailureOutcome()
     calls = await store.calls_for(project_id, local_date, group, now - COUNTED_FOR)
-    in_flight_or_fine = ("granted", "calling", "ok", "expired", "interrupted")
-    failures = sum(1 for call in calls if call.outcome not in in_flight_or_fine)
+    earlier = [call for call in calls if call.request_id != granted.request_id]
+    in_flight_or_fine = ("granted", "calling", "ok", "expired", "interrupted", "skipped")
+    failures = 1 + sum(1 for call in earlier if call.outcome not in in_flight_or_fine)
     if isinstance(exc, ClarityRetryable):
-        retryable = sum(1 for call in calls if call.outcome in RETRYABLE_OUTCOMES)
+        retryable = 1 + sum(1 for call in earlier if call.outcome in RETRYABLE_OUTCOMES)
         if retryable < MAX_FETCH_ATTEMPTS:
             await store.hold_group(
                 project_id, local_date, group, now + RETRY_BACKOFF[retryable - 1]

@@ -34,7 +34,15 @@ from claritycast.errors import StoreError, StoreUnavailable
 from claritycast.redact import redact
 from claritycast.report import Report
 from models.delivery import Attempt, Connection, ConnectionStatus, Delivery, DeliveryState
-from models.documents import Call, Organisation, Project, Snapshot, WorkerBeat, as_utc
+from models.documents import (
+    Call,
+    Organisation,
+    Project,
+    PullProgress,
+    Snapshot,
+    WorkerBeat,
+    as_utc,
+)
 from models.records import DeadLetter
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
@@ -246,6 +254,12 @@ class Store:
                 {"project_id": project_id, "local_date": local_date}, {"group": 1}
             )
             return {doc["group"] async for doc in cursor}
+
+    async def pull_progress(self, project_id: str, local_date: str) -> PullProgress:
+        """What is stored and what is held of one project's pull of one day, in one read."""
+        with translated("reading a pull's progress"):
+            doc = await self.db.pulls.find_one({"_id": f"{project_id}/{local_date}"})
+        return PullProgress.from_document(doc)
 
     async def hold_group(
         self, project_id: str, local_date: str, group: str, until: datetime | None

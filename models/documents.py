@@ -81,6 +81,38 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class PullProgress:
+    """One project's pull of one local date: groups stored, and groups held back.
+
+    A group is held while it waits for a retry (``retry_at``) or for good,
+    once dead-lettered, until a replay (``dead``).
+    """
+
+    stored: frozenset[str] = frozenset()
+    retry_at: dict[str, datetime] = field(default_factory=dict)
+    dead: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any] | None) -> PullProgress:
+        if doc is None:
+            return cls()
+        return cls(
+            stored=frozenset(doc.get("groups") or ()),
+            retry_at={g: as_utc(at) for g, at in (doc.get("retry_at") or {}).items()},
+            dead=frozenset(doc.get("dead") or {}),
+        )
+
+    def held(self, group: str, now: datetime) -> str | None:
+        """Why the tick must not ask for ``group`` now, if it is held."""
+        if group in self.dead:
+            return "dead-lettered: replay it"
+        at = self.retry_at.get(group)
+        if at is not None and at > now:
+            return f"waiting to retry at {at:%H:%M:%S}Z"
+        return None
+
+
+@dataclass(frozen=True)
 class WorkerBeat:
     """A running worker, as it last reported itself."""
 

@@ -7,20 +7,23 @@ own app id (consumer group), topic prefix and database from `settings`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from claritycast.app import ClarityCastApp, create_app
+from claritycast.clock import Clock
 from claritycast.embedded import Endpoints, ServerProcess, secantusdb, tansu
 from claritycast.ports import free_port
 from claritycast.settings import Settings, load_settings
 from claritycast.store import Store
-from tests.helpers import start_server_process, stop_server_process
+from tests.helpers import running_app, start_server_process, stop_server_process
 
 TEST_PARTITIONS = 4
 TEST_SESSION_TIMEOUT_S = 3.0
@@ -108,3 +111,29 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
     finally:
         await store.client.drop_database(settings.mongodb_database)
         await store.close()
+
+
+StartChain = Callable[..., Awaitable[ClarityCastApp]]
+
+
+@pytest.fixture
+async def start_chain(
+    settings_values: dict[str, Any], endpoints: Endpoints, store: Store
+) -> AsyncIterator[StartChain]:
+    """Start an app with some stages in the test's own process; all stop after the test.
+
+    ``start(clock, stages=("all",), **settings)``: the clock is the one the
+    test moves (a `ManualClock` shared with the simulator), and keyword
+    arguments override this test's settings (``clarity_api_url=…``).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(
+            clock: Clock, stages: tuple[str, ...] = ("all",), **overrides: Any
+        ) -> ClarityCastApp:
+            settings = load_settings(**(settings_values | overrides))
+            app = create_app(settings, list(stages), endpoints, clock)
+            await stack.enter_async_context(running_app(app))
+            return app
+
+        yield start

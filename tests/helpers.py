@@ -146,18 +146,26 @@ async def topic_partitions(kafka_url: str, topic: str) -> int:
 
 
 class WorkerProcess:
-    """`claritycast worker` as a real subprocess, ready once its heartbeat is stored."""
+    """`claritycast worker` as a real subprocess, ready once its heartbeat is stored.
 
-    def __init__(self, env: dict[str, str], stages: str = "all") -> None:
+    Its output is read as it comes (`lines`), so a chatty worker never blocks
+    on a full pipe. ``module`` is what ``python -m`` runs: ``claritycast``, or
+    a test's wrapper that changes something first (a fault to inject).
+    """
+
+    def __init__(self, env: dict[str, str], stages: str = "all", module: str = "claritycast"):
         self.env = env
         self.stages = stages
+        self.module = module
         self.process: asyncio.subprocess.Process | None = None
+        self.lines: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, store: Store, timeout_s: float = 45) -> None:
+    async def start(self, store: Store, timeout_s: float = 60) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "claritycast",
+            self.module,
             "worker",
             "--stages",
             self.stages,
@@ -167,34 +175,59 @@ class WorkerProcess:
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
+        self._reader = asyncio.create_task(self._drain())
         pid = self.process.pid
 
         async def alive() -> bool:
             if self.process is not None and self.process.returncode is not None:
-                output = await self.output()
-                raise AssertionError(f"worker exited early:\n{output}")
+                raise AssertionError(f"worker exited early:\n{await self.output()}")
             return any(beat.pid == pid for beat in await store.live_workers(within_s=60))
 
         await wait_for(alive, timeout_s=timeout_s, interval_s=0.2)
 
+    async def _drain(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def logged(self, event: str) -> list[str]:
+        """The lines that log ``event`` (as the human log format writes it)."""
+        return [line for line in self.lines if f" {event} " in line]
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown, no offset commit, no goodbye to the group."""
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def wait(self, timeout_s: float) -> int:
+        """Wait for the worker to exit on its own; its exit code."""
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), timeout_s)
+
     async def stop(self, timeout_s: float = 30) -> int:
         assert self.process is not None
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), timeout_s)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-                raise AssertionError("worker did not stop within its timeout") from None
-        return self.process.returncode or 0
+        try:
+            if self.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(self.process.wait(), timeout_s)
+                except TimeoutError:
+                    self.process.kill()
+                    await self.process.wait()
+                    raise AssertionError("worker did not stop within its timeout") from None
+            return self.process.returncode or 0
+        finally:
+            if self._reader is not None:
+                await self._reader
 
     async def output(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
-        if self.process.returncode is None:
-            return ""
-        return (await self.process.stdout.read()).decode(errors="replace")
+        """Everything the worker wrote, once it has exited (so far, while it runs)."""
+        exited = self.process is not None and self.process.returncode is not None
+        if exited and self._reader is not None:
+            await self._reader
+        return "".join(self.lines)
 
 
 def make_token(
@@ -232,3 +265,34 @@ async def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def record_sizes(kafka_url: str, topic_prefix: str) -> dict[str, list[int]]:
+    """The size (key + value bytes) of every record on every topic whose name starts so."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    sizes: dict[str, list[int]] = {}
+    try:
+        await consumer._client.force_metadata_update()  # no public refresh call
+        names = [name for name in await consumer.topics() if name.startswith(topic_prefix)]
+        partitions = [
+            TopicPartition(name, p) for name in names for p in consumer.partitions_for_topic(name)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 60
+        while remaining and time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                sizes.setdefault(tp.topic, []).extend(
+                    len(m.key or b"") + len(m.value or b"") for m in messages
+                )
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        assert not remaining, f"could not read to the end of {sorted(map(str, remaining))}"
+    finally:
+        await consumer.stop()
+    return sizes

@@ -40,47 +40,6 @@ LATENCY_S = 0.05
 USED_UP = re.compile(rf"^\d+ of {DAILY_LIMIT} requests used in 24 h$")
 
 
-class DrainedWorker(WorkerProcess):
-    """A worker whose output is read as it comes: a chatty worker never blocks on a full pipe."""
-
-    def __init__(self, env: dict[str, str], stages: str = "all") -> None:
-        super().__init__(env, stages)
-        self.lines: list[str] = []
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self, store: Store, timeout_s: float = 60) -> None:
-        await super().start(store, timeout_s)
-        self._reader = asyncio.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        async for line in self.process.stdout:
-            self.lines.append(line.decode(errors="replace"))
-
-    def logged(self, event: str) -> list[str]:
-        return [line for line in self.lines if f" {event} " in line]
-
-    async def kill(self) -> None:
-        """SIGKILL: no shutdown, no offset commit, no goodbye to the group."""
-        assert self.process is not None
-        self.process.kill()
-        await self.process.wait()
-
-    async def stop(self, timeout_s: float = 30) -> int:
-        try:
-            return await super().stop(timeout_s)
-        finally:
-            if self._reader is not None:
-                await self._reader
-
-    async def output(self) -> str:
-        if self._reader is None:  # it never got going: read what it said before it died
-            return await super().output()
-        if self.process is not None and self.process.returncode is not None:
-            await self._reader
-        return "".join(self.lines)
-
-
 @pytest.fixture
 async def simulator() -> AsyncIterator[ClaritySimulator]:
     sim = ClaritySimulator(SystemClock())
@@ -97,8 +56,8 @@ def worker_env(settings_env: dict[str, str], simulator: ClaritySimulator) -> dic
     }
 
 
-async def start_workers(env: dict[str, str], store: Store, count: int) -> list[DrainedWorker]:
-    workers = [DrainedWorker(env) for _ in range(count)]
+async def start_workers(env: dict[str, str], store: Store, count: int) -> list[WorkerProcess]:
+    workers = [WorkerProcess(env) for _ in range(count)]
     started = await asyncio.gather(*(w.start(store) for w in workers), return_exceptions=True)
     failures = [outcome for outcome in started if isinstance(outcome, BaseException)]
     if failures:
@@ -108,7 +67,7 @@ async def start_workers(env: dict[str, str], store: Store, count: int) -> list[D
     return workers
 
 
-async def stop_workers(workers: list[DrainedWorker]) -> None:
+async def stop_workers(workers: list[WorkerProcess]) -> None:
     """Stop them all; a worker that does not stop cleanly fails the test with its output."""
     running = [w for w in workers if w.process is not None]
     codes = await asyncio.gather(*(w.stop() for w in running), return_exceptions=True)

@@ -30,8 +30,8 @@ from claritycast.store import Store
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import Call
 from models.records import FetchGranted, FetchRequested
-from tests.helpers import read_topic, run_cli, wait_for
-from tests.test_contention import DrainedWorker, add_waiting_project, start_workers, stop_workers
+from tests.helpers import WorkerProcess, read_topic, run_cli, wait_for
+from tests.test_contention import add_waiting_project, start_workers, stop_workers
 from tests.test_tick import max_in_24h
 from tests.test_up import UpProcess
 from topics import FETCH_REQUESTED
@@ -50,7 +50,7 @@ async def simulator() -> AsyncIterator[ClaritySimulator]:
         yield sim
 
 
-def projects_of(worker: DrainedWorker) -> set[str]:
+def projects_of(worker: WorkerProcess) -> set[str]:
     """The projects this worker's quota check decided: those of its partitions."""
     found = set()
     for line in worker.logged("quota.granted"):
@@ -160,7 +160,7 @@ async def unfinished_grants(store: Store) -> list[Call]:
     ]
 
 
-async def pull_diagnosis(store: Store, day: str, workers: list[DrainedWorker]) -> str:
+async def pull_diagnosis(store: Store, day: str, workers: list[WorkerProcess]) -> str:
     """What is missing, what the call log says, and the workers' last lines.
 
     ``granted``: the grant never reached the fetch stage; ``calling``: the

@@ -198,3 +198,26 @@ def test_up_with_urls_starts_no_server(settings_env: dict[str, str], tmp_path: P
         assert up.process.wait(60) == 0
     finally:
         up.stop()
+
+
+def test_a_worker_that_exits_is_started_again(up: UpProcess) -> None:
+    """up notices a worker that died, says so, and starts a new one, which reports in."""
+    up.wait_ready(READY_WITHIN_S)
+    first = children_of(up.state())["worker"]
+    os.kill(first, signal.SIGKILL)
+    line = wait_for_line(up, "exited with code", timeout_s=20)
+    assert f"the worker (pid {first}) exited with code -9" in line
+    assert "starting a new one in 1 s" in line
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        second = children_of(up.state())["worker"]
+        status = up.run("status")
+        if second != first and f":{second}:claritycast:" in status.stdout:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no new worker reported in:\n" + "".join(up.lines))
+    assert up.process.poll() is None, "up itself keeps running"
+    up.process.send_signal(signal.SIGTERM)
+    assert up.process.wait(60) == 0
+    assert wait_gone([second]) == []

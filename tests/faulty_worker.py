@@ -1,0 +1,62 @@
+"""`claritycast` with faults injected, for tests that need a real worker process to fail.
+
+Run as ``python -m tests.faulty_worker worker --stages …``. Two settings, read
+from the environment, say what to break; everything else is the real command:
+
+- ``FAULTY_HANDLERS``: comma-separated stages whose handler raises a plain
+  ``RuntimeError`` (not one of ours) for any message about a project or a
+  connection whose name starts with ``poison-<stage>``;
+- ``FAULTY_AGENT``: a stage whose agent loop itself raises, outside the
+  handler, for a message about a project or connection starting with
+  ``crash``: what `agents.guard` cannot catch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from claritycast.cli import main
+
+
+class InjectedFault(RuntimeError):
+    """A failure no handler plans for."""
+
+
+def _about(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    message = kwargs.get("message", args[0] if args else None)
+    return str(getattr(message, "connection", None) or getattr(message, "project_id", ""))
+
+
+def break_handler(stage: str) -> None:
+    module = importlib.import_module(f"agents.{stage}")
+    handle: Callable[..., Awaitable[None]] = module.handle
+
+    async def faulty(*args: Any, **kwargs: Any) -> None:
+        if _about(args, kwargs).startswith(f"poison-{stage}"):
+            raise InjectedFault(f"injected into the {stage} handler")
+        await handle(*args, **kwargs)
+
+    module.handle = faulty
+
+
+def break_agent(stage: str) -> None:
+    module = importlib.import_module(f"agents.{stage}")
+    guarded: Callable[..., Awaitable[None]] = module.guarded
+
+    async def crashing(*args: Any, **kwargs: Any) -> None:
+        if _about((), kwargs).startswith("crash"):
+            raise InjectedFault(f"injected into the {stage} agent's loop")
+        await guarded(*args, **kwargs)
+
+    module.guarded = crashing
+
+
+if __name__ == "__main__":
+    for name in filter(None, os.environ.get("FAULTY_HANDLERS", "").split(",")):
+        break_handler(name)
+    if os.environ.get("FAULTY_AGENT"):
+        break_agent(os.environ["FAULTY_AGENT"])
+    main()
