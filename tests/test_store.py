@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pymongo.errors
 import pytest
+from bson import Binary
 
+from claritycast import claim_check
+from claritycast.claim_check import BlocksCorrupt, BlocksMissing
 from claritycast.errors import StoreError, StoreUnavailable
 from claritycast.ports import free_port
 from claritycast.store import INDEXES, Store, translated
@@ -119,3 +123,55 @@ def test_every_pymongo_error_is_translated(exc_type: type[pymongo.errors.PyMongo
     )
     assert isinstance(caught.value, StoreUnavailable) is retryable
     assert "hunter2" not in str(caught.value)
+
+
+BLOCKS = [
+    {"metric": "Traffic", "rows": [{"values": {"totalSessionCount": 120.0}, "dims": {"URL": "/"}}]},
+    {"metric": "ScrollDepth", "rows": []},
+]
+
+
+async def test_blocks_go_aside_by_content_and_come_back_checked(store: Store) -> None:
+    """The claim check: the same answer is one document; what comes back is what went in."""
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    first = await store.put_blocks(BLOCKS, now)
+    again = await store.put_blocks(BLOCKS, now + timedelta(hours=1))
+    assert first == again and first.ref == f"sha256:{first.sha256}"
+    assert first.rows == {"Traffic": 1, "ScrollDepth": 0}
+    assert first.size_bytes == len(claim_check.encode_blocks(BLOCKS))
+    assert await store.db[claim_check.COLLECTION].count_documents({}) == 1
+    assert await store.get_blocks(first.ref) == BLOCKS
+    with pytest.raises(BlocksMissing):
+        await store.get_blocks("sha256:" + "0" * 64)
+
+
+async def test_tampered_blocks_are_refused(store: Store) -> None:
+    """Blocks that do not match their digest are never handed out."""
+    ref = await store.put_blocks(BLOCKS, datetime(2026, 11, 20, tzinfo=UTC))
+    other = zlib.compress(claim_check.encode_blocks([{"metric": "Traffic", "rows": []}]))
+    await store.db[claim_check.COLLECTION].update_one(
+        {"_id": ref.ref}, {"$set": {"data": Binary(other)}}
+    )
+    with pytest.raises(BlocksCorrupt, match="do not match their digest"):
+        await store.get_blocks(ref.ref)
+
+
+async def test_blocks_over_a_document_go_to_gridfs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks too big for one MongoDB document are stored in GridFS, and read back the same."""
+    monkeypatch.setattr(claim_check, "DOCUMENT_LIMIT_BYTES", 64)
+    rows = [
+        {"values": {"totalSessionCount": float(i)}, "dims": {"URL": f"/p/{i}"}} for i in range(500)
+    ]
+    blocks = [{"metric": "Traffic", "rows": rows}]
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    ref = await store.put_blocks(blocks, now)
+    assert await store.put_blocks(blocks, now) == ref
+    document = await store.db[claim_check.COLLECTION].find_one({"_id": ref.ref})
+    assert document is not None and document["gridfs"] is True and "data" not in document
+    assert await store.db[f"{claim_check.BUCKET}.files"].count_documents({}) == 1
+    assert await store.get_blocks(ref.ref) == blocks
+    await store.pin_blocks(ref.ref)
+    pinned = await store.db[claim_check.COLLECTION].find_one({"_id": ref.ref})
+    assert pinned is not None and pinned["expires_at"] is None
