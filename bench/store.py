@@ -1,8 +1,9 @@
 """Snapshots per second through the store stage on the embedded default.
 
 A plain Kafka producer sends N fetched snapshots (realistic size: 16 metric
-blocks) to a running `claritycast up`; the clock stops when MongoDB holds all
-N. Prints throughput, the worker's peak memory and the broker's growth.
+blocks, each snapshot's own, put in the claim check beforehand as the fetch
+stage does) to a running `claritycast up`; the clock stops when MongoDB holds
+all N. Prints throughput, the worker's peak memory and the broker's growth.
 
     .venv/bin/python -m bench.store [snapshots]
 """
@@ -18,28 +19,35 @@ from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from bench.embedded import Up, memory_kib
+from claritycast.store import Store
 from models.records import SnapshotFetched
 
-BLOCKS = [
-    {"metricName": name, "information": [{"sessionsCount": "1204", "subTotal": "87"}]}
-    for name in (
-        *("DeadClickCount", "ExcessiveScroll", "RageClickCount", "QuickbackClick"),
-        *("ScriptErrorCount", "ErrorClickCount", "ScrollDepth", "Traffic", "EngagementTime"),
-        *("Browser", "Device", "OS", "Country", "PageTitle", "ReferrerUrl", "PopularPages"),
-    )
-]
+NAMES = (
+    *("DeadClickCount", "ExcessiveScroll", "RageClickCount", "QuickbackClick"),
+    *("ScriptErrorCount", "ErrorClickCount", "ScrollDepth", "Traffic", "EngagementTime"),
+    *("Browser", "Device", "OS", "Country", "PageTitle", "ReferrerUrl", "PopularPages"),
+)
+END = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
 
 
-def snapshot(i: int) -> SnapshotFetched:
-    end = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+def blocks(i: int) -> list[dict[str, object]]:
+    row = {"values": {"sessionsCount": 1204.0 + i, "subTotal": 87.0}}
+    return [{"metric": name, "rows": [row]} for name in NAMES]
+
+
+async def snapshot(i: int, store: Store) -> SnapshotFetched:
+    ref = await store.put_blocks(blocks(i), END)
     return SnapshotFetched(
         project_id=f"project-{i // 7}",
         local_date="2026-11-28",
         group=("overall", "url", "browser", "device", "country", "os", "source")[i % 7],
-        window_start=end - timedelta(hours=24),
-        window_end=end,
-        fetched_at=end,
-        blocks=BLOCKS,
+        window_start=END - timedelta(hours=24),
+        window_end=END,
+        fetched_at=END,
+        blocks_ref=ref.ref,
+        blocks_sha256=ref.sha256,
+        blocks_bytes=ref.size_bytes,
+        rows=ref.rows,
     )
 
 
@@ -48,7 +56,9 @@ async def run(count: int, up: Up) -> None:
     children = state["children"]
     assert isinstance(children, dict)
     broker_before = memory_kib(children["tansu"])
-    records = [snapshot(i) for i in range(count)]
+    store = Store.connect(str(state["mongodb_url"]), "claritycast")
+    records = [await snapshot(i, store) for i in range(count)]
+    await store.close()
     producer = AIOKafkaProducer(bootstrap_servers=str(state["kafka_url"]).removeprefix("kafka://"))
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(str(state["mongodb_url"]))
     await producer.start()

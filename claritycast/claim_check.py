@@ -19,7 +19,9 @@ then says so.
 Blocks wait for the store stage for `PENDING_FOR` (a TTL index removes them
 after that), unless pinned: the store stage pins an answer it had to cut down
 for reading (`claritycast.big_answers`), so the complete answer is kept with
-its snapshot.
+its snapshot. That expiry is the database's, on the wall clock: it is
+counted from the real time even when the chain runs on a simulated clock
+(the demo, tests), which may lie weeks in the past.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Binary
@@ -103,7 +105,7 @@ class BlockStore:
             "stored_bytes": found.stored_bytes,
             "rows": found.rows,
             "created_at": now,
-            "expires_at": now + PENDING_FOR,
+            "expires_at": datetime.now(UTC) + PENDING_FOR,
         }
         if found.stored_bytes > DOCUMENT_LIMIT_BYTES:
             if await self.collection.find_one({"_id": found.ref}, {"_id": 1}) is None:

@@ -289,8 +289,9 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
             last = local_yesterday(timezone, SystemClock().now())
             first = last - timedelta(days=days - 1)
             snapshots = await store.snapshots_for(
-                project.project_id, first.isoformat(), last.isoformat(), group=metric.group
-            )
+                project.project_id, first.isoformat(), last.isoformat(), group=metric.group,
+                metrics=series_of.blocks_needed(metric),
+            )  # fmt: skip
         by_day = {
             date.fromisoformat(s.local_date): ClarityResponse.from_json(s.blocks) for s in snapshots
         }

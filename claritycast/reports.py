@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from claritycast import charts, summary
 from claritycast.big_answers import values_total
 from claritycast.report import Report
-from claritycast.series import breakdown, daily_series
+from claritycast.series import blocks_needed, breakdown, daily_series
 from claritycast.store import Store
 from claritycast.summariser import Summariser
 from models import catalogue
@@ -69,8 +69,9 @@ async def build_report(
     period_days = connection.schedule.period_days
     history_first = min(first, last - timedelta(days=2 * period_days + _AVERAGE_DAYS))
     snapshots = await store.snapshots_for(
-        connection.project_id, history_first.isoformat(), last.isoformat(), group=metric.group
-    )
+        connection.project_id, history_first.isoformat(), last.isoformat(), group=metric.group,
+        metrics=blocks_needed(metric),
+    )  # fmt: skip
     by_day = {
         date.fromisoformat(s.local_date): ClarityResponse.from_json(s.blocks) for s in snapshots
     }

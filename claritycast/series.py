@@ -52,6 +52,11 @@ def daily_series(
     return points
 
 
+def blocks_needed(metric: Metric) -> set[str]:
+    """The blocks a metric's series or breakdown reads: its own, and Traffic to weigh by."""
+    return {metric.block, "Traffic"} if metric.weighted else {metric.block}
+
+
 def _sessions_by_dims(response: ClarityResponse) -> dict[tuple[tuple[str, str | None], ...], float]:
     traffic = response.block("Traffic")
     if traffic is None:

@@ -11,7 +11,7 @@ PyMongo exceptions are translated here, and only here, into `StoreError`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -226,9 +226,17 @@ class Store:
             return await self.db.snapshots.count_documents(query)
 
     async def snapshots_for(
-        self, project_id: str, first_date: str, last_date: str, group: str | None = None
+        self,
+        project_id: str,
+        first_date: str,
+        last_date: str,
+        group: str | None = None,
+        *,
+        metrics: Collection[str] | None = None,
     ) -> list[Snapshot]:
         """A project's snapshots with local dates in [first_date, last_date], by date.
+
+        With ``metrics``, only those blocks are decoded (what a chart needs).
 
         The upper bound is written as ``$lt`` the next day: SecantusDB 0.7.0b3
         drops the entries equal to an ``$lte`` bound on a middle field of a
@@ -245,7 +253,7 @@ class Store:
             cursor = self.db.snapshots.find(query).sort(
                 [("local_date", ASCENDING), ("group", ASCENDING)]
             )
-            return [Snapshot.from_document(doc) async for doc in cursor]
+            return [Snapshot.from_document(doc, metrics) async for doc in cursor]
 
     async def groups_stored(self, project_id: str, local_date: str) -> set[str]:
         """Which fetch groups of one project and local date are stored."""

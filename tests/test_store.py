@@ -29,7 +29,7 @@ def snapshot(blocks: list[dict[str, object]] | None = None) -> Snapshot:
         window_start=end - timedelta(hours=24),
         window_end=end,
         fetched_at=end,
-        blocks=blocks or [{"metricName": "Traffic", "information": []}],
+        blocks=blocks or [{"metric": "Traffic", "rows": []}],
     )
 
 
@@ -44,12 +44,33 @@ async def test_indexes_are_created_idempotently(store: Store) -> None:
 async def test_first_snapshot_wins(store: Store) -> None:
     """A second copy of the same (project, date, group) neither duplicates nor overwrites."""
     assert await store.save_snapshot(snapshot()) is True
-    assert await store.save_snapshot(snapshot([{"metricName": "other"}])) is False
+    assert await store.save_snapshot(snapshot([{"metric": "Other", "rows": []}])) is False
     stored = await store.get_snapshot("p1", "2026-03-29", "url")
     assert stored is not None
-    assert stored.blocks == [{"metricName": "Traffic", "information": []}]
+    assert stored.blocks == [{"metric": "Traffic", "rows": []}]
     assert stored.window_start.tzinfo is not None
     assert await store.count_snapshots("p1") == 1
+
+
+async def test_a_snapshot_keeps_its_blocks_packed_and_reads_only_those_asked_for(
+    store: Store,
+) -> None:
+    """Blocks are stored compressed, one by one; a reader may decode only what it needs."""
+    rows = [
+        {"values": {"totalSessionCount": float(i)}, "dims": {"URL": f"/p/{i}"}} for i in range(3)
+    ]
+    blocks = [{"metric": "Traffic", "rows": rows}, {"metric": "ScrollDepth", "rows": rows[:1]}]
+    await store.save_snapshot(snapshot(blocks))
+    document = await store.db.snapshots.find_one({"_id": "p1/2026-03-29/url"})
+    assert document is not None
+    assert [(b["metric"], b["count"]) for b in document["blocks"]] == [
+        ("Traffic", 3), ("ScrollDepth", 1),
+    ]  # fmt: skip
+    assert all(isinstance(b["rows_z"], bytes) for b in document["blocks"])
+    [whole] = await store.snapshots_for("p1", "2026-03-29", "2026-03-29")
+    assert whole.blocks == blocks
+    [part] = await store.snapshots_for("p1", "2026-03-29", "2026-03-29", metrics={"ScrollDepth"})
+    assert part.blocks == blocks[1:]
 
 
 async def test_snapshots_for_includes_both_ends(store: Store) -> None:
