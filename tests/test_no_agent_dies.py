@@ -25,9 +25,10 @@ from claritycast.simulator import ClaritySimulator
 from claritycast.slack_standin import SlackStandin
 from claritycast.store import Store
 from models import catalogue
+from models.clarity import GROUP_NAMES
 from models.delivery import DeliveryState
 from models.documents import Organisation, Project
-from tests.helpers import WorkerProcess, produce, seed_history, wait_for
+from tests.helpers import WorkerProcess, produce, run_cli, seed_history, wait_for
 from tests.test_smoke import fetched
 from topics import DELIVERIES_DUE, SNAPSHOTS_FETCHED
 
@@ -147,6 +148,23 @@ async def test_a_fault_in_every_stage_is_dead_lettered_and_the_next_message_goes
     assert delivery.receipt["ts"] == slack.messages[0].ts
     for stage in STAGES:
         assert worker.logged(f"{stage}.dead_letter"), stage
+
+    # Fixed (a worker without the faults), the operator replays: the stored answers of
+    # the store stage's letters, without asking Clarity again; the quota's through it.
+    healthy = WorkerProcess(env | {"FAULTY_HANDLERS": ""})
+    await healthy.start(store)
+    try:
+        code, out, err = await run_cli(env, "replay", "--stage", "store", "--wait", "60")
+        assert code == 0, out + err
+        assert out.count("→ stored") == 7, out
+        assert len(simulator.requests_for("poison-store")) == 7, "no new request"
+        code, out, err = await run_cli(env, "replay", "--stage", "quota", "--wait", "60")
+        assert code == 0, out + err
+        assert out.count("→ stored") == 7, out
+    finally:
+        await healthy.stop()
+    assert len(simulator.requests_for("poison-quota")) == 7
+    assert await store.groups_stored("poison-store", yesterday.isoformat()) == set(GROUP_NAMES)
 
 
 async def test_an_agent_that_crashes_anyway_stops_the_worker_with_a_non_zero_exit(
