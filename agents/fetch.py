@@ -26,15 +26,16 @@ import faust
 from faust.types import StreamT
 
 from agents.guard import DeadLetterSink, guarded, with_store_retry
+from claritycast.claim_check import fetched_record
 from claritycast.deps import Deps
 from claritycast.errors import ClarityError
 from claritycast.fetch_failures import after_failure
 from claritycast.localtime import is_late
 from claritycast.logs import get_logger
-from claritycast.quota import GRANT_TTL, WINDOW
+from claritycast.quota import GRANT_TTL
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
-from models.records import FetchGranted, SnapshotFetched
+from models.records import FetchGranted
 from topics import (
     DEAD_FETCHES,
     DELIVERIES_DUE,
@@ -96,18 +97,9 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     ref = await with_store_retry(
         "fetch", lambda: store.put_blocks(response.to_json(), called_at), **context
     )
-    record = SnapshotFetched(
-        project_id=project.project_id,
-        local_date=granted.local_date,
-        group=granted.group,
-        window_start=called_at - WINDOW,
-        window_end=called_at,
-        fetched_at=called_at,
-        blocks_ref=ref.ref,
-        blocks_sha256=ref.sha256,
-        blocks_bytes=ref.size_bytes,
-        rows=ref.rows,
-        late=is_late(called_at, granted.local_date, granted.timezone),
+    late = is_late(called_at, granted.local_date, granted.timezone)
+    record = fetched_record(
+        project.project_id, granted.local_date, granted.group, called_at, ref, late=late
     )
     await send_bounded(topics[SNAPSHOTS_FETCHED], project.project_id, record)
     detail = "; ".join(response.notes) or None

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from agents.store import store_snapshot
 from bench.embedded import Up
+from claritycast.claim_check import fetched_record
 from claritycast.clarity_parse import parse_blocks
 from claritycast.localtime import local_midnight
 from claritycast.reports import build_report
@@ -38,7 +39,6 @@ from models import catalogue
 from models.clarity import ClarityResponse
 from models.delivery import Connection, Destination, DestinationKind
 from models.documents import Organisation, Project, ProjectStatus
-from models.records import SnapshotFetched
 
 PROJECT = "big-shop"
 LAST = datetime.now(UTC).date() - timedelta(days=1)  # yesterday, as `series` reads it
@@ -62,12 +62,7 @@ async def seed(store: Store, pages: int, days: int) -> list[float]:
         blocks = parse_blocks(raw, ["URL"]).to_json()
         began = time.perf_counter()
         ref = await store.put_blocks(blocks, end)
-        record = SnapshotFetched(
-            project_id=PROJECT, local_date=day.isoformat(), group="url",
-            window_start=end - timedelta(days=1), window_end=end, fetched_at=end,
-            blocks_ref=ref.ref, blocks_sha256=ref.sha256, blocks_bytes=ref.size_bytes,
-            rows=ref.rows,
-        )  # fmt: skip
+        record = fetched_record(PROJECT, day.isoformat(), "url", end, ref)
         await store_snapshot(record, store)
         costs.append(time.perf_counter() - began)
         if offset == 0:

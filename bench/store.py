@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from bench.embedded import Up, memory_kib
+from claritycast.claim_check import fetched_record
 from claritycast.store import Store
 from models.records import SnapshotFetched
 
@@ -37,18 +38,8 @@ def blocks(i: int) -> list[dict[str, object]]:
 
 async def snapshot(i: int, store: Store) -> SnapshotFetched:
     ref = await store.put_blocks(blocks(i), END)
-    return SnapshotFetched(
-        project_id=f"project-{i // 7}",
-        local_date="2026-11-28",
-        group=("overall", "url", "browser", "device", "country", "os", "source")[i % 7],
-        window_start=END - timedelta(hours=24),
-        window_end=END,
-        fetched_at=END,
-        blocks_ref=ref.ref,
-        blocks_sha256=ref.sha256,
-        blocks_bytes=ref.size_bytes,
-        rows=ref.rows,
-    )
+    group = ("overall", "url", "browser", "device", "country", "os", "source")[i % 7]
+    return fetched_record(f"project-{i // 7}", "2026-11-28", group, END, ref)
 
 
 async def run(count: int, up: Up) -> None:

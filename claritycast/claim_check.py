@@ -41,6 +41,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from claritycast.errors import StoreError
+from models.records import SnapshotFetched
 
 CODEC = "zlib+json"
 ZLIB_LEVEL = 1
@@ -149,3 +150,28 @@ class BlockStore:
     async def pin(self, ref: str) -> None:
         """Keep these blocks for good: a snapshot refers to them."""
         await self.collection.update_one({"_id": ref}, {"$set": {"expires_at": None}})
+
+
+def fetched_record(
+    project_id: str,
+    local_date: str,
+    group: str,
+    called_at: datetime,
+    ref: BlocksRef,
+    *,
+    late: bool = False,
+) -> SnapshotFetched:
+    """The ``snapshots.fetched`` record of an answer stored aside: the 24 hours it covers."""
+    return SnapshotFetched(
+        project_id=project_id,
+        local_date=local_date,
+        group=group,
+        window_start=called_at - timedelta(hours=24),
+        window_end=called_at,
+        fetched_at=called_at,
+        blocks_ref=ref.ref,
+        blocks_sha256=ref.sha256,
+        blocks_bytes=ref.size_bytes,
+        rows=ref.rows,
+        late=late,
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from claritycast.app import create_app
+from claritycast.claim_check import fetched_record
 from claritycast.embedded import Endpoints
 from claritycast.settings import Settings
 from claritycast.store import Store
@@ -19,18 +20,7 @@ async def fetched(store: Store, project: str = "p1", group: str = "overall") -> 
     """A fetched snapshot as the fetch stage sends it: its blocks in the claim check."""
     end = datetime(2026, 11, 28, 23, 0, 5, tzinfo=UTC)
     ref = await store.put_blocks(BLOCKS, end)
-    return SnapshotFetched(
-        project_id=project,
-        local_date="2026-11-28",
-        group=group,
-        window_start=end - timedelta(hours=24),
-        window_end=end,
-        fetched_at=end,
-        blocks_ref=ref.ref,
-        blocks_sha256=ref.sha256,
-        blocks_bytes=ref.size_bytes,
-        rows=ref.rows,
-    )
+    return fetched_record(project, "2026-11-28", group, end, ref)
 
 
 async def test_snapshot_crosses_broker_into_mongodb(
