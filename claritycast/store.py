@@ -346,17 +346,18 @@ class Store:
                 await self.db.projects.insert_one(project.to_document())
             except DuplicateKeyError:
                 return False
-            await self.db.metric_sources.bulk_write(
-                [
-                    UpdateOne(
-                        {"project_id": project.project_id, "metric_id": metric_id},
-                        {"$setOnInsert": {"created_at": project.connected_at}},
-                        upsert=True,
-                    )
-                    for metric_id in metric_ids
-                ],
-                ordered=False,
-            )
+            if metric_ids:
+                await self.db.metric_sources.bulk_write(
+                    [
+                        UpdateOne(
+                            {"project_id": project.project_id, "metric_id": metric_id},
+                            {"$setOnInsert": {"created_at": project.connected_at}},
+                            upsert=True,
+                        )
+                        for metric_id in metric_ids
+                    ],
+                    ordered=False,
+                )
         return True
 
     async def get_project(self, project_id: str) -> Project | None:

@@ -163,7 +163,7 @@ async def test_fifty_refreshes_during_the_nightly_pull(
     refusals = await store.refusals_by_id(ids)
     assert len(refusals) == REFRESHES - REFRESHES_PER_DAY
     first_refresh_ages_out = refreshed[0].at + COUNTED_FOR
-    for reason, next_possible_at in refusals.values():
+    for _kind, reason, next_possible_at in refusals.values():
         assert next_possible_at is not None, reason
         assert next_possible_at > now
         if reason.startswith("no refresh left"):

@@ -28,7 +28,7 @@ from claritycast.settings import load_settings
 from claritycast.simulator import ClaritySimulator
 from claritycast.store import Store
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
-from models.documents import Call
+from models.documents import Call, Project
 from models.records import FetchGranted, FetchRequested
 from tests.helpers import WorkerProcess, read_topic, run_cli, wait_for
 from tests.test_contention import add_waiting_project, start_workers, stop_workers
@@ -187,6 +187,9 @@ class SentRecords:
     def __init__(self) -> None:
         self.sent: list[FetchGranted] = []
 
+    def get_topic_name(self) -> str:
+        return "fetch.granted"
+
     async def send(self, *, key: str, value: FetchGranted) -> None:
         self.sent.append(value)
 
@@ -207,6 +210,7 @@ async def test_a_snapshot_or_grant_lost_in_a_failover_is_asked_for_again(
 ) -> None:
     """A group fetched or granted but never stored is fetched again once its lease is over."""
     now = datetime(2026, 11, 24, 0, 30, tzinfo=UTC)
+    await store.add_project(Project("p1", "P1", "acme", "token", connected_at=now), [])
     await store.log_call(
         Call("first", "p1", "2026-11-23", "device", "daily", now - age, outcome=outcome)
     )
