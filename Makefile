@@ -5,6 +5,10 @@
 # that runs (a pyenv shim for a version that is not selected is on the PATH but
 # fails), or `make PYTHON=...`; older than 3.11 is refused. .venv is made again
 # when it was made with another version.
+#
+# `make test-unit PYTHON=python3.11 VENV=.venv-3.11`: the tests that start no server
+# process (marker `server`, set in tests/conftest.py), for a second Python beside the
+# one the whole suite ran on; .ci/run does that when a second version is installed.
 CANDIDATES := python3.13 python3.12 python3.11 python3
 ifndef PYTHON
 PYTHON := $(shell for p in $(CANDIDATES); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
@@ -23,7 +27,7 @@ $(error claritycast needs Python 3.11 or newer; $(PYTHON) is $(PY_VERSION))
 endif
 endif
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-unit lint bench clean
 
 $(VENV)/.python-$(PY_VERSION):
 	@test "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = $(PY_VERSION) \
@@ -44,11 +48,14 @@ test: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest -m 'not server'
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-* var .pytest_cache .ruff_cache
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.startup 5
