@@ -29,6 +29,17 @@ TEST_PARTITIONS = 4
 TEST_SESSION_TIMEOUT_S = 3.0
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `server` every test that starts a server process: those that use the
+    session's Tansu and SecantusDB (the `servers` fixture, however indirectly) and
+    the `slow` ones, which start whole processes of their own. `-m 'not server'`
+    is then the fast part of the suite that a second Python runs (`make test-unit`).
+    """
+    for item in items:
+        if "servers" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's own CLARITYCAST_* settings."""

@@ -262,7 +262,16 @@ async def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
+    talk = asyncio.ensure_future(process.communicate(stdin.encode()))
+    done, _ = await asyncio.wait({talk}, timeout=120)
+    if not done:
+        # Killed and reaped here, so the timeout fails this test only (not the next one
+        # with the leaked process's ResourceWarnings), with what the command printed.
+        process.kill()
+        out, err = await talk
+        printed = (out + err).decode()
+        raise AssertionError(f"claritycast {' '.join(args)} ran 120 s: {printed}")
+    out, err = talk.result()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
