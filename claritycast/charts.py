@@ -55,6 +55,7 @@ TITLE_PX = 20
 SUBTITLE_PX = 14
 NOTE_PX = 13
 VALUE_PX = 13
+LABEL_PX = 13
 BAR_PITCH_MAX = 52
 _AXIS_LABELS_PX = 25  # pygal's spacing plus one line of axis labels
 
@@ -65,8 +66,8 @@ HOUSE_STYLE = Style(
     foreground_strong=MUTED,
     foreground_subtle=GUIDE,
     font_family=CSS_FONT_STACK,
-    label_font_size=13,
-    major_label_font_size=13,
+    label_font_size=LABEL_PX,
+    major_label_font_size=LABEL_PX,
     value_font_size=VALUE_PX,
     title_font_size=TITLE_PX,
     no_data_font_size=18,
@@ -128,16 +129,24 @@ def period_label(first: date, last: date) -> str:
 _WHITESPACE = re.compile(r"\s+")
 
 
+_DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+_JOINERS = {"\u200c", "\u200d"}  # zero-width non-joiner and joiner
+
+
 def clean_label(text: str) -> str:
     """Visitor-supplied text made safe to draw: no control or direction-override characters.
 
     XML 1.0 cannot carry most control characters at all, and bidi overrides
-    could make a label read differently from what it is.
+    could make a label read differently from what it is. The two joiners
+    stay: they hold an emoji sequence (👨‍👩‍👧) together and keep Persian
+    letters apart, and can reorder nothing.
     """
     kept = "".join(
         " " if char.isspace() else char
         for char in text
-        if char.isspace() or unicodedata.category(char) not in {"Cc", "Cf", "Cs", "Co", "Cn"}
+        if char.isspace()
+        or char in _JOINERS
+        or unicodedata.category(char) not in _DROPPED_CATEGORIES
     )
     return _WHITESPACE.sub(" ", kept).strip() or "(empty)"
 
@@ -169,6 +178,25 @@ def shorten_middle(text: str, max_chars: int = LABEL_MAX_CHARS) -> str:
             return f"{head}…{tail}"
         return head + _cut_middle(text[len(head) :], max_chars - len(head))
     return _cut_middle(text, max_chars)
+
+
+def _pygal_label_px(chars: int) -> float:
+    """The width pygal makes room for, for a label of ``chars`` characters (0.6 em each)."""
+    return chars * 0.6 * LABEL_PX
+
+
+def fit_label(text: str) -> str:
+    """A breakdown label in ``LABEL_MAX_CHARS`` and in the width pygal gives that many.
+
+    pygal counts characters; a Japanese or Chinese one is about twice as
+    wide as it reckons, so such a label is cut further, in the middle.
+    """
+    label = shorten_middle(text)
+    budget_px = _pygal_label_px(LABEL_MAX_CHARS)
+    while len(label) > 3 and (width := text_width(label, LABEL_PX)) > budget_px:
+        shorter = min(len(label) - 1, int(len(label) * budget_px / width))
+        label = shorten_middle(text, max(shorter, 3))
+    return label
 
 
 def _cut_middle(text: str, max_chars: int) -> str:
@@ -442,9 +470,14 @@ def bar_chart(
     plot_height = HEIGHT - config["margin_top"] - MARGIN - _AXIS_LABELS_PX
     if ranked and len(ranked) * BAR_PITCH_MAX < plot_height:  # a few bars stay slim, at the top
         config["margin_bottom"] = MARGIN + plot_height - len(ranked) * BAR_PITCH_MAX
+    labels = [fit_label(label) for label, _ in reversed(ranked)]
+    if labels:  # room for labels wider than pygal reckons (CJK), so none runs off the left
+        widest_px = max(text_width(label, LABEL_PX) for label in labels)
+        reckoned_px = _pygal_label_px(max(len(label) for label in labels))
+        config["margin_left"] = MARGIN + max(0, math.ceil(widest_px - reckoned_px))
     graph = pygal.HorizontalBar(
         pygal.Config(**config),
-        x_labels=[shorten_middle(label) for label, _ in reversed(ranked)],
+        x_labels=labels,
         print_values=True,
         print_values_position="center",
         show_y_guides=False,
