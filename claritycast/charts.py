@@ -30,7 +30,7 @@ from pygal.etree import etree
 from pygal.style import Style
 
 from claritycast import chart_text, series
-from claritycast.chart_png import inline_stylesheet, svg_to_png
+from claritycast.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
 from claritycast.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
 from claritycast.figures import format_day, format_duration
 from claritycast.series import Point
@@ -363,6 +363,7 @@ def _finish_svg(
             )
             node.text = text
         inline_stylesheet(root)
+        flatten_plain_groups(root)
         return root
 
     return finish
