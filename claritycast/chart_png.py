@@ -60,10 +60,10 @@ def _declarations(tokens: Any) -> list[Declaration]:
 
 
 @functools.lru_cache(maxsize=256)
-def _style_attribute(style: str) -> tuple[list[Declaration], list[Declaration]]:
+def _style_attribute(style: str) -> tuple[tuple[Declaration, ...], tuple[Declaration, ...]]:
     """A ``style`` attribute's normal and ``!important`` declarations (charts repeat a few)."""
     declarations = _declarations(style)
-    return [d for d in declarations if not d[2]], [d for d in declarations if d[2]]
+    return tuple(d for d in declarations if not d[2]), tuple(d for d in declarations if d[2])
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,17 +128,18 @@ def inline_stylesheet(root: Any) -> None:
 
 
 def flatten_plain_groups(element: Any) -> None:
-    """Replace every ``<g>`` that carries only a class or an id by its children.
+    """Replace every ``<g>`` that carries nothing but a class by its children.
 
     Once ``inline_stylesheet`` has run, such a group changes nothing drawn,
     and cairosvg spends as long on it as on a shape: pygal wraps every dot
-    and bar in one (a third of a chart's elements).
+    and bar in one (a third of a chart's elements). A group with an id may
+    be referenced, so it stays.
     """
     index = 0
     while index < len(element):
         child = element[index]
         flatten_plain_groups(child)
-        if str(child.tag).rpartition("}")[2] == "g" and set(child.attrib) <= {"class", "id"}:
+        if str(child.tag).rpartition("}")[2] == "g" and set(child.attrib) <= {"class"}:
             element.remove(child)
             element[index:index] = list(child)
             index += len(child)

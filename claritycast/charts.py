@@ -1,4 +1,4 @@
-"""Stored snapshots → a chart: pygal draws the SVG, cairosvg turns it into a 2x PNG.
+"""Stored snapshots → a chart: pygal draws the SVG, cairosvg and Pango turn it into a 2x PNG.
 
 One house style for every chart: 800x450 CSS px (readable in Slack and in a
 600 px email), a calm palette, the title and period at the top left, units on
@@ -11,7 +11,8 @@ middle, and only ever reach the SVG through ElementTree, which escapes them.
 They come in every script: ``chart_text`` says which fonts draw them and how.
 
 The SVG is trimmed for the one thing it is for, the PNG (``chart_png``):
-pygal's tooltip data and its stylesheet, once applied, are dropped.
+pygal's tooltip data, its stylesheet once applied and the groups that only
+carried a class are dropped; what is drawn does not change.
 """
 
 from __future__ import annotations
