@@ -1,14 +1,16 @@
-"""The PNG path's parts: the cascade kept when CSS becomes attributes, groups, the encoder."""
+"""The PNG path's parts: CSS turned into attributes, groups, the encoder, text without leaks."""
 
 from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import cairocffi
+import pytest
 from PIL import Image, ImageChops
 
-from claritycast import chart_png
+from claritycast import chart_png, chart_text
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -77,3 +79,18 @@ def test_the_png_holds_exactly_the_surface() -> None:
     with Image.open(io.BytesIO(ours)) as checked:
         checked.verify()  # chunk checksums
     assert len(ours) <= len(theirs.getvalue()) * 1.2
+
+
+def resident_kib() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
+def test_laying_out_text_leaks_nothing() -> None:
+    """20,000 layouts leave the process no bigger (pangocffi's AttrList.insert leaked each)."""
+    for _ in range(2_000):
+        chart_text.text_width("Sessions · Shop", 13)
+    before = resident_kib()
+    for _ in range(20_000):
+        chart_text.text_width("Sessions · Shop", 13)
+    assert resident_kib() - before < 1024

@@ -69,10 +69,8 @@ def drawn_alone(char: str, *, fallback: bool) -> tuple[bytes, int]:
     surface, context = canvas(CELL)
     laid = chart_text.layout(context, char, SIZE_PX)
     if not fallback:
-        attributes = pangocffi.AttrList()
-        end = pangocffi.pango.PANGO_ATTR_INDEX_TO_TEXT_END
-        attributes.insert(pangocffi.Attribute.from_fallback(False, end_index=end))
-        laid.attributes = attributes
+        no_fallback = pangocffi.Attribute.from_fallback(False, end_index=chart_text.WHOLE_TEXT)
+        laid.attributes = chart_text.attribute_list(no_fallback)
     context.move_to(8, 4)
     chart_text.pangocairocffi.show_layout(context, laid)
     return png_of(surface), unknown_glyphs(laid)
