@@ -1,10 +1,15 @@
-"""Charts per second: pygal's SVG and cairosvg's PNG measured apart, then headless Chromium.
+"""Charts per second: pygal's SVG and the PNG measured apart, what each speed-up bought, Chromium.
 
 The same 30-day chart (the simulator's numbers, three days missing) is drawn
-as a line and as a breakdown's bars. Then its SVG, wrapped in an HTML page,
-is screenshotted by headless Chromium at the same size and scale — what a
-browser-based reporting tool pays: a fresh browser process per image, and a
-browser kept running (DevTools protocol) when it can be started.
+as a line and as a breakdown's bars, by the current path (``chart_png``).
+Then each of its changes is undone alone, on the same chart, to show what it
+bought: pygal's stylesheet left for cairosvg to parse, its tooltip data or
+its plain groups kept, cairosvg's own letter-by-letter text, cairo's own PNG
+writer; and all five undone is the path as it was (``cairosvg.svg2png``). Then the SVG, wrapped in
+an HTML page, is screenshotted by headless Chromium at the same size and
+scale — what a browser-based reporting tool pays: a fresh browser process
+per image, and a browser kept running (DevTools protocol) when it can be
+started.
 
     .venv/bin/python -m bench.render [seconds per measurement]
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import os
 import signal
 import struct
@@ -30,8 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import cairosvg
+from cairosvg.parser import Tree
+from cairosvg.surface import PNGSurface
 
-from claritycast import charts, series
+from claritycast import chart_png, charts, series
 from claritycast.clarity_parse import parse_blocks
 from claritycast.simulator import build_response
 from claritycast.simulator_data import Profile
@@ -98,6 +107,32 @@ def svg_only() -> Iterator[None]:
         yield
     finally:
         charts.svg_to_png = real
+
+
+def keep_scripts_and_comments_only(root: Any) -> None:
+    """``_drop_interactive_parts`` as it was: pygal's tooltip data stays."""
+    for parent in list(root.iter()):
+        for child in list(parent):
+            if callable(child.tag) or str(child.tag).endswith("script"):
+                parent.remove(child)
+
+
+@contextlib.contextmanager
+def svg_as_before(
+    *, stylesheet: bool = False, tooltips: bool = False, groups: bool = False
+) -> Iterator[None]:
+    """Charts drawn with pygal's stylesheet, its tooltip data or its plain groups left in."""
+    real = (charts.inline_stylesheet, charts._drop_interactive_parts, charts.flatten_plain_groups)
+    if stylesheet:
+        charts.inline_stylesheet = lambda root: None
+    if tooltips:
+        charts._drop_interactive_parts = keep_scripts_and_comments_only
+    if groups:
+        charts.flatten_plain_groups = lambda root: None
+    try:
+        yield
+    finally:
+        charts.inline_stylesheet, charts._drop_interactive_parts, charts.flatten_plain_groups = real
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -296,6 +331,81 @@ def row(name: str, cost: Cost, reference: Cost | None = None) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Pieces:
+    """The SVGs of one chart: as drawn now, and with each SVG-side change undone."""
+
+    now: bytes
+    with_stylesheet: bytes
+    with_tooltips: bytes
+    with_groups: bytes
+    as_before: bytes
+
+
+def pieces(draw: Callable[[], charts.Chart]) -> Pieces:
+    with svg_as_before(stylesheet=True):
+        styled = draw().svg
+    with svg_as_before(tooltips=True):
+        tooltips = draw().svg
+    with svg_as_before(groups=True):
+        groups = draw().svg
+    with svg_as_before(stylesheet=True, tooltips=True, groups=True):
+        before = draw().svg
+    return Pieces(draw().svg, styled, tooltips, groups, before)
+
+
+def png_now(svg: bytes) -> bytes:
+    return chart_png.svg_to_png(svg)
+
+
+def png_with_cairosvg_text(svg: bytes) -> bytes:
+    """The current path, but text drawn by cairosvg (cairo's toy API, letter by letter)."""
+    surface = PNGSurface(Tree(bytestring=svg), None, 96, scale=charts.SCALE)
+    return chart_png.encode_png(surface.cairo)
+
+
+def png_with_cairo_writer(svg: bytes) -> bytes:
+    """The current path, but the PNG written by cairo (libpng, zlib level 6)."""
+    tree = Tree(bytestring=svg)
+    surface = chart_png.ChartSurface(tree, None, 96, scale=charts.SCALE, background_color="white")
+    output = io.BytesIO()
+    surface.cairo.write_to_png(output)
+    return output.getvalue()
+
+
+def png_as_before(svg: bytes) -> bytes:
+    png = cairosvg.svg2png(bytestring=svg, scale=charts.SCALE)
+    assert isinstance(png, bytes)
+    return png
+
+
+def changes(name: str, draw: Callable[[], charts.Chart], seconds: float) -> None:
+    """Each change undone alone on the same chart: its cost is what the change bought."""
+    svg = pieces(draw)
+    now = rate(lambda: png_now(svg.now), seconds)
+    with svg_only():
+        svg_step = rate(draw, seconds)
+        with svg_as_before(stylesheet=True, groups=True):
+            svg_step_as_before = rate(draw, seconds)
+    undone = {
+        "stylesheet parsed by cairosvg": lambda: png_now(svg.with_stylesheet),
+        "tooltip data kept": lambda: png_now(svg.with_tooltips),
+        "plain groups kept": lambda: png_now(svg.with_groups),
+        "text by cairosvg, letter by letter": lambda: png_with_cairosvg_text(svg.now),
+        "PNG written by cairo (libpng, level 6)": lambda: png_with_cairo_writer(svg.now),
+        "all five: cairosvg.svg2png, as before": lambda: png_as_before(svg.as_before),
+    }
+    print(f"  {name}: the PNG from its SVG, {now.cpu_s * 1000:.1f} ms now; with one change undone:")
+    for label, work in undone.items():
+        cost = rate(work, seconds)
+        extra, times = (cost.cpu_s - now.cpu_s) * 1000, cost.cpu_s / now.cpu_s
+        print(f"    {label:42} {cost.cpu_s * 1000:6.1f} ms  (+{extra:4.1f} ms, {times:.1f}x)")
+    applying = (svg_step.cpu_s - svg_step_as_before.cpu_s) * 1000
+    print(f"    {'(paid in the SVG step: stylesheet, groups)':42} {applying:6.1f} ms")
+    now_kib, cairo_kib = len(png_now(svg.now)) / 1024, len(png_with_cairo_writer(svg.now)) / 1024
+    print(f"    PNG size: {now_kib:.0f} KiB now, {cairo_kib:.0f} KiB written by cairo")
+
+
 def main(seconds: float) -> None:
     line = catalogue.get("sessions")
     bars = catalogue.get("top_pages_by_sessions")
@@ -311,7 +421,7 @@ def main(seconds: float) -> None:
         return charts.bar_chart(bars, ranked, title="Top pages · Shop", subtitle=subtitle)
 
     line_chart, bar_chart = draw_line(), draw_bars()
-    print(f"-- one chart, {charts.WIDTH}x{charts.HEIGHT} CSS px, PNG at {charts.SCALE}x")
+    print(f"-- one chart, {charts.WIDTH}x{charts.HEIGHT} CSS px, PNG at {charts.SCALE}x, one core")
     print(f"  {'':46} {'wall/image':>11} {'rate':>9} {'CPU/image':>11}")
     with svg_only():
         line_svg = rate(draw_line, seconds)
@@ -323,15 +433,23 @@ def main(seconds: float) -> None:
     render = rate(
         lambda: charts.render_chart(line, overall, FIRST, LAST, project_label="Shop"), seconds
     )
-    row("line: SVG (pygal)", line_svg)
-    row("line: PNG from the SVG (cairosvg)", line_png)
+    render_bars = rate(
+        lambda: charts.render_chart(bars, url, FIRST, LAST, project_label="Shop"), seconds
+    )
+    row("line: SVG (pygal, stylesheet applied)", line_svg)
+    row("line: PNG from the SVG (chart_png)", line_png)
     row("line: both (line_chart)", line_all)
     row("line: render_chart from stored snapshots", render)
-    row("bars: SVG (pygal)", bar_svg)
-    row("bars: PNG from the SVG (cairosvg)", bar_png)
+    row("bars: SVG (pygal, stylesheet applied)", bar_svg)
+    row("bars: PNG from the SVG (chart_png)", bar_png)
     row("bars: both (bar_chart)", bar_all)
+    row("bars: render_chart from stored snapshots", render_bars)
     sizes = f"line {len(line_chart.png) // 1024} KiB, bars {len(bar_chart.png) // 1024} KiB"
     print(f"  PNG sizes: {sizes}")
+
+    print("-- what each change bought (the PNG step, CPU per image)")
+    changes("line", draw_line, seconds)
+    changes("bars", draw_bars, seconds)
 
     print("-- the same charts screenshotted by headless Chromium (SVG inline in an HTML page)")
     if not CHROMIUM.exists():
@@ -360,16 +478,16 @@ def main(seconds: float) -> None:
             warm = None
     png = Cost((line_png.wall_s + bar_png.wall_s) / 2, (line_png.cpu_s + bar_png.cpu_s) / 2)
     both = Cost((line_all.wall_s + bar_all.wall_s) / 2, (line_all.cpu_s + bar_all.cpu_s) / 2)
-    print(f"  {'':46} {'wall/image':>11} {'rate':>9} {'CPU/image':>11}  vs cairosvg: wall, CPU")
-    row("PNG via cairosvg (from the SVG)", png, png)
-    row("pygal + cairosvg (SVG and PNG)", both, png)
+    print(f"  {'':46} {'wall/image':>11} {'rate':>9} {'CPU/image':>11}  vs chart_png: wall, CPU")
+    row("PNG via chart_png (from the SVG)", png, png)
+    row("pygal + chart_png (SVG and PNG)", both, png)
     row(f"Chromium screenshot, fresh process ({runs} runs)", fresh, png)
     if warm is not None:
         row(f"Chromium screenshot, warm browser ({warm_runs} runs)*", warm, png)
         print("  * one browser kept running: CDP navigate, load, captureScreenshot")
     print("  Chromium's CPU is summed over all its processes, sampled from /proc")
     print(
-        f"  PNG via cairosvg: {1 / png.wall_s:.1f}/s; Chromium screenshot (fresh process): "
+        f"  PNG via chart_png: {1 / png.wall_s:.1f}/s; Chromium screenshot (fresh process): "
         f"{1 / fresh.wall_s:.2f}/s; ratio {fresh.wall_s / png.wall_s:.0f}x "
         f"(CPU: {fresh.cpu_s / png.cpu_s:.0f}x)"
     )

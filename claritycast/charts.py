@@ -1,4 +1,4 @@
-"""Stored snapshots → a chart: pygal draws the SVG, cairosvg turns it into a 2x PNG.
+"""Stored snapshots → a chart: pygal draws the SVG, cairosvg and Pango turn it into a 2x PNG.
 
 One house style for every chart: 800x450 CSS px (readable in Slack and in a
 600 px email), a calm palette, the title and period at the top left, units on
@@ -8,37 +8,31 @@ zero, and a history still filling in says so ("12 of 30 days collected").
 Labels of breakdowns (page URLs, referrers) come from visitors' browsers and
 are untrusted: they are cleaned of control characters, shortened in the
 middle, and only ever reach the SVG through ElementTree, which escapes them.
+They come in every script: ``chart_text`` says which fonts draw them and how.
 
-The text is set in DejaVu Sans, shipped in ``claritycast/fonts`` so a machine
-without fonts draws the same chart. cairo finds fonts through fontconfig,
-which reads ``FONTCONFIG_FILE`` once, at its first use: unless the user set
-it, we point it at a configuration that adds our fonts to the system's.
+The SVG is trimmed for the one thing it is for, the PNG (``chart_png``):
+pygal's tooltip data, its stylesheet once applied and the groups that only
+carried a class are dropped; what is drawn does not change.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import os
 import re
-import tempfile
-import threading
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
-import cairocffi
-import cairosvg
 import pygal
 from pygal.etree import etree
 from pygal.style import Style
 
-from claritycast import series
+from claritycast import chart_text, series
+from claritycast.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
+from claritycast.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
 from claritycast.figures import format_day, format_duration
 from claritycast.series import Point
 from models.catalogue import Metric, Unit
@@ -46,14 +40,10 @@ from models.clarity import ClarityResponse
 
 WIDTH = 800
 HEIGHT = 450
-SCALE = 2
+SCALE = chart_text.SCALE  # the PNG has this many pixels per CSS px
 TOP_N = series.TOP_N
 LABEL_MAX_CHARS = 46
 NO_DATA_TEXT = "No data stored yet for this period"
-
-FONTS_DIR = Path(__file__).with_name("fonts")
-FONT_FAMILY = "DejaVu Sans"
-_FONT_STACK = f"'{FONT_FAMILY}', 'Bitstream Vera Sans', Verdana, sans-serif"
 
 INK = "#1f2933"
 MUTED = "#616e7c"
@@ -66,6 +56,7 @@ TITLE_PX = 20
 SUBTITLE_PX = 14
 NOTE_PX = 13
 VALUE_PX = 13
+LABEL_PX = 13
 BAR_PITCH_MAX = 52
 _AXIS_LABELS_PX = 25  # pygal's spacing plus one line of axis labels
 
@@ -75,9 +66,9 @@ HOUSE_STYLE = Style(
     foreground=MUTED,
     foreground_strong=MUTED,
     foreground_subtle=GUIDE,
-    font_family=_FONT_STACK,
-    label_font_size=13,
-    major_label_font_size=13,
+    font_family=CSS_FONT_STACK,
+    label_font_size=LABEL_PX,
+    major_label_font_size=LABEL_PX,
     value_font_size=VALUE_PX,
     title_font_size=TITLE_PX,
     no_data_font_size=18,
@@ -139,16 +130,24 @@ def period_label(first: date, last: date) -> str:
 _WHITESPACE = re.compile(r"\s+")
 
 
+_DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+_JOINERS = {"\u200c", "\u200d"}  # zero-width non-joiner and joiner
+
+
 def clean_label(text: str) -> str:
     """Visitor-supplied text made safe to draw: no control or direction-override characters.
 
     XML 1.0 cannot carry most control characters at all, and bidi overrides
-    could make a label read differently from what it is.
+    could make a label read differently from what it is. The two joiners
+    stay: they hold an emoji sequence (👨‍👩‍👧) together and keep Persian
+    letters apart, and can reorder nothing.
     """
     kept = "".join(
         " " if char.isspace() else char
         for char in text
-        if char.isspace() or unicodedata.category(char) not in {"Cc", "Cf", "Cs", "Co", "Cn"}
+        if char.isspace()
+        or char in _JOINERS
+        or unicodedata.category(char) not in _DROPPED_CATEGORIES
     )
     return _WHITESPACE.sub(" ", kept).strip() or "(empty)"
 
@@ -182,109 +181,29 @@ def shorten_middle(text: str, max_chars: int = LABEL_MAX_CHARS) -> str:
     return _cut_middle(text, max_chars)
 
 
+def _pygal_label_px(chars: int) -> float:
+    """The width pygal makes room for, for a label of ``chars`` characters (0.6 em each)."""
+    return chars * 0.6 * LABEL_PX
+
+
+def fit_label(text: str) -> str:
+    """A breakdown label in ``LABEL_MAX_CHARS`` and in the width pygal gives that many.
+
+    pygal counts characters; a Japanese or Chinese one is about twice as
+    wide as it reckons, so such a label is cut further, in the middle.
+    """
+    label = shorten_middle(text)
+    budget_px = _pygal_label_px(LABEL_MAX_CHARS)
+    while len(label) > 3 and (width := text_width(label, LABEL_PX)) > budget_px:
+        shorter = min(len(label) - 1, int(len(label) * budget_px / width))
+        label = shorten_middle(text, max(shorter, 3))
+    return label
+
+
 def _cut_middle(text: str, max_chars: int) -> str:
     keep = max_chars - 1
     front = (keep + 1) // 2
     return f"{text[:front]}…{text[len(text) - (keep - front) :]}"
-
-
-# --- fonts -------------------------------------------------------------------------------------
-
-_FONTS_CONF = """<?xml version="1.0"?>
-<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
-<fontconfig>
-  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
-  <include ignore_missing="yes">/usr/local/etc/fonts/fonts.conf</include>
-  <include ignore_missing="yes">/opt/homebrew/etc/fonts/fonts.conf</include>
-  <dir>{fonts_dir}</dir>
-  <cachedir prefix="xdg">fontconfig</cachedir>
-</fontconfig>
-"""
-
-
-def fontconfig_text(fonts_dir: Path = FONTS_DIR) -> str:
-    """A fontconfig file: the system's configuration plus the shipped fonts."""
-    return _FONTS_CONF.format(fonts_dir=escape(str(fonts_dir.resolve())))
-
-
-def _write_fontconfig(text: str) -> Path:
-    """Write the file once per user (its name is its content's hash), or per process."""
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    try:
-        cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        path = cache_home / "claritycast" / f"fonts-{digest}.conf"
-        if path.is_file() and path.read_text() == text:
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_suffix(f".{os.getpid()}.tmp")
-        draft.write_text(text)
-        draft.replace(path)
-        return path
-    except (OSError, RuntimeError):  # no home, or a read-only one
-        handle, name = tempfile.mkstemp(prefix="claritycast-fonts-", suffix=".conf")
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        return Path(name)
-
-
-@functools.cache
-def use_shipped_fonts() -> str | None:
-    """Point fontconfig at the shipped fonts, unless the user configured it.
-
-    Must run before cairo draws its first text in this process (fontconfig
-    reads its configuration once); every render calls it first. Returns the
-    configuration file in use, or None when the user's own is kept.
-    """
-    if "FONTCONFIG_FILE" in os.environ:
-        return None
-    path = _write_fontconfig(fontconfig_text())
-    os.environ["FONTCONFIG_FILE"] = str(path)
-    return str(path)
-
-
-_measuring = threading.local()
-
-
-def text_width(text: str, size_px: float, *, bold: bool = False) -> float:
-    """The width cairo will give ``text`` in the house font, in CSS px."""
-    use_shipped_fonts()
-    context = getattr(_measuring, "context", None)
-    if context is None:  # cairo contexts are not shared between threads
-        context = _measuring.context = cairocffi.Context(
-            cairocffi.ImageSurface(cairocffi.FORMAT_ARGB32, 1, 1)
-        )
-    context.select_font_face(FONT_FAMILY, 0, 1 if bold else 0)
-    context.set_font_size(size_px)
-    return float(context.text_extents(text)[4])
-
-
-def fit_text(text: str, size_px: float, width_px: float, *, bold: bool = False) -> str:
-    """``text``, cut at the end with an ellipsis if it is wider than ``width_px``."""
-    if text_width(text, size_px, bold=bold) <= width_px:
-        return text
-    low, high = 0, len(text)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if text_width(text[:middle].rstrip() + "…", size_px, bold=bold) <= width_px:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low].rstrip() + "…"
-
-
-def wrap_text(text: str, size_px: float, width_px: float, *, max_lines: int) -> list[str]:
-    """``text`` broken between words into at most ``max_lines`` lines, the last one cut to fit."""
-    lines: list[str] = []
-    rest = text.split()
-    while rest and len(lines) < max_lines - 1:
-        count = 1
-        while count < len(rest) and text_width(" ".join(rest[: count + 1]), size_px) <= width_px:
-            count += 1
-        lines.append(fit_text(" ".join(rest[:count]), size_px, width_px))
-        rest = rest[count:]
-    if rest:
-        lines.append(fit_text(" ".join(rest), size_px, width_px))
-    return lines
 
 
 # --- axes --------------------------------------------------------------------------------------
@@ -382,6 +301,26 @@ def _drop_axes(root: Any) -> None:
             parent.remove(axis)
 
 
+def _drop_interactive_parts(root: Any) -> None:
+    """Comments, scripts and what pygal writes for its JavaScript tooltips: nobody hovers a PNG.
+
+    The tooltip data (``<desc>`` and ``<title>`` inside the plot) made more
+    than half of a line chart's elements, and the hidden tooltip group cost
+    a full-size transparent layer; the chart's own title and description
+    stay.
+    """
+    for parent in list(root.iter()):
+        for child in list(parent):
+            tag = str(child.tag).rpartition("}")[2]
+            if (
+                child.tag is etree.Comment
+                or tag == "script"
+                or (tag in {"desc", "title"} and parent is not root)
+                or "tooltip-overlay" in _classes(child)
+            ):
+                parent.remove(child)
+
+
 def _finish_svg(
     title: str,
     alt_text: str,
@@ -399,10 +338,7 @@ def _finish_svg(
             _place_bar_values(root)
         else:
             _drop_day_lines(root)
-        for parent in list(root.iter()):
-            for child in list(parent):
-                if child.tag is etree.Comment or str(child.tag).endswith("script"):
-                    parent.remove(child)
+        _drop_interactive_parts(root)
         for child in root:
             if str(child.tag).endswith("title"):
                 child.text = title
@@ -421,12 +357,14 @@ def _finish_svg(
                     "x": str(MARGIN),
                     "y": str(baseline),
                     "style": (
-                        f"font-family:{_FONT_STACK};font-size:{size}px;"
+                        f"font-family:{CSS_FONT_STACK};font-size:{size}px;"
                         f"font-weight:{weight};fill:{colour}"
                     ),
                 },
             )
             node.text = text
+        inline_stylesheet(root)
+        flatten_plain_groups(root)
         return root
 
     return finish
@@ -466,14 +404,6 @@ def _to_chart(
     graph.add_xml_filter(_finish_svg(title, alt_text, lines, bars=bars, empty=empty))
     svg: bytes = graph.render()
     return Chart(title, subtitle, alt_text, svg, svg_to_png(svg), WIDTH, HEIGHT)
-
-
-def svg_to_png(svg: bytes) -> bytes:
-    """One of our SVGs as a PNG at ``SCALE`` times its CSS size, in the shipped font."""
-    use_shipped_fonts()
-    png = cairosvg.svg2png(bytestring=svg, scale=SCALE)
-    assert isinstance(png, bytes)
-    return png
 
 
 def _alt_context(title: str, subtitle: str, note: str | None) -> str:
@@ -542,9 +472,14 @@ def bar_chart(
     plot_height = HEIGHT - config["margin_top"] - MARGIN - _AXIS_LABELS_PX
     if ranked and len(ranked) * BAR_PITCH_MAX < plot_height:  # a few bars stay slim, at the top
         config["margin_bottom"] = MARGIN + plot_height - len(ranked) * BAR_PITCH_MAX
+    labels = [fit_label(label) for label, _ in reversed(ranked)]
+    if labels:  # room for labels wider than pygal reckons (CJK), so none runs off the left
+        widest_px = max(text_width(label, LABEL_PX) for label in labels)
+        reckoned_px = _pygal_label_px(max(len(label) for label in labels))
+        config["margin_left"] = MARGIN + max(0, math.ceil(widest_px - reckoned_px))
     graph = pygal.HorizontalBar(
         pygal.Config(**config),
-        x_labels=[shorten_middle(label) for label, _ in reversed(ranked)],
+        x_labels=labels,
         print_values=True,
         print_values_position="center",
         show_y_guides=False,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from claritycast import charts
+from claritycast import chart_text, charts
 from claritycast.charts import (
     Chart,
     bar_chart,
@@ -201,7 +201,8 @@ def test_a_long_title_is_cut_to_fit_but_kept_whole_for_screen_readers() -> None:
     chart = line_chart(catalogue.get("sessions"), [Point(LAST, 5.0)], title=title)
     drawn = next(text for text in svg_texts(chart.svg) if text.startswith("Sessions · "))
     assert drawn.endswith("…")
-    assert charts.text_width(drawn, charts.TITLE_PX, bold=True) <= charts.WIDTH - 2 * charts.MARGIN
+    width = chart_text.text_width(drawn, charts.TITLE_PX, bold=True)
+    assert width <= charts.WIDTH - 2 * charts.MARGIN
     assert parse(chart.svg).find(f"{SVG}title").text == title
 
 
@@ -289,9 +290,9 @@ def test_a_period_that_ends_before_it_starts_is_refused() -> None:
 
 _MEASURE = """
 import json, os, sys
-from claritycast import charts
-used = charts.use_shipped_fonts()
-sizes = [charts.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)]
+from claritycast import chart_text
+used = chart_text.use_shipped_fonts()
+sizes = [chart_text.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)]
 print(json.dumps({"used": used, "env": os.environ.get("FONTCONFIG_FILE"), "sizes": sizes}))
 """
 
@@ -315,13 +316,13 @@ def test_the_shipped_font_is_the_one_drawn(tmp_path: Path) -> None:
     """
     only_shipped = tmp_path / "only-shipped.conf"
     only_shipped.write_text(
-        f"<fontconfig><dir>{charts.FONTS_DIR.resolve()}</dir>"
+        f"<fontconfig><dir>{chart_text.FONTS_DIR.resolve()}</dir>"
         f"<cachedir>{tmp_path / 'fc'}</cachedir></fontconfig>"
     )
     no_fonts = tmp_path / "no-fonts.conf"
     no_fonts.write_text(f"<fontconfig><cachedir>{tmp_path / 'fc'}</cachedir></fontconfig>")
 
-    here = [charts.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)]
+    here = [chart_text.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)]
     shipped = measure_in_a_fresh_process(tmp_path, str(only_shipped))
     missing = measure_in_a_fresh_process(tmp_path, str(no_fonts))
     assert shipped["used"] is None  # the user's FONTCONFIG_FILE is respected
@@ -337,10 +338,10 @@ def test_fonts_are_added_to_the_system_configuration(tmp_path: Path) -> None:
     assert result["env"] == result["used"]
     assert written.parent == tmp_path / "cache" / "claritycast"
     text = written.read_text()
-    assert f"<dir>{charts.FONTS_DIR.resolve()}</dir>" in text
+    assert f"<dir>{chart_text.FONTS_DIR.resolve()}</dir>" in text
     assert '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>' in text
     assert result["sizes"] == [
-        charts.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)
+        chart_text.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)
     ]
 
 
@@ -354,5 +355,5 @@ def test_a_long_note_wraps_onto_two_lines() -> None:
     assert drawn[0].startswith("Data incomplete: 2026-11-01")
     assert drawn[1].endswith("…")
     for line in drawn:
-        assert charts.text_width(line, charts.NOTE_PX) <= charts.WIDTH - 2 * charts.MARGIN
+        assert chart_text.text_width(line, charts.NOTE_PX) <= charts.WIDTH - 2 * charts.MARGIN
     assert note in chart.alt_text

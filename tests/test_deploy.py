@@ -75,10 +75,17 @@ def test_service_environment_is_valid_settings(name: str, monkeypatch: pytest.Mo
 
 
 def test_dockerfile_installs_the_project_and_fonts() -> None:
-    """The image installs claritycast with cairo; the package ships its sans-serif font."""
+    """The image installs claritycast with cairo, Pango and the CJK and emoji fonts.
+
+    The package ships its sans-serif font; .ci/run installs the same system
+    packages the charts' tests need.
+    """
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install --no-cache-dir ." in dockerfile
     assert "libcairo2" in dockerfile and "fontconfig" in dockerfile
+    for package in ("libpangocairo-1.0-0", "fonts-noto-cjk", "fonts-noto-color-emoji"):
+        assert package in dockerfile and package in ci
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "fonts/*" in pyproject["tool"]["setuptools"]["package-data"]["claritycast"]
     assert (ROOT / "claritycast" / "fonts" / "DejaVuSans.ttf").is_file()
