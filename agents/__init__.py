@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import faust
 
 from agents import deliver, fetch, quota, render, store, tick
-from claritycast.deps import Deps
+from agents.deps import Deps
 from claritycast.errors import StageError
 from topics import Topics
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT, TopicT
 
+from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
-from claritycast.deliveries import Sender
-from claritycast.deps import Deps
+from claritycast.delivery.log import Sender
 from models.records import ChartRendered, DeadLetter, DeliverySent
 from topics import CHARTS_RENDERED, DEAD_DELIVERIES, DELIVERIES_SENT, Topics, send_bounded
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from claritycast.clarity_client import ClarityClient, http_client
+from claritycast.clarity.client import ClarityClient, http_client
 from claritycast.clock import Clock, SystemClock
-from claritycast.destinations import Destinations
+from claritycast.delivery.destinations import Destinations
+from claritycast.reports.summariser import Summariser
 from claritycast.settings import Settings
-from claritycast.store import Store
-from claritycast.summariser import Summariser
+from claritycast.store.core import Store
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The token is read from MongoDB here, at the last moment: it never travels on a
 topic. Each outcome is written to the call log, and the failures of the API's
-error table end in their documented states (`claritycast.fetch_failures`):
+error table end in their documented states (`claritycast.ingest.fetch_failures`):
 401/403 mark the project "token invalid" and tell its owner once; 429 marks it
 exhausted until its next local midnight; 5xx, timeouts and garbled 200s are
 retried by the tick after a backoff, then dead-lettered; 400 and malformed
@@ -13,7 +13,7 @@ token was refused, or which Clarity answered 429 until its next local
 midnight, has its remaining grants skipped without a call (the quota check
 forgets them, and the groups stay due for after the reset).
 
-The answer's blocks go to MongoDB (the claim check, `claritycast.claim_check`)
+The answer's blocks go to MongoDB (the claim check, `claritycast.store.claim_check`)
 and the snapshot record carries their reference: whatever Clarity sends, the
 record stays small. Once the request is made, nothing after it may lose the
 answer: storing it aside, sending it on and recording the outcome wait out a
@@ -25,14 +25,14 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT
 
+from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded, with_store_retry
-from claritycast.claim_check import fetched_record
-from claritycast.deps import Deps
 from claritycast.errors import ClarityError
-from claritycast.fetch_failures import after_failure
+from claritycast.ingest.fetch_failures import after_failure
+from claritycast.ingest.quota import GRANT_TTL
 from claritycast.localtime import is_late
 from claritycast.logs import get_logger
-from claritycast.quota import GRANT_TTL
+from claritycast.store.claim_check import fetched_record
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from models.records import FetchGranted

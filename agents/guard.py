@@ -9,12 +9,12 @@ nothing more on that worker. So `guarded` runs one message's handler and:
   proceed without the store;
 - on any other exception, ours or not, logs it with the message's context
   and its traceback, sends the message to the stage's dead-letter topic with
-  the error (`DeadLetterSink`), holds its work (`claritycast.dead_letters`),
+  the error (`DeadLetterSink`), holds its work (`claritycast.store.dead_letters`),
   and lets the stream move on to the next message.
 
 Only cancellation (a rebalance or a shutdown) passes through. What still
 crashes an agent (a bug in Faust, or in the loop around the handler) stops
-the worker with a non-zero exit (`claritycast.app`), so that ``up`` or the
+the worker with a non-zero exit (`claritycast.runtime.app`), so that ``up`` or the
 orchestrator starts a fresh one.
 """
 
@@ -29,10 +29,10 @@ import faust
 from faust.types import TopicT
 
 from claritycast.clock import Clock
-from claritycast.dead_letters import handler_error_letter, hold_work
 from claritycast.errors import StoreUnavailable
 from claritycast.logs import get_logger
-from claritycast.store import Store
+from claritycast.store.core import Store
+from claritycast.store.dead_letters import handler_error_letter, hold_work
 from topics import send_bounded
 
 log = get_logger(__name__)

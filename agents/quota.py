@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 import faust
 from faust.types import StreamT, TopicT
 
+from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
-from claritycast.deps import Deps
+from claritycast.ingest.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide, in_flight
 from claritycast.logs import get_logger
-from claritycast.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide, in_flight
 from models.documents import Call, Project, ProjectStatus
 from models.records import FetchGranted, FetchRequested
 from topics import DEAD_QUOTA, FETCH_GRANTED, FETCH_REQUESTED, Topics, send_bounded
@@ -182,7 +182,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     granted_topic = topics[FETCH_GRANTED]
     sink = DeadLetterSink("quota", topics[DEAD_QUOTA], deps.store, deps.clock)
 
-    @app.agent(topics[FETCH_REQUESTED], name="claritycast.quota")
+    @app.agent(topics[FETCH_REQUESTED], name="claritycast.ingest.quota")
     async def quota_agent(stream: StreamT[FetchRequested]) -> None:
         async for request in stream:
             await guarded(

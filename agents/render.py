@@ -13,9 +13,9 @@ from datetime import timedelta
 import faust
 from faust.types import StreamT, TopicT
 
+from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
-from claritycast.deliveries import Renderer
-from claritycast.deps import Deps
+from claritycast.delivery.log import Renderer
 from models.records import DeliveryDue
 from topics import CHARTS_RENDERED, DEAD_RENDER, DELIVERIES_DUE, Topics, send_bounded
 

@@ -6,7 +6,7 @@ message finds the document already there and changes nothing, and the
 
 The record carries a claim check: the answer's blocks are read from MongoDB
 by reference and checked against their SHA-256. A very large answer is cut
-down to its top rows for reading (`claritycast.big_answers`) and its
+down to its top rows for reading (`claritycast.clarity.big_answers`) and its
 complete blocks are kept for good.
 """
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT, TopicT
 
+from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
-from claritycast.big_answers import cut_down
-from claritycast.claim_check import BlocksMissing
-from claritycast.deps import Deps
+from claritycast.clarity.big_answers import cut_down
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
-from claritycast.store import Store
+from claritycast.store.claim_check import BlocksMissing
+from claritycast.store.core import Store
 from models.documents import Snapshot
 from models.records import SnapshotFetched, SnapshotStored
 from topics import DEAD_STORE, SNAPSHOTS_FETCHED, SNAPSHOTS_STORED, Topics, send_bounded
@@ -85,7 +85,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     stored_topic = topics[SNAPSHOTS_STORED]
     sink = DeadLetterSink("store", topics[DEAD_STORE], deps.store, deps.clock)
 
-    @app.agent(topics[SNAPSHOTS_FETCHED], name="claritycast.store")
+    @app.agent(topics[SNAPSHOTS_FETCHED], name="claritycast.store.core")
     async def store_agent(stream: StreamT[SnapshotFetched]) -> None:
         async for record in stream:
             await guarded(

@@ -19,8 +19,8 @@ from datetime import date, datetime, timedelta
 import faust
 from faust.types import TopicT
 
-from claritycast.deliveries import due_deliveries
-from claritycast.deps import Deps
+from agents.deps import Deps
+from claritycast.delivery.log import due_deliveries
 from claritycast.localtime import local_yesterday
 from claritycast.logs import get_logger
 from models.clarity import GROUP_NAMES

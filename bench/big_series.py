@@ -26,15 +26,15 @@ from datetime import UTC, datetime, timedelta
 
 from agents.store import store_snapshot
 from bench.embedded import Up
-from claritycast.claim_check import fetched_record
-from claritycast.clarity_parse import parse_blocks
+from claritycast.clarity.parse import parse_blocks
+from claritycast.delivery.schedule import parse_schedule
 from claritycast.localtime import local_midnight
-from claritycast.reports import build_report
-from claritycast.schedule import parse_schedule
-from claritycast.series import breakdown
-from claritycast.simulator import build_response
-from claritycast.simulator_data import Profile, long_tail_pages
-from claritycast.store import Store
+from claritycast.reports.builder import build_report
+from claritycast.reports.series import breakdown
+from claritycast.standins.clarity import build_response
+from claritycast.standins.clarity_data import Profile, long_tail_pages
+from claritycast.store.claim_check import fetched_record
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import ClarityResponse
 from models.delivery import Connection, Destination, DestinationKind

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.embedded import Up, memory_kib
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
 

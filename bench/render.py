@@ -40,10 +40,10 @@ import cairosvg
 from cairosvg.parser import Tree
 from cairosvg.surface import PNGSurface
 
-from claritycast import chart_png, charts, series
-from claritycast.clarity_parse import parse_blocks
-from claritycast.simulator import build_response
-from claritycast.simulator_data import Profile
+from claritycast.clarity.parse import parse_blocks
+from claritycast.reports import chart_png, charts, series
+from claritycast.standins.clarity import build_response
+from claritycast.standins.clarity_data import Profile
 from models import catalogue
 from models.clarity import GROUPS_BY_NAME, ClarityResponse
 

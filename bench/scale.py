@@ -37,16 +37,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.deliver import CONCURRENCY
-from claritycast.app import app_id_for
-from claritycast.connections import create_connection
-from claritycast.deliveries import due_deliveries
-from claritycast.embedded import ServerProcess, die_with_parent, secantusdb, tansu
-from claritycast.ports import LOOPBACK, free_port
-from claritycast.publisher import Publisher
+from claritycast.delivery.connections import create_connection
+from claritycast.delivery.log import due_deliveries
+from claritycast.runtime.app import app_id_for
+from claritycast.runtime.embedded import ServerProcess, die_with_parent, secantusdb, tansu
+from claritycast.runtime.ports import LOOPBACK, free_port
+from claritycast.runtime.publisher import Publisher
 from claritycast.settings import load_settings
-from claritycast.simulated_history import seed_history
-from claritycast.slack_standin import SlackStandin
-from claritycast.store import Store
+from claritycast.standins.history import seed_history
+from claritycast.standins.slack import SlackStandin
+from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project
 from topics import DELIVERIES_DUE

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from bench.embedded import Up, memory_kib
-from claritycast.claim_check import fetched_record
-from claritycast.store import Store
+from claritycast.store.claim_check import fetched_record
+from claritycast.store.core import Store
 from models.records import SnapshotFetched
 
 NAMES = (

@@ -61,7 +61,7 @@ class Snapshot:
     redelivered or replayed message never changes or duplicates it.
 
     ``blocks`` are what charts and series read: the whole answer, or for a
-    very large one its top rows (``cut_down``; see `claritycast.big_answers`).
+    very large one its top rows (``cut_down``; see `claritycast.clarity.big_answers`).
     ``blocks_ref`` names the complete answer in the claim check, and
     ``rows_total`` says how many rows each block had in it.
     """

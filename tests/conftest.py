@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from claritycast.app import ClarityCastApp, create_app
 from claritycast.clock import Clock
-from claritycast.embedded import Endpoints, ServerProcess, secantusdb, tansu
-from claritycast.ports import free_port
+from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.embedded import Endpoints, ServerProcess, secantusdb, tansu
+from claritycast.runtime.ports import free_port
 from claritycast.settings import Settings, load_settings
-from claritycast.store import Store
+from claritycast.store.core import Store
 from tests.helpers import running_app, start_server_process, stop_server_process
 
 TEST_PARTITIONS = 4

@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from claritycast.cli import main
+from claritycast.cli.main import main
 
 
 class InjectedFault(RuntimeError):

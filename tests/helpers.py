@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from claritycast.app import ClarityCastApp
-from claritycast.embedded import die_with_parent
-from claritycast.ports import is_listening
-from claritycast.simulated_history import history_snapshot as history_snapshot
-from claritycast.simulated_history import seed_history as seed_history
-from claritycast.store import Store
+from claritycast.runtime.app import ClarityCastApp
+from claritycast.runtime.embedded import die_with_parent
+from claritycast.runtime.ports import is_listening
+from claritycast.standins.history import history_snapshot as history_snapshot
+from claritycast.standins.history import seed_history as seed_history
+from claritycast.store.core import Store
 from topics import TopicSpec
 
 T = TypeVar("T")

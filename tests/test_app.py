@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import agents
-from claritycast.app import create_app, faust_options
-from claritycast.embedded import Endpoints
 from claritycast.errors import StageError
+from claritycast.runtime.app import create_app, faust_options
+from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import load_settings
 
 EMBEDDED = Endpoints("kafka://127.0.0.1:1", "mongodb://127.0.0.1:2", True, True)
@@ -18,14 +18,14 @@ def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
     """Only the agents of the chosen stages are on the app, under explicit names."""
     settings = load_settings(data_dir=tmp_path)
     app = create_app(settings, ["store"], EMBEDDED)
-    assert set(app.agents) == {"claritycast.store"}
+    assert set(app.agents) == {"claritycast.store.core"}
     assert app.stage_names == ("store",)
     assert app.conf.id == "claritycast-store", "a stage group is its own consumer group"
     everything = create_app(settings, ["all"], EMBEDDED)
     assert set(everything.agents) == {
-        "claritycast.quota",
+        "claritycast.ingest.quota",
         "claritycast.fetch",
-        "claritycast.store",
+        "claritycast.store.core",
         "claritycast.render",
         "claritycast.deliver",
     }
@@ -87,7 +87,12 @@ def test_web_server_is_off_and_nothing_is_autodiscovered(tmp_path) -> None:
 
 def test_only_the_embedded_broker_gets_short_fetch_waits(tmp_path) -> None:
     """Tansu holds an empty fetch for the whole wait; Kafka keeps Faust's own transport."""
-    from claritycast.transport import KafkaTransport, SeekingConsumer, TansuConsumer, TansuTransport
+    from claritycast.runtime.transport import (
+        KafkaTransport,
+        SeekingConsumer,
+        TansuConsumer,
+        TansuTransport,
+    )
 
     embedded = create_app(load_settings(data_dir=tmp_path), ["store"], EMBEDDED)
     external = create_app(load_settings(data_dir=tmp_path), ["store"], EXTERNAL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from claritycast.big_answers import cut_down, values_total
+from claritycast.clarity.big_answers import cut_down, values_total
 from models.documents import Snapshot
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from claritycast.clarity_parse import parse_body
-from claritycast.series import breakdown, daily_series, day_value
+from claritycast.clarity.parse import parse_body
+from claritycast.reports.series import breakdown, daily_series, day_value
 from models import catalogue
 from models.catalogue import Aggregation, Category
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME

@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from claritycast.app import ClarityCastApp, create_app
-from claritycast.clarity_parse import parse_body
+from claritycast.clarity.parse import parse_body
 from claritycast.clock import ManualClock
-from claritycast.connect import add_organisation, connect_project
-from claritycast.embedded import Endpoints
 from claritycast.errors import ClarityTokenInvalid, InputError
+from claritycast.ingest.connect import add_organisation, connect_project
+from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import Settings, load_settings
-from claritycast.simulator import ClaritySimulator, build_response
-from claritycast.store import Store
+from claritycast.standins.clarity import ClaritySimulator, build_response
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import ProjectStatus

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
-from claritycast import charts
-from claritycast.clarity_parse import parse_blocks
-from claritycast.simulator import build_response
-from claritycast.simulator_data import Profile
+from claritycast.clarity.parse import parse_blocks
+from claritycast.reports import charts
+from claritycast.standins.clarity import build_response
+from claritycast.standins.clarity_data import Profile
 from models import catalogue
 from models.clarity import GROUPS_BY_NAME, ClarityResponse
 

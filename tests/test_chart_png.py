@@ -10,7 +10,7 @@ import cairocffi
 import pytest
 from PIL import Image, ImageChops
 
-from claritycast import chart_png, chart_text
+from claritycast.reports import chart_png, chart_text
 
 SVG_NS = "http://www.w3.org/2000/svg"
 

@@ -22,8 +22,8 @@ import pangocffi
 import pytest
 from PIL import Image, ImageChops
 
-from claritycast import chart_text, charts
-from claritycast.chart_text import PANGO_FAMILIES
+from claritycast.reports import chart_text, charts
+from claritycast.reports.chart_text import PANGO_FAMILIES
 from models import catalogue
 from tests.test_chart_pixels import compare
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from claritycast import chart_text, charts
-from claritycast.charts import (
+from claritycast.clarity.parse import parse_blocks
+from claritycast.reports import chart_text, charts
+from claritycast.reports.charts import (
     Chart,
     bar_chart,
     format_value,
@@ -24,11 +25,10 @@ from claritycast.charts import (
     shorten_middle,
     value_ticks,
 )
-from claritycast.clarity_parse import parse_blocks
-from claritycast.figures import format_duration
-from claritycast.series import Point, breakdown, daily_series
-from claritycast.simulator import build_response
-from claritycast.simulator_data import Profile
+from claritycast.reports.figures import format_duration
+from claritycast.reports.series import Point, breakdown, daily_series
+from claritycast.standins.clarity import build_response
+from claritycast.standins.clarity_data import Profile
 from models import catalogue
 from models.catalogue import Unit
 from models.clarity import GROUPS_BY_NAME, ClarityResponse
@@ -290,7 +290,7 @@ def test_a_period_that_ends_before_it_starts_is_refused() -> None:
 
 _MEASURE = """
 import json, os, sys
-from claritycast import chart_text
+from claritycast.reports import chart_text
 used = chart_text.use_shipped_fonts()
 sizes = [chart_text.text_width("Sessions · Shop", 100, bold=bold) for bold in (False, True)]
 print(json.dumps({"used": used, "env": os.environ.get("FONTCONFIG_FILE"), "sizes": sizes}))

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from claritycast.clarity_client import ClarityClient
-from claritycast.clarity_parse import parse_body
-from claritycast.clarity_token import check_token
+from claritycast.clarity.client import ClarityClient
+from claritycast.clarity.parse import parse_body
+from claritycast.clarity.token import check_token
 from claritycast.errors import (
     ClarityBadRequest,
     ClarityBodyError,

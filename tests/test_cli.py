@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from claritycast.cli import cli
+from claritycast.cli.main import cli
 
 COMMANDS = {
     "up",

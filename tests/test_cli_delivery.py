@@ -14,10 +14,10 @@ from PIL import Image
 
 from claritycast.clock import SystemClock
 from claritycast.localtime import local_yesterday
-from claritycast.ports import free_port
-from claritycast.slack_standin import SlackStandin
-from claritycast.smtp_catcher import SmtpCatcher
-from claritycast.store import Store
+from claritycast.runtime.ports import free_port
+from claritycast.standins.slack import SlackStandin
+from claritycast.standins.smtp import SmtpCatcher
+from claritycast.store.core import Store
 from models import catalogue
 from models.delivery import Delivery, DeliveryState
 from models.documents import Organisation, Project

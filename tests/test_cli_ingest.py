@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from claritycast.clock import SystemClock
-from claritycast.simulator import ClaritySimulator
-from claritycast.store import Store
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.store.core import Store
 from tests.helpers import WorkerProcess
 from tests.helpers import run_cli as claritycast
 

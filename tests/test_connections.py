@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from claritycast import connections as conns
-from claritycast.deliveries import SEND_LEASE, delivery_key, due_deliveries
+from claritycast.delivery import connections as conns
+from claritycast.delivery.log import SEND_LEASE, delivery_key, due_deliveries
 from claritycast.errors import InputError
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models import catalogue
 from models.delivery import Attempt, ConnectionStatus, DeliveryState, DestinationKind
 from models.documents import Organisation, Project

@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from claritycast.clock import SystemClock
+from claritycast.ingest.quota import COUNTED_FOR, DAILY_LIMIT, REFRESHES_PER_DAY
+from claritycast.ingest.refresh import refresh_requests
 from claritycast.localtime import local_yesterday
-from claritycast.publisher import Publisher
-from claritycast.quota import COUNTED_FOR, DAILY_LIMIT, REFRESHES_PER_DAY
-from claritycast.refresh import refresh_requests
-from claritycast.simulator import ClaritySimulator
-from claritycast.store import Store
+from claritycast.runtime.publisher import Publisher
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.documents import Organisation, Project

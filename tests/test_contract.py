@@ -26,10 +26,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 
-from claritycast.cli import cli
-from claritycast.cli_topics import topics as topics_command
-from claritycast.ports import free_port
-from claritycast.publisher import Publisher
+from claritycast.cli.main import cli
+from claritycast.cli.topics import topics as topics_command
+from claritycast.runtime.ports import free_port
+from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings, load_settings
 from models.records import DeliverySent, SnapshotStored
 from tests.helpers import bootstrap, produce

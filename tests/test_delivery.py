@@ -17,18 +17,18 @@ import pytest
 import trustme
 from PIL import Image
 
-from claritycast.ai_standin import AIStandin
-from claritycast.app import ClarityCastApp, create_app
 from claritycast.clock import ManualClock
-from claritycast.connections import create_connection, pause
-from claritycast.deliveries import delivery_key
-from claritycast.embedded import Endpoints
-from claritycast.ports import free_port
-from claritycast.series import breakdown, day_value
+from claritycast.delivery.connections import create_connection, pause
+from claritycast.delivery.log import delivery_key
+from claritycast.reports.series import breakdown, day_value
+from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.embedded import Endpoints
+from claritycast.runtime.ports import free_port
 from claritycast.settings import Settings, load_settings
-from claritycast.slack_standin import SlackStandin
-from claritycast.smtp_catcher import SmtpCatcher
-from claritycast.store import Store
+from claritycast.standins.ai import AIStandin
+from claritycast.standins.slack import SlackStandin
+from claritycast.standins.smtp import SmtpCatcher
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import ClarityResponse
 from models.delivery import ConnectionStatus, Delivery, DeliveryState

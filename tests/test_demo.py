@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from PIL import Image
 
-from claritycast.demo import CONNECTIONS, TIMEZONE
+from claritycast.standins.demo import CONNECTIONS, TIMEZONE
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import agents
-from claritycast.cli import cli
+from claritycast.cli.main import cli
 from claritycast.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +87,8 @@ def test_dockerfile_installs_the_project_and_fonts() -> None:
     for package in ("libpangocairo-1.0-0", "fonts-noto-cjk", "fonts-noto-color-emoji"):
         assert package in dockerfile and package in ci
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "fonts/*" in pyproject["tool"]["setuptools"]["package-data"]["claritycast"]
-    assert (ROOT / "claritycast" / "fonts" / "DejaVuSans.ttf").is_file()
+    assert "fonts/*" in pyproject["tool"]["setuptools"]["package-data"]["claritycast.reports"]
+    assert (ROOT / "claritycast" / "reports" / "fonts" / "DejaVuSans.ttf").is_file()
     for package in ("claritycast", "agents", "topics", "models"):
         assert f"COPY {package} ./{package}" in dockerfile
 

@@ -17,7 +17,7 @@ import pytest
 import trustme
 from PIL import Image
 
-from claritycast.email_report import (
+from claritycast.delivery.email import (
     EmailSender,
     build_message,
     display_size,
@@ -32,10 +32,10 @@ from claritycast.errors import (
     DeliveryRetryable,
     InputError,
 )
-from claritycast.ports import LOOPBACK, free_port
-from claritycast.report import Report
+from claritycast.runtime.ports import LOOPBACK, free_port
 from claritycast.settings import load_settings
-from claritycast.smtp_catcher import CaughtMessage, SmtpCatcher
+from claritycast.standins.smtp import CaughtMessage, SmtpCatcher
+from models.report import Report
 
 USER = "reports"
 PASSWORD = "correct-Horse-battery-9"  # made up for the tests

@@ -13,16 +13,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from claritycast.app import ClarityCastApp, create_app
 from claritycast.clock import ManualClock
-from claritycast.connections import create_connection, resume
-from claritycast.embedded import Endpoints
-from claritycast.fetch_failures import MAX_FETCH_ATTEMPTS, RETRY_BACKOFF
-from claritycast.replay import replay
+from claritycast.delivery.connections import create_connection, resume
+from claritycast.ingest.fetch_failures import MAX_FETCH_ATTEMPTS, RETRY_BACKOFF
+from claritycast.ingest.replay import replay
+from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import Settings, load_settings
-from claritycast.simulator import FAULT_ANSWERS, ClaritySimulator
-from claritycast.slack_standin import SlackStandin
-from claritycast.store import Store
+from claritycast.standins.clarity import FAULT_ANSWERS, ClaritySimulator
+from claritycast.standins.slack import SlackStandin
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.delivery import ConnectionStatus, DeliveryState

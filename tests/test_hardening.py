@@ -14,18 +14,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from claritycast.app import ClarityCastApp
-from claritycast.big_answers import ROWS_KEPT, values_total
+from claritycast.clarity.big_answers import ROWS_KEPT, values_total
 from claritycast.clock import ManualClock
-from claritycast.connect import connect_project
-from claritycast.embedded import Endpoints
 from claritycast.errors import QuotaRefused
-from claritycast.fetch_failures import RETRY_BACKOFF
-from claritycast.refresh import refresh
-from claritycast.replay import replay
-from claritycast.series import breakdown
-from claritycast.simulator import ClaritySimulator
-from claritycast.store import Store
+from claritycast.ingest.connect import connect_project
+from claritycast.ingest.fetch_failures import RETRY_BACKOFF
+from claritycast.ingest.refresh import refresh
+from claritycast.ingest.replay import replay
+from claritycast.reports.series import breakdown
+from claritycast.runtime.app import ClarityCastApp
+from claritycast.runtime.embedded import Endpoints
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, ClarityResponse
 from models.documents import Project

@@ -17,13 +17,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from claritycast.clock import SystemClock
-from claritycast.connections import create_connection, send_now
-from claritycast.dead_letters import HANDLER_ERROR
+from claritycast.delivery.connections import create_connection, send_now
 from claritycast.localtime import local_yesterday
-from claritycast.publisher import Publisher
-from claritycast.simulator import ClaritySimulator
-from claritycast.slack_standin import SlackStandin
-from claritycast.store import Store
+from claritycast.runtime.publisher import Publisher
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.standins.slack import SlackStandin
+from claritycast.store.core import Store
+from claritycast.store.dead_letters import HANDLER_ERROR
 from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.delivery import DeliveryState

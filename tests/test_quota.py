@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from claritycast.localtime import next_local_midnight
-from claritycast.quota import (
+from claritycast.ingest.quota import (
     COUNTED_FOR,
     DAILY_LIMIT,
     LEASE,
@@ -14,6 +13,7 @@ from claritycast.quota import (
     decide,
     refreshes_left,
 )
+from claritycast.localtime import next_local_midnight
 from models.clarity import GROUP_NAMES
 from models.documents import Call
 

@@ -6,11 +6,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from claritycast.cli import cli
+from claritycast.cli.main import cli
 from claritycast.errors import InputError
-from claritycast.quota import COUNTED_FOR
-from claritycast.quota_report import NOTHING_CONNECTED, both_times, quota_report, report_lines
-from claritycast.store import Store
+from claritycast.ingest.quota import COUNTED_FOR
+from claritycast.ingest.quota_report import (
+    NOTHING_CONNECTED,
+    both_times,
+    quota_report,
+    report_lines,
+)
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.documents import Call, Organisation, Project, ProjectStatus

@@ -9,11 +9,11 @@ from xml.etree import ElementTree
 import pytest
 from PIL import Image
 
-from claritycast import charts
-from claritycast.connections import create_connection
-from claritycast.reports import build_report, missing_data, window
-from claritycast.series import breakdown, day_value
-from claritycast.store import Store
+from claritycast.delivery.connections import create_connection
+from claritycast.reports import charts
+from claritycast.reports.builder import build_report, missing_data, window
+from claritycast.reports.series import breakdown, day_value
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, ClarityResponse
 from models.documents import Organisation, Project

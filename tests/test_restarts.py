@@ -19,14 +19,14 @@ from types import SimpleNamespace
 import pytest
 
 from agents import quota
-from claritycast.cli import cli
+from claritycast.cli.main import cli
 from claritycast.clock import ManualClock, SystemClock
+from claritycast.ingest.quota import COUNTED_FOR, DAILY_LIMIT, LEASE
+from claritycast.ingest.quota_report import quota_report
 from claritycast.localtime import local_yesterday
-from claritycast.quota import COUNTED_FOR, DAILY_LIMIT, LEASE
-from claritycast.quota_report import quota_report
 from claritycast.settings import load_settings
-from claritycast.simulator import ClaritySimulator
-from claritycast.store import Store
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import Call, Project
 from models.records import FetchGranted, FetchRequested

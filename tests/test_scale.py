@@ -12,14 +12,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from claritycast.app import app_id_for
 from claritycast.clock import SystemClock
-from claritycast.connections import create_connection
-from claritycast.deliveries import due_deliveries
-from claritycast.publisher import Publisher
+from claritycast.delivery.connections import create_connection
+from claritycast.delivery.log import due_deliveries
+from claritycast.runtime.app import app_id_for
+from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings
-from claritycast.slack_standin import SlackStandin
-from claritycast.store import Store
+from claritycast.standins.slack import SlackStandin
+from claritycast.store.core import Store
 from models import catalogue
 from models.delivery import DeliveryState
 from models.documents import Organisation, Project

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
+from claritycast.delivery.schedule import latest_due, next_due, parse_schedule, parse_time
 from claritycast.errors import InputError
-from claritycast.schedule import latest_due, next_due, parse_schedule, parse_time
 from models.delivery import LAST_DAY, Frequency, Schedule
 
 

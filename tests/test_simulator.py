@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from claritycast.clarity_client import ClarityClient
+from claritycast.clarity.client import ClarityClient
 from claritycast.clock import ManualClock
 from claritycast.errors import (
     ClarityBadRequest,
@@ -22,8 +22,8 @@ from claritycast.errors import (
     ClarityTokenInvalid,
     ClarityUnreachable,
 )
-from claritycast.simulator import ClaritySimulator, build_response
-from claritycast.simulator_data import Profile
+from claritycast.standins.clarity import ClaritySimulator, build_response
+from claritycast.standins.clarity_data import Profile
 from models.clarity import ALL_BLOCKS, DIMENSIONED_BLOCKS, GROUPS, GROUPS_BY_NAME, ClarityResponse
 
 START = datetime(2026, 11, 24, 0, 5, tzinfo=UTC)  # a Tuesday, just after midnight

@@ -16,13 +16,13 @@ import aiohttp
 import pytest
 import structlog
 
+from claritycast.delivery.slack import SlackReceipt, SlackSender
 from claritycast.errors import ConfigError, DeliveryPermanent, DeliveryRetryable
 from claritycast.logs import configure_logging
-from claritycast.ports import free_port
-from claritycast.report import Report
+from claritycast.runtime.ports import free_port
 from claritycast.settings import load_settings
-from claritycast.slack import SlackReceipt, SlackSender
-from claritycast.slack_standin import SlackStandin
+from claritycast.standins.slack import SlackStandin
+from models.report import Report
 
 TOKEN = "xoxb-4242424242-7777777777-LeakCheckTokenValue"
 DEADLINE_S = 3.0

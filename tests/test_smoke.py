@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from claritycast.app import create_app
-from claritycast.claim_check import fetched_record
-from claritycast.embedded import Endpoints
+from claritycast.runtime.app import create_app
+from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import Settings
-from claritycast.store import Store
+from claritycast.store.claim_check import fetched_record
+from claritycast.store.core import Store
 from models.records import SnapshotFetched
 from tests.helpers import produce, read_topic, running_app, topic_partitions, wait_for
 from topics import SNAPSHOTS_FETCHED, SNAPSHOTS_STORED

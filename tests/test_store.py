@@ -12,11 +12,11 @@ import pymongo.errors
 import pytest
 from bson import Binary
 
-from claritycast import claim_check
-from claritycast.claim_check import BlocksCorrupt, BlocksMissing
 from claritycast.errors import StoreError, StoreUnavailable
-from claritycast.ports import free_port
-from claritycast.store import INDEXES, Store, translated
+from claritycast.runtime.ports import free_port
+from claritycast.store import claim_check
+from claritycast.store.claim_check import BlocksCorrupt, BlocksMissing
+from claritycast.store.core import INDEXES, Store, translated
 from models.documents import Snapshot, WorkerBeat
 
 

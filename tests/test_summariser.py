@@ -12,17 +12,17 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from claritycast.ai_standin import AIStandin, ChatRequest, standin_summary
-from claritycast.ports import LOOPBACK, free_port
-from claritycast.series import Point
-from claritycast.settings import load_settings
-from claritycast.summariser import (
+from claritycast.reports.series import Point
+from claritycast.reports.summariser import (
     Summariser,
     cap_at_sentence,
     facts_data,
     plain_text,
 )
-from claritycast.summary import Facts, breakdown_facts, daily_facts, describe
+from claritycast.reports.summary import Facts, breakdown_facts, daily_facts, describe
+from claritycast.runtime.ports import LOOPBACK, free_port
+from claritycast.settings import load_settings
+from claritycast.standins.ai import AIStandin, ChatRequest, standin_summary
 from models.catalogue import get
 
 LAST = date(2026, 11, 28)

@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from claritycast.series import Point
-from claritycast.summary import (
+from claritycast.reports.series import Point
+from claritycast.reports.summary import (
     Facts,
     breakdown_facts,
     clean_text,

@@ -9,13 +9,13 @@ import pytest
 import structlog
 
 from agents.tick import Ticker
-from claritycast.app import ClarityCastApp, create_app
 from claritycast.clock import ManualClock
-from claritycast.embedded import Endpoints
 from claritycast.localtime import local_yesterday
+from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import Settings, load_settings
-from claritycast.simulator import ClaritySimulator
-from claritycast.store import Store
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project
 from tests.helpers import running_app, wait_for

@@ -1,4 +1,4 @@
-"""The Faust fixes in `claritycast.transport`, each against Faust's own behaviour.
+"""The Faust fixes in `claritycast.runtime.transport`, each against Faust's own behaviour.
 
 The end-to-end proof is the kill -9 test in `tests/test_restarts.py`; these
 pin each mechanism down, so a Faust upgrade that changes one is noticed here
@@ -16,10 +16,10 @@ from faust.types import TP
 from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from claritycast.app import create_app
-from claritycast.embedded import Endpoints
+from claritycast.runtime.app import create_app
+from claritycast.runtime.embedded import Endpoints
+from claritycast.runtime.transport import SeekingConsumer, SteadyFlowControl, TansuConsumer
 from claritycast.settings import load_settings
-from claritycast.transport import SeekingConsumer, SteadyFlowControl, TansuConsumer
 
 EMBEDDED = Endpoints("kafka://127.0.0.1:1", "mongodb://127.0.0.1:2", True, True)
 

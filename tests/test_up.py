@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from claritycast.ports import is_listening
+from claritycast.runtime.ports import is_listening
 
 pytestmark = pytest.mark.slow
 

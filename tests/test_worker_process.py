@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from claritycast.store import Store
+from claritycast.store.core import Store
 from tests.helpers import WorkerProcess, produce, wait_for
 from tests.test_smoke import fetched
 from topics import SNAPSHOTS_FETCHED

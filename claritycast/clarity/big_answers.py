@@ -7,7 +7,7 @@ shows the top 10. So a snapshot keeps, per block, the aggregate row and the
 rows of its `ROWS_KEPT` largest dimension values (by sessions, from the
 Traffic block, the same values in every block so figures of one page stay
 together), and records how many rows each block really had. The complete
-answer is pinned in the claim check (`claritycast.claim_check`) under the
+answer is pinned in the claim check (`claritycast.store.claim_check`) under the
 snapshot's ``blocks_ref``.
 
 `ROWS_KEPT` is Clarity's documented maximum per answer, so an answer of the

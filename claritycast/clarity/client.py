@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from claritycast.clarity_parse import BODY_KEPT_BYTES, parse_body
+from claritycast.clarity.parse import BODY_KEPT_BYTES, parse_body
 from claritycast.errors import (
     ClarityBadRequest,
     ClarityBodyError,

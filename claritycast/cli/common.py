@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from claritycast.embedded import resolve_endpoints
-from claritycast.publisher import Publisher
+from claritycast.runtime.embedded import resolve_endpoints
+from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings
-from claritycast.store import Store, open_store
+from claritycast.store.core import Store, open_store
 
 T = TypeVar("T")
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from claritycast.cli_common import publisher_for, run, store_for
+from claritycast.cli.common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.errors import InputError
-from claritycast.replay import STAGES, replay
+from claritycast.ingest.replay import STAGES, replay
 from claritycast.settings import Settings
 
 

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from claritycast import connections as conns
-from claritycast.cli_common import publisher_for, run, store_for
+from claritycast.cli.common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
+from claritycast.delivery import connections as conns
+from claritycast.delivery.schedule import next_due
 from claritycast.errors import InputError
-from claritycast.schedule import next_due
 from claritycast.settings import Settings
 from models.delivery import WINDOWS, ConnectionStatus, Delivery
 from topics import DELIVERIES_DUE
@@ -172,10 +172,10 @@ def send_now(settings: Settings, name: str, wait_s: float) -> None:
 @click.pass_obj
 def preview(settings: Settings, name: str, out: Path, period: str | None) -> None:
     """Render a connection's report to a PNG file and print its summary; sends nothing."""
-    from claritycast.report import Report
-    from claritycast.reports import build_report, missing_data
-    from claritycast.summariser import Summariser
+    from claritycast.reports.builder import build_report, missing_data
+    from claritycast.reports.summariser import Summariser
     from models import catalogue
+    from models.report import Report
 
     async def go() -> tuple[Report, str]:
         async with store_for(settings) as store:
@@ -250,7 +250,7 @@ def _describe(delivery: Delivery) -> str:
 @click.pass_obj
 def demo(settings: Settings, days: int, outbox: Path | None) -> None:
     """Run everything against the built-in simulator on a fast clock; results in var/outbox."""
-    from claritycast.demo import describe, run_demo
+    from claritycast.standins.demo import describe, run_demo
 
     result = run(run_demo(settings, days=days, outbox=outbox or settings.data_dir / "outbox"))
     for line in describe(result):

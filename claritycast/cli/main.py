@@ -17,14 +17,18 @@ from typing import NoReturn, TypeVar
 import click
 
 import agents
-from claritycast import __version__, cli_dead_letters, cli_delivery, cli_ops, cli_topics
-from claritycast.cli_common import publisher_for, run, store_for
+from claritycast import __version__
+from claritycast.cli import dead_letters as cli_dead_letters
+from claritycast.cli import delivery as cli_delivery
+from claritycast.cli import ops as cli_ops
+from claritycast.cli import topics as cli_topics
+from claritycast.cli.common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
-from claritycast.embedded import RunDir, resolve_endpoints
 from claritycast.errors import ClarityCastError, ConfigError
 from claritycast.logs import configure_logging
+from claritycast.runtime.embedded import RunDir, resolve_endpoints
 from claritycast.settings import Settings, load_settings
-from claritycast.store import open_store
+from claritycast.store.core import open_store
 
 T = TypeVar("T")
 
@@ -58,7 +62,7 @@ def up(settings: Settings, stages: str) -> None:
     Data lives under CLARITYCAST_DATA_DIR (default ./var). Ctrl-C stops
     everything.
     """
-    from claritycast.up import run_up
+    from claritycast.runtime.up import run_up
 
     agents.select([stages])
     sys.exit(run(run_up(settings, [stages])))
@@ -69,7 +73,7 @@ def up(settings: Settings, stages: str) -> None:
 @click.pass_obj
 def worker(settings: Settings, stages: str) -> None:
     """Run a worker for some stages, on a running `up` or on the configured URLs."""
-    from claritycast.worker import run_worker
+    from claritycast.runtime.worker import run_worker
 
     agents.select([stages])
     run_worker(settings, [stages])
@@ -139,7 +143,7 @@ def connect(
     settings: Settings, token: str | None, label: str, org_name: str | None, wait_s: float
 ) -> None:
     """Connect a Clarity project and pull yesterday at once, group by group."""
-    from claritycast.connect import connect_project
+    from claritycast.ingest.connect import connect_project
 
     secret = _read_token(token)
 
@@ -166,7 +170,7 @@ def connect(
 @click.pass_obj
 def refresh(settings: Settings, project_ref: str, groups: tuple[str, ...], wait_s: float) -> None:
     """Fetch yesterday's missing groups now, within the quota's headroom (3 a day)."""
-    from claritycast.refresh import refresh as refresh_project
+    from claritycast.ingest.refresh import refresh as refresh_project
 
     async def go() -> int:
         async with store_for(settings) as store, publisher_for(settings) as publisher:
@@ -195,7 +199,7 @@ def orgs() -> None:
 @click.pass_obj
 def orgs_add(settings: Settings, name: str, timezone: str | None) -> None:
     """Add an organisation."""
-    from claritycast.connect import add_organisation
+    from claritycast.ingest.connect import add_organisation
 
     async def go() -> None:
         async with store_for(settings) as store:
@@ -227,7 +231,7 @@ def orgs_list(settings: Settings) -> None:
 @click.pass_obj
 def sources(settings: Settings) -> None:
     """Connected projects: status, last snapshot, Clarity requests used in 24 h."""
-    from claritycast.quota import COUNTED_FOR, DAILY_LIMIT, NEVER_MADE
+    from claritycast.ingest.quota import COUNTED_FOR, DAILY_LIMIT, NEVER_MADE
 
     async def go() -> None:
         now = SystemClock().now()
@@ -266,10 +270,10 @@ def sources(settings: Settings) -> None:
 @click.pass_obj
 def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> None:
     """Show a metric's stored daily series (or top values, for a breakdown)."""
-    from claritycast import series as series_of
-    from claritycast.big_answers import values_total
+    from claritycast.clarity.big_answers import values_total
     from claritycast.errors import InputError
     from claritycast.localtime import local_yesterday
+    from claritycast.reports import series as series_of
     from models import catalogue
     from models.catalogue import Unit
     from models.clarity import ClarityResponse
@@ -322,7 +326,7 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
 @click.pass_obj
 def simulate(settings: Settings, count: int, host: str, port: int, sessions_per_day: int) -> None:
     """Run the local Clarity simulator (for trying claritycast without Clarity)."""
-    from claritycast.simulator import ClaritySimulator
+    from claritycast.standins.clarity import ClaritySimulator
 
     async def go() -> None:
         simulator = ClaritySimulator(SystemClock())

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import click
 
-from claritycast.cli_common import run, store_for
+from claritycast.cli.common import run, store_for
 from claritycast.clock import SystemClock
-from claritycast.quota_report import quota_report, report_lines
+from claritycast.ingest.quota_report import quota_report, report_lines
 from claritycast.settings import Settings
 
 

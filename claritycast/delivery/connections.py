@@ -12,13 +12,13 @@ import re
 import time
 from datetime import datetime
 
-from claritycast.connect import slug
-from claritycast.deliveries import open_send_now
-from claritycast.email_report import parse_addresses
+from claritycast.delivery.email import parse_addresses
+from claritycast.delivery.log import open_send_now
+from claritycast.delivery.schedule import parse_schedule
 from claritycast.errors import InputError
+from claritycast.ingest.connect import slug
 from claritycast.localtime import valid_timezone
-from claritycast.schedule import parse_schedule
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models import catalogue
 from models.delivery import (
     WINDOWS,

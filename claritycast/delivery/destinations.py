@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from claritycast.email_report import EmailSender
-from claritycast.report import Report
+from claritycast.delivery.email import EmailSender
+from claritycast.delivery.slack import SlackSender
 from claritycast.settings import Settings
-from claritycast.slack import SlackSender
 from models.delivery import Connection, DestinationKind
+from models.report import Report
 
 
 class Destinations:

@@ -47,11 +47,11 @@ from claritycast.errors import (
     DeliveryRetryable,
     InputError,
 )
-from claritycast.figures import format_day
 from claritycast.logs import get_logger
 from claritycast.redact import redact, register_secret
-from claritycast.report import Report
+from claritycast.reports.figures import format_day
 from claritycast.settings import Settings
+from models.report import Report
 
 log = get_logger(__name__)
 

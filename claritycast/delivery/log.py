@@ -18,20 +18,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from claritycast.destinations import Destinations
+from claritycast.delivery.destinations import Destinations
+from claritycast.delivery.schedule import latest_due
 from claritycast.errors import (
     ClarityCastError,
     ConfigError,
     DeliveryPermanent,
     DeliveryRetryable,
 )
-from claritycast.figures import format_day
 from claritycast.logs import get_logger
-from claritycast.report import Report
-from claritycast.reports import build_report, missing_data
-from claritycast.schedule import latest_due
-from claritycast.store import Store
-from claritycast.summariser import Summariser
+from claritycast.reports.builder import build_report, missing_data
+from claritycast.reports.figures import format_day
+from claritycast.reports.summariser import Summariser
+from claritycast.store.core import Store
 from models import catalogue
 from models.delivery import (
     Attempt,
@@ -41,6 +40,7 @@ from models.delivery import (
     DeliveryState,
 )
 from models.records import ChartRendered, DeadLetter, DeliveryDue, DeliverySent
+from models.report import Report
 
 log = get_logger(__name__)
 

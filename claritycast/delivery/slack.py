@@ -33,8 +33,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from claritycast.errors import ConfigError, DeliveryPermanent, DeliveryRetryable
 from claritycast.logs import get_logger
 from claritycast.redact import register_secret
-from claritycast.report import Report
 from claritycast.settings import Settings
+from models.report import Report
 
 log = get_logger(__name__)
 

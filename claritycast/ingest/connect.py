@@ -18,11 +18,11 @@ from datetime import datetime
 
 import faust
 
-from claritycast.clarity_token import check_token
+from claritycast.clarity.token import check_token
 from claritycast.clock import Clock
 from claritycast.errors import InputError
 from claritycast.localtime import local_yesterday, valid_timezone
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.documents import Organisation, Project

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from claritycast.deliveries import open_notices
+from claritycast.delivery.log import open_notices
 from claritycast.errors import (
     ClarityBodyError,
     ClarityError,
@@ -31,9 +31,9 @@ from claritycast.errors import (
     ClarityRetryable,
     ClarityTokenInvalid,
 )
+from claritycast.ingest.quota import COUNTED_FOR
 from claritycast.localtime import next_local_midnight
-from claritycast.quota import COUNTED_FOR
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models.documents import ProjectStatus
 from models.records import DeadLetter, DeliveryDue, FetchGranted
 

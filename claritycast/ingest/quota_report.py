@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from claritycast.clarity_token import check_token
+from claritycast.clarity.token import check_token
 from claritycast.errors import ClarityTokenInvalid, InputError
-from claritycast.localtime import local_yesterday
-from claritycast.quota import (
+from claritycast.ingest.quota import (
     COUNTED_FOR,
     DAILY_LIMIT,
     LEASE,
@@ -23,7 +22,8 @@ from claritycast.quota import (
     in_flight,
     refreshes_left,
 )
-from claritycast.store import Store
+from claritycast.localtime import local_yesterday
+from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES
 from models.documents import Project, ProjectStatus
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from claritycast.connect import GroupReport, SendFn, wait_for_outcomes
 from claritycast.errors import InputError, QuotaRefused
+from claritycast.ingest.connect import GroupReport, SendFn, wait_for_outcomes
 from claritycast.localtime import local_yesterday
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES
 from models.documents import ProjectStatus
 from models.records import FetchRequested

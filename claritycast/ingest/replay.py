@@ -32,12 +32,12 @@ from datetime import datetime
 
 import faust
 
-from claritycast.claim_check import BlocksMissing
-from claritycast.connect import SendFn, wait_for_outcomes
-from claritycast.deliveries import RECHECK
+from claritycast.delivery.log import RECHECK
 from claritycast.errors import InputError
+from claritycast.ingest.connect import SendFn, wait_for_outcomes
 from claritycast.localtime import local_yesterday
-from claritycast.store import Store
+from claritycast.store.claim_check import BlocksMissing
+from claritycast.store.core import Store
 from models.delivery import ConnectionStatus, DeliveryState
 from models.documents import ProjectStatus
 from models.records import DeadLetter, DeliveryDue, FetchRequested, SnapshotFetched

@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 
-from claritycast import charts, summary
-from claritycast.big_answers import values_total
-from claritycast.report import Report
-from claritycast.series import blocks_needed, breakdown, daily_series
-from claritycast.store import Store
-from claritycast.summariser import Summariser
+from claritycast.clarity.big_answers import values_total
+from claritycast.reports import charts, summary
+from claritycast.reports.series import blocks_needed, breakdown, daily_series
+from claritycast.reports.summariser import Summariser
+from claritycast.store.core import Store
 from models import catalogue
 from models.catalogue import Metric
 from models.clarity import ClarityResponse
 from models.delivery import Connection
+from models.report import Report
 
 # Extra days read before the window, for the summary's 7-day average.
 _AVERAGE_DAYS = 7

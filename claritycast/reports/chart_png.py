@@ -37,7 +37,7 @@ from cairosvg.parser import Node, Tree
 from cairosvg.surface import PNGSurface
 from PIL import Image
 
-from claritycast import chart_text
+from claritycast.reports import chart_text
 
 SCALE = chart_text.SCALE
 PNG_LEVEL = 2  # zlib-ng: level 2 is as small as cairo's PNG at a tenth of the time

@@ -30,11 +30,11 @@ import pygal
 from pygal.etree import etree
 from pygal.style import Style
 
-from claritycast import chart_text, series
-from claritycast.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
-from claritycast.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
-from claritycast.figures import format_day, format_duration
-from claritycast.series import Point
+from claritycast.reports import chart_text, series
+from claritycast.reports.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
+from claritycast.reports.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
+from claritycast.reports.figures import format_day, format_duration
+from claritycast.reports.series import Point
 from models.catalogue import Metric, Unit
 from models.clarity import ClarityResponse
 
@@ -512,7 +512,7 @@ def render_chart(
 
     A breakdown draws its top `TOP_N` and says how many values there were in
     all: those in the stored rows, or ``values_total`` when a very large
-    answer was cut down for reading (`claritycast.big_answers`).
+    answer was cut down for reading (`claritycast.clarity.big_answers`).
     """
     if last < first:
         raise ValueError(f"the period ends ({last}) before it starts ({first})")

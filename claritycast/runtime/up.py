@@ -21,7 +21,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from claritycast.embedded import (
+from claritycast.errors import ServerFailedToStart
+from claritycast.logs import get_logger
+from claritycast.runtime.embedded import (
     ChildProcess,
     RunDir,
     RunState,
@@ -29,10 +31,8 @@ from claritycast.embedded import (
     start_servers,
     stop_all,
 )
-from claritycast.errors import ServerFailedToStart
-from claritycast.logs import get_logger
 from claritycast.settings import Settings
-from claritycast.store import Store
+from claritycast.store.core import Store
 
 log = get_logger(__name__)
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 import faust
 
-from claritycast.app import create_app
-from claritycast.embedded import resolve_endpoints
 from claritycast.logs import get_logger
+from claritycast.runtime.app import create_app
+from claritycast.runtime.embedded import resolve_endpoints
 from claritycast.settings import Settings
 
 log = get_logger(__name__)

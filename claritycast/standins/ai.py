@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from claritycast.ports import LOOPBACK
+from claritycast.runtime.ports import LOOPBACK
 
 API_PATH = "/v1/chat/completions"
 

@@ -30,8 +30,8 @@ from typing import Any, Literal
 from aiohttp import web
 
 from claritycast.clock import Clock, ManualClock
-from claritycast.ports import LOOPBACK
-from claritycast.simulator_data import (
+from claritycast.runtime.ports import LOOPBACK
+from claritycast.standins.clarity_data import (
     BROWSERS,
     COUNTRIES,
     DEVICES,

@@ -26,22 +26,22 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agents.tick import Ticker, tick_deliveries
-from claritycast.ai_standin import AIStandin
-from claritycast.app import ClarityCastApp, create_app
 from claritycast.clock import ManualClock
-from claritycast.connect import add_organisation, connect_project
-from claritycast.connections import create_connection
-from claritycast.embedded import Endpoints, start_servers, stop_all
+from claritycast.delivery.connections import create_connection
+from claritycast.delivery.schedule import next_due
 from claritycast.errors import ClarityCastError
+from claritycast.ingest.connect import add_organisation, connect_project
+from claritycast.ingest.quota import LEASE
 from claritycast.localtime import local_midnight, local_yesterday
-from claritycast.publisher import Publisher
-from claritycast.quota import LEASE
-from claritycast.schedule import next_due
+from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.embedded import Endpoints, start_servers, stop_all
+from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings, load_settings
-from claritycast.simulator import ClaritySimulator
-from claritycast.slack_standin import SlackStandin
-from claritycast.smtp_catcher import SmtpCatcher
-from claritycast.store import OPEN_STATES, Store
+from claritycast.standins.ai import AIStandin
+from claritycast.standins.clarity import ClaritySimulator
+from claritycast.standins.slack import SlackStandin
+from claritycast.standins.smtp import SmtpCatcher
+from claritycast.store.core import OPEN_STATES, Store
 from models.delivery import ConnectionStatus, DeliveryState
 from topics import (
     CHARTS_RENDERED,

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, timedelta
 
-from claritycast.clarity_parse import parse_blocks
+from claritycast.clarity.parse import parse_blocks
 from claritycast.localtime import local_midnight
-from claritycast.simulator import build_response
-from claritycast.simulator_data import Profile
-from claritycast.store import Store
+from claritycast.standins.clarity import build_response
+from claritycast.standins.clarity_data import Profile
+from claritycast.store.core import Store
 from models.clarity import GROUPS_BY_NAME
 from models.documents import Snapshot
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from claritycast.ports import LOOPBACK
+from claritycast.runtime.ports import LOOPBACK
 
 TS_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z: message ts count up from here
 API_METHODS = (

@@ -26,7 +26,7 @@ from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from claritycast.ports import LOOPBACK
+from claritycast.runtime.ports import LOOPBACK
 
 
 @dataclass(frozen=True)

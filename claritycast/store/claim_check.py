@@ -18,7 +18,7 @@ then says so.
 
 Blocks wait for the store stage for `PENDING_FOR` (a TTL index removes them
 after that), unless pinned: the store stage pins an answer it had to cut down
-for reading (`claritycast.big_answers`), so the complete answer is kept with
+for reading (`claritycast.clarity.big_answers`), so the complete answer is kept with
 its snapshot. That expiry is the database's, on the wall clock: it is
 counted from the real time even when the chain runs on a simulated clock
 (the demo, tests), which may lie weeks in the past.

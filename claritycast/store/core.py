@@ -28,11 +28,10 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from claritycast import claim_check
-from claritycast.claim_check import BlocksRef, BlockStore
 from claritycast.errors import StoreError, StoreUnavailable
 from claritycast.redact import redact
-from claritycast.report import Report
+from claritycast.store import claim_check
+from claritycast.store.claim_check import BlocksRef, BlockStore
 from models.delivery import Attempt, Connection, ConnectionStatus, Delivery, DeliveryState
 from models.documents import (
     Call,
@@ -44,6 +43,7 @@ from models.documents import (
     as_utc,
 )
 from models.records import DeadLetter
+from models.report import Report
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 

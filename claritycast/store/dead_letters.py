@@ -25,7 +25,7 @@ from datetime import datetime
 import faust
 
 from claritycast.redact import redact
-from claritycast.store import Store
+from claritycast.store.core import Store
 from models.delivery import DeliveryState
 from models.records import DeadLetter
 
