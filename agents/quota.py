@@ -182,7 +182,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     granted_topic = topics[FETCH_GRANTED]
     sink = DeadLetterSink("quota", topics[DEAD_QUOTA], deps.store, deps.clock)
 
-    @app.agent(topics[FETCH_REQUESTED], name="claritycast.ingest.quota")
+    @app.agent(topics[FETCH_REQUESTED], name="claritycast.quota")
     async def quota_agent(stream: StreamT[FetchRequested]) -> None:
         async for request in stream:
             await guarded(

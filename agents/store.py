@@ -85,7 +85,7 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     stored_topic = topics[SNAPSHOTS_STORED]
     sink = DeadLetterSink("store", topics[DEAD_STORE], deps.store, deps.clock)
 
-    @app.agent(topics[SNAPSHOTS_FETCHED], name="claritycast.store.core")
+    @app.agent(topics[SNAPSHOTS_FETCHED], name="claritycast.store")
     async def store_agent(stream: StreamT[SnapshotFetched]) -> None:
         async for record in stream:
             await guarded(

@@ -18,14 +18,14 @@ def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
     """Only the agents of the chosen stages are on the app, under explicit names."""
     settings = load_settings(data_dir=tmp_path)
     app = create_app(settings, ["store"], EMBEDDED)
-    assert set(app.agents) == {"claritycast.store.core"}
+    assert set(app.agents) == {"claritycast.store"}
     assert app.stage_names == ("store",)
     assert app.conf.id == "claritycast-store", "a stage group is its own consumer group"
     everything = create_app(settings, ["all"], EMBEDDED)
     assert set(everything.agents) == {
-        "claritycast.ingest.quota",
+        "claritycast.quota",
         "claritycast.fetch",
-        "claritycast.store.core",
+        "claritycast.store",
         "claritycast.render",
         "claritycast.deliver",
     }

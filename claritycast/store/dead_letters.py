@@ -19,14 +19,24 @@ its work is held until an operator replays it:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from claritycast.store.base import translated
+
+if TYPE_CHECKING:
+    from claritycast.store.core import Store
+
 import json
 from datetime import datetime
 
 import faust
 
 from claritycast.redact import redact
-from claritycast.store.core import Store
 from models.delivery import DeliveryState
+from models.documents import as_utc
 from models.records import DeadLetter
 
 HANDLER_ERROR = "handler error"
@@ -74,3 +84,68 @@ async def hold_work(store: Store, letter: DeadLetter) -> None:
         request_id = original.get("request_id")
         if request_id is not None:
             await store.abandon_call(request_id, letter.detail)
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "dead_letters": [
+        IndexModel([("stage", ASCENDING), ("failed_at", ASCENDING)], name="by_stage_time"),
+        IndexModel([("project_id", ASCENDING)], name="by_project"),
+    ],
+}
+
+
+class DeadLettersMixin:
+    """`Store` operations on the dead letters (also on their topics, kept here for operators)."""
+
+    db: AsyncDatabase[dict[str, Any]]
+
+    async def save_dead_letter(self, letter: DeadLetter) -> None:
+        """Record (or update) a dead letter; it is ``dead`` until replayed."""
+        document = letter.asdict()
+        document["state"] = "dead"
+        document["replayed_at"] = None
+        with translated("saving a dead letter"):
+            await self.db.dead_letters.replace_one(
+                {"_id": letter.dead_letter_id}, {"_id": letter.dead_letter_id, **document},
+                upsert=True,
+            )  # fmt: skip
+
+    async def dead_letters(
+        self,
+        *,
+        stage: str | None = None,
+        project_id: str | None = None,
+        since: datetime | None = None,
+        state: str | None = "dead",
+    ) -> list[tuple[DeadLetter, str]]:
+        """Dead letters, oldest first, with their state (``dead``, ``replayed``, ``expired``)."""
+        query: dict[str, Any] = {}
+        if stage:
+            query["stage"] = stage
+        if project_id:
+            query["project_id"] = project_id
+        if since:
+            query["failed_at"] = {"$gte": since}
+        if state:
+            query["state"] = state
+        with translated("listing dead letters"):
+            cursor = self.db.dead_letters.find(query).sort("failed_at", ASCENDING)
+            return [_dead_letter(doc) async for doc in cursor]
+
+    async def get_dead_letter(self, dead_letter_id: str) -> tuple[DeadLetter, str] | None:
+        """One dead letter and its state, by id."""
+        with translated("reading a dead letter"):
+            doc = await self.db.dead_letters.find_one({"_id": dead_letter_id})
+        return _dead_letter(doc) if doc else None
+
+    async def mark_dead_letter(self, dead_letter_id: str, state: str, at: datetime) -> None:
+        with translated("updating a dead letter"):
+            await self.db.dead_letters.update_one(
+                {"_id": dead_letter_id}, {"$set": {"state": state, "replayed_at": at}}
+            )
+
+
+def _dead_letter(doc: dict[str, Any]) -> tuple[DeadLetter, str]:
+    fields = {k: v for k, v in doc.items() if k in DeadLetter._options.fields}
+    fields["failed_at"] = as_utc(fields["failed_at"])
+    return DeadLetter(**fields), doc["state"]

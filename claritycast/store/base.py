@@ -1,0 +1,81 @@
+"""The MongoDB connection and the one place PyMongo's exceptions become ours.
+
+PyMongo exceptions are translated here, and only here, into `StoreError`
+(give up) and `StoreUnavailable` (retry later): every operation of the store
+runs inside `translated`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    ConnectionFailure,
+    ExecutionTimeout,
+    PyMongoError,
+    WaitQueueTimeoutError,
+    WTimeoutError,
+)
+
+from claritycast.errors import StoreError, StoreUnavailable
+from claritycast.redact import redact
+
+SERVER_SELECTION_TIMEOUT_MS = 10_000
+
+# Exceptions after which the same call may succeed later. Everything else that
+# PyMongo raises is a `StoreError`.
+RETRYABLE: tuple[type[PyMongoError], ...] = (
+    ConnectionFailure,  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+    ExecutionTimeout,
+    WaitQueueTimeoutError,
+    WTimeoutError,
+)
+
+
+@contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Map PyMongo's exceptions to ours; the message names the operation."""
+    try:
+        yield
+    except RETRYABLE as exc:
+        raise StoreUnavailable(f"MongoDB unavailable during {operation}: {_brief(exc)}") from exc
+    except PyMongoError as exc:
+        raise StoreError(f"MongoDB refused {operation}: {_brief(exc)}") from exc
+
+
+def _brief(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return redact(text[:300])
+
+
+class StoreBase:
+    """A client on one database; `Store` adds the operations, collection by collection."""
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase[dict[str, Any]] = client[database]
+
+    @classmethod
+    def connect(
+        cls, url: str, database: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS
+    ) -> Self:
+        """A store on ``url``; no I/O happens until the first operation."""
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="claritycast",
+        )
+        return cls(client, database)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> None:
+        with translated("ping"):
+            await self.db.command("ping")

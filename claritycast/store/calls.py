@@ -1,0 +1,179 @@
+"""The durable call log and the quota check's refusals.
+
+Every Clarity request is written here before it is made, so the quota can be
+rebuilt after any restart; refusals say why a request was not granted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    DuplicateKeyError,
+)
+
+from claritycast.store.base import translated
+from models.documents import (
+    Call,
+    as_utc,
+)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "calls": [
+        IndexModel([("project_id", ASCENDING), ("at", ASCENDING)], name="by_project_time"),
+        IndexModel(
+            [("project_id", ASCENDING), ("local_date", ASCENDING), ("group", ASCENDING)],
+            name="by_project_date_group",
+        ),
+    ],
+    "refusals": [IndexModel([("at", ASCENDING)], expireAfterSeconds=7 * 86400, name="expire")],
+}
+
+
+class CallsMixin:
+    """`Store` operations on the call log and refusals."""
+
+    db: AsyncDatabase[dict[str, Any]]
+
+    # The durable call log
+
+    async def log_call(self, call: Call) -> bool:
+        """Write a request to the log before it is made; False if already logged."""
+        with translated("logging a Clarity call"):
+            try:
+                await self.db.calls.insert_one(call.to_document())
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def finish_call(
+        self, request_id: str, outcome: str, status: int | None, detail: str | None
+    ) -> None:
+        with translated("recording a call's outcome"):
+            await self.db.calls.update_one(
+                {"_id": request_id},
+                {"$set": {"outcome": outcome, "status": status, "detail": detail}},
+            )
+
+    async def settle_unmade_calls(self, project_id: str, granted_before: datetime) -> list[Call]:
+        """Calls that were never made, each returned once, for the quota to stop counting.
+
+        Those are grants never started (still ``granted``) older than a time,
+        which this marks ``expired`` (the fetch stage moves a call to
+        ``calling`` before its request, with the same condition, so each such
+        call is either made or expired, never both), and calls the fetch stage
+        ``skipped`` without a request (a refused token, a 429).
+        """
+        settled = []
+        with translated("settling calls never made"):
+            cursor = self.db.calls.find(
+                {
+                    "project_id": project_id,
+                    "$or": [
+                        {"outcome": "granted", "at": {"$lt": granted_before}},
+                        {"outcome": "skipped", "settled": {"$ne": True}},
+                    ],
+                }
+            )
+            for doc in [doc async for doc in cursor]:
+                if doc["outcome"] == "granted":
+                    change = {"outcome": "expired", "detail": "granted, never made"}
+                else:
+                    change = {"settled": True}
+                result = await self.db.calls.update_one(
+                    {"_id": doc["_id"], "outcome": doc["outcome"], "settled": {"$ne": True}},
+                    {"$set": {**change, "settled": True}},
+                )
+                if result.modified_count == 1:
+                    settled.append(Call.from_document(doc))
+        return settled
+
+    async def abandon_call(self, request_id: str, detail: str) -> None:
+        """A call whose message was dead-lettered: no longer on its way (it may have been made)."""
+        with translated("abandoning a call"):
+            await self.db.calls.update_one(
+                {"_id": request_id, "outcome": {"$in": ["granted", "calling"]}},
+                {"$set": {"outcome": "handler error", "detail": detail[:300]}},
+            )
+
+    async def start_call(self, request_id: str) -> bool:
+        """Mark a granted call as being made; False if it expired or was started already."""
+        with translated("starting a call"):
+            result = await self.db.calls.update_one(
+                {"_id": request_id, "outcome": "granted"}, {"$set": {"outcome": "calling"}}
+            )
+        return result.modified_count == 1
+
+    async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
+        with translated("reading the call log"):
+            cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
+            return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
+
+    async def calls_for(
+        self, project_id: str, local_date: str, group: str, since: datetime
+    ) -> list[Call]:
+        """The calls made for one group of one local date since ``since``."""
+        with translated("reading the call log"):
+            cursor = self.db.calls.find(
+                {"project_id": project_id, "local_date": local_date, "group": group,
+                 "at": {"$gte": since}}
+            )  # fmt: skip
+            return [Call.from_document(doc) async for doc in cursor]
+
+    async def get_call(self, request_id: str) -> Call | None:
+        with translated("reading a call"):
+            doc = await self.db.calls.find_one({"_id": request_id})
+        return Call.from_document(doc) if doc else None
+
+    async def record_refusal(
+        self,
+        request_id: str,
+        project_id: str,
+        reason: str,
+        next_at: datetime | None,
+        at: datetime,
+        *,
+        kind: str = "refused",
+    ) -> None:
+        """Remember why the quota check did not grant a request (refusals are not calls).
+
+        ``kind`` is ``refused`` (the quota or Clarity said no) or ``not due``
+        (the group is stored, or on its way).
+        """
+        with translated("recording a refusal"):
+            await self.db.refusals.update_one(
+                {"_id": request_id},
+                {
+                    "$setOnInsert": {
+                        "project_id": project_id,
+                        "kind": kind,
+                        "reason": reason,
+                        "next_possible_at": next_at,
+                        "at": at,
+                    }
+                },
+                upsert=True,
+            )
+
+    async def refusals_by_id(
+        self, request_ids: list[str]
+    ) -> dict[str, tuple[str, str, datetime | None]]:
+        """request id -> (kind, reason, next possible at) for those not granted."""
+        with translated("reading refusals"):
+            cursor = self.db.refusals.find({"_id": {"$in": request_ids}})
+            return {
+                doc["_id"]: (
+                    doc.get("kind", "refused"),
+                    doc["reason"],
+                    as_utc(doc["next_possible_at"]) if doc.get("next_possible_at") else None,
+                )
+                async for doc in cursor
+            }
+
+    async def calls_by_id(self, request_ids: list[str]) -> list[Call]:
+        with translated("reading calls"):
+            cursor = self.db.calls.find({"_id": {"$in": request_ids}})
+            return [Call.from_document(doc) async for doc in cursor]

@@ -1,0 +1,159 @@
+"""Organisations, projects with their metric sources, and workers' heartbeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    DuplicateKeyError,
+)
+
+from claritycast.store.base import translated
+from models.documents import (
+    Organisation,
+    Project,
+    WorkerBeat,
+)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "organisations": [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")],
+    "projects": [
+        IndexModel([("org_id", ASCENDING), ("label", ASCENDING)], unique=True, name="unique_label"),
+        IndexModel([("status", ASCENDING)], name="by_status"),
+    ],
+    "metric_sources": [
+        IndexModel(
+            [("project_id", ASCENDING), ("metric_id", ASCENDING)],
+            unique=True,
+            name="one_per_metric",
+        ),
+    ],
+    "workers": [
+        IndexModel([("seen_at", ASCENDING)], name="by_seen_at"),
+    ],
+}
+
+
+class ProjectsMixin:
+    """`Store` operations on organisations, projects, metric sources and workers."""
+
+    db: AsyncDatabase[dict[str, Any]]
+
+    # Organisations
+
+    async def add_organisation(self, org: Organisation) -> bool:
+        """Create an organisation; False when one of that name exists already."""
+        with translated("adding an organisation"):
+            try:
+                await self.db.organisations.insert_one(org.to_document())
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def get_organisation(self, org_id: str) -> Organisation | None:
+        with translated("reading an organisation"):
+            doc = await self.db.organisations.find_one({"_id": org_id})
+        return Organisation.from_document(doc) if doc else None
+
+    async def organisations(self) -> list[Organisation]:
+        with translated("listing organisations"):
+            cursor = self.db.organisations.find().sort("name", ASCENDING)
+            return [Organisation.from_document(doc) async for doc in cursor]
+
+    # Projects and their metric sources
+
+    async def add_project(self, project: Project, metric_ids: list[str]) -> bool:
+        """Store a project and one metric source per catalogue metric (idempotent)."""
+        with translated("adding a project"):
+            try:
+                await self.db.projects.insert_one(project.to_document())
+            except DuplicateKeyError:
+                return False
+            if metric_ids:
+                await self.db.metric_sources.bulk_write(
+                    [
+                        UpdateOne(
+                            {"project_id": project.project_id, "metric_id": metric_id},
+                            {"$setOnInsert": {"created_at": project.connected_at}},
+                            upsert=True,
+                        )
+                        for metric_id in metric_ids
+                    ],
+                    ordered=False,
+                )
+        return True
+
+    async def get_project(self, project_id: str) -> Project | None:
+        with translated("reading a project"):
+            doc = await self.db.projects.find_one({"_id": project_id})
+        return Project.from_document(doc) if doc else None
+
+    async def find_project(self, label_or_id: str) -> Project | None:
+        with translated("finding a project"):
+            doc = await self.db.projects.find_one(
+                {"$or": [{"_id": label_or_id}, {"label": label_or_id}]}
+            )
+        return Project.from_document(doc) if doc else None
+
+    async def projects(self, status: str | None = None) -> list[Project]:
+        query = {"status": status} if status else {}
+        with translated("listing projects"):
+            cursor = self.db.projects.find(query).sort("label", ASCENDING)
+            return [Project.from_document(doc) async for doc in cursor]
+
+    async def change_project_status(
+        self, project_id: str, from_status: str, to_status: str, reason: str | None
+    ) -> bool:
+        """Move a project from one status to another; True for the one caller that did."""
+        with translated("updating a project's status"):
+            result = await self.db.projects.update_one(
+                {"_id": project_id, "status": from_status},
+                {"$set": {"status": to_status, "status_reason": reason}},
+            )
+        return result.modified_count == 1
+
+    async def set_project_status(self, project_id: str, status: str, reason: str | None) -> None:
+        with translated("updating a project's status"):
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"status": status, "status_reason": reason}}
+            )
+
+    async def set_exhausted_until(self, project_id: str, until: datetime | None) -> None:
+        with translated("marking a project's quota"):
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"exhausted_until": until}}
+            )
+
+    async def set_deferred_until(self, project_id: str, until: datetime | None) -> None:
+        """The quota is full until ``until``: the tick leaves the project alone till then."""
+        with translated("deferring a project's pull"):
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"deferred_until": until}}
+            )
+
+    async def metric_sources(self, project_id: str) -> list[str]:
+        with translated("listing metric sources"):
+            cursor = self.db.metric_sources.find({"project_id": project_id}, {"metric_id": 1})
+            return [doc["metric_id"] async for doc in cursor]
+
+    # Workers
+
+    async def beat(self, worker: WorkerBeat) -> None:
+        """Record that a worker is alive now."""
+        document = worker.to_document()
+        with translated("recording a worker heartbeat"):
+            await self.db.workers.replace_one({"_id": worker.worker_id}, document, upsert=True)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        with translated("removing a stopped worker"):
+            await self.db.workers.delete_one({"_id": worker_id})
+
+    async def live_workers(self, within_s: float, now: datetime | None = None) -> list[WorkerBeat]:
+        """Workers that reported within the last ``within_s`` seconds."""
+        since = (now or datetime.now(UTC)) - timedelta(seconds=within_s)
+        with translated("listing workers"):
+            cursor = self.db.workers.find({"seen_at": {"$gte": since}}).sort("_id", ASCENDING)
+            return [WorkerBeat.from_document(doc) async for doc in cursor]

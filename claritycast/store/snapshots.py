@@ -1,0 +1,198 @@
+"""Snapshots, the pulls' progress, and answers' blocks (the claim check).
+
+One snapshot per (project, local date, fetch group); the small ``pulls``
+record per project and day says which groups are stored or held, so the tick
+and the quota check never scan snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    DuplicateKeyError,
+)
+
+from claritycast.store import claim_check
+from claritycast.store.base import translated
+from claritycast.store.claim_check import BlocksRef, BlockStore
+from models.documents import (
+    PullProgress,
+    Snapshot,
+    as_utc,
+)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "snapshots": [
+        IndexModel(
+            [("project_id", ASCENDING), ("local_date", ASCENDING), ("group", ASCENDING)],
+            unique=True,
+            name="one_per_project_date_group",
+        ),
+        IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
+    ],
+    "pulls": [IndexModel([("local_date", ASCENDING)], name="by_local_date")],
+    claim_check.COLLECTION: claim_check.INDEXES,
+}
+
+
+class SnapshotsMixin:
+    """`Store` operations on snapshots, pulls and blocks."""
+
+    db: AsyncDatabase[dict[str, Any]]
+    _blocks: BlockStore
+
+    # Answers' blocks (the claim check: topics carry their reference)
+
+    async def put_blocks(self, blocks: list[dict[str, Any]], now: datetime) -> BlocksRef:
+        """Store an answer's blocks aside and return their reference; idempotent."""
+        with translated("storing an answer's blocks"):
+            return await self._blocks.put(blocks, now)
+
+    async def get_blocks(self, ref: str) -> list[dict[str, Any]]:
+        """An answer's blocks by reference; `BlocksMissing` or `BlocksCorrupt` if unusable."""
+        with translated("reading an answer's blocks"):
+            return await self._blocks.get(ref)
+
+    async def pin_blocks(self, ref: str) -> None:
+        """Keep an answer's blocks for good: a snapshot needs the complete answer."""
+        with translated("keeping an answer's blocks"):
+            await self._blocks.pin(ref)
+
+    async def snapshot_exists(self, project_id: str, local_date: str, group: str) -> bool:
+        with translated("looking for a snapshot"):
+            found = await self.db.snapshots.find_one(
+                {"_id": f"{project_id}/{local_date}/{group}"}, {"_id": 1}
+            )
+        return found is not None
+
+    # Snapshots
+
+    async def save_snapshot(self, snapshot: Snapshot) -> bool:
+        """Store a snapshot unless one exists already; True when this call created it."""
+        document = snapshot.to_document()
+        key = {k: document[k] for k in ("project_id", "local_date", "group")}
+        with translated("saving a snapshot"):
+            try:
+                result = await self.db.snapshots.update_one(
+                    key, {"$setOnInsert": document}, upsert=True
+                )
+            except DuplicateKeyError:
+                result = None  # a concurrent writer stored the same snapshot first
+            # The small per-day progress record the tick reads (idempotent too).
+            await self.db.pulls.update_one(
+                {"_id": f"{snapshot.project_id}/{snapshot.local_date}"},
+                {
+                    "$set": {"project_id": snapshot.project_id, "local_date": snapshot.local_date},
+                    "$addToSet": {"groups": snapshot.group},
+                },
+                upsert=True,
+            )
+        return result is not None and result.upserted_id is not None
+
+    async def get_snapshot(self, project_id: str, local_date: str, group: str) -> Snapshot | None:
+        with translated("reading a snapshot"):
+            doc = await self.db.snapshots.find_one(
+                {"project_id": project_id, "local_date": local_date, "group": group}
+            )
+        return Snapshot.from_document(doc) if doc else None
+
+    async def count_snapshots(self, project_id: str | None = None) -> int:
+        query = {"project_id": project_id} if project_id else {}
+        with translated("counting snapshots"):
+            return await self.db.snapshots.count_documents(query)
+
+    async def snapshots_for(
+        self,
+        project_id: str,
+        first_date: str,
+        last_date: str,
+        group: str | None = None,
+        *,
+        metrics: Collection[str] | None = None,
+    ) -> list[Snapshot]:
+        """A project's snapshots with local dates in [first_date, last_date], by date.
+
+        With ``metrics``, only those blocks are decoded (what a chart needs).
+
+        The upper bound is written as ``$lt`` the next day: SecantusDB 0.7.0b3
+        drops the entries equal to an ``$lte`` bound on a middle field of a
+        compound index (mongod does not); for ISO dates both mean the same.
+        """
+        after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
+        query: dict[str, Any] = {
+            "project_id": project_id,
+            "local_date": {"$gte": first_date, "$lt": after_last},
+        }
+        if group is not None:
+            query["group"] = group
+        with translated("reading snapshots"):
+            cursor = self.db.snapshots.find(query).sort(
+                [("local_date", ASCENDING), ("group", ASCENDING)]
+            )
+            return [Snapshot.from_document(doc, metrics) async for doc in cursor]
+
+    async def groups_stored(self, project_id: str, local_date: str) -> set[str]:
+        """Which fetch groups of one project and local date are stored."""
+        with translated("listing stored groups"):
+            cursor = self.db.snapshots.find(
+                {"project_id": project_id, "local_date": local_date}, {"group": 1}
+            )
+            return {doc["group"] async for doc in cursor}
+
+    async def pull_progress(self, project_id: str, local_date: str) -> PullProgress:
+        """What is stored and what is held of one project's pull of one day, in one read."""
+        with translated("reading a pull's progress"):
+            doc = await self.db.pulls.find_one({"_id": f"{project_id}/{local_date}"})
+        return PullProgress.from_document(doc)
+
+    async def hold_group(
+        self, project_id: str, local_date: str, group: str, until: datetime | None
+    ) -> None:
+        """Keep the tick from asking for a group until ``until``; None: for good (dead letter)."""
+        field = f"retry_at.{group}" if until is not None else f"dead.{group}"
+        with translated("holding a group"):
+            await self.db.pulls.update_one(
+                {"_id": f"{project_id}/{local_date}"},
+                {
+                    "$set": {"project_id": project_id, "local_date": local_date,
+                             field: until or True},
+                    "$setOnInsert": {"groups": []},
+                },
+                upsert=True,
+            )  # fmt: skip
+
+    async def release_group(self, project_id: str, local_date: str, group: str) -> None:
+        """Let the tick ask for a held group again (a replay)."""
+        with translated("releasing a group"):
+            await self.db.pulls.update_one(
+                {"_id": f"{project_id}/{local_date}"},
+                {"$unset": {f"retry_at.{group}": "", f"dead.{group}": ""}},
+            )
+
+    async def groups_not_due_on(
+        self, local_dates: list[str], now: datetime
+    ) -> dict[tuple[str, str], set[str]]:
+        """(project, date) -> groups the tick must not ask for now, in one small query.
+
+        Those are the groups stored, dead-lettered, or waiting for a retry.
+        """
+        not_due: dict[tuple[str, str], set[str]] = {}
+        with translated("listing the pulls' progress"):
+            cursor = self.db.pulls.find({"local_date": {"$in": local_dates}})
+            async for doc in cursor:
+                groups = set(doc.get("groups") or ()) | set(doc.get("dead") or {})
+                groups |= {g for g, at in (doc.get("retry_at") or {}).items() if as_utc(at) > now}
+                not_due[(doc["project_id"], doc["local_date"])] = groups
+        return not_due
+
+    async def last_snapshot_date(self, project_id: str) -> str | None:
+        with translated("reading the last snapshot"):
+            doc = await self.db.snapshots.find_one(
+                {"project_id": project_id}, {"local_date": 1}, sort=[("local_date", -1)]
+            )
+        return doc["local_date"] if doc else None
