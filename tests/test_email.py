@@ -17,13 +17,12 @@ import pytest
 import trustme
 from PIL import Image
 
-from claritycast.delivery.email import (
-    EmailSender,
+from claritycast.delivery.email import EmailSender, translate_error
+from claritycast.delivery.email_message import (
     build_message,
     display_size,
     make_message_id,
     parse_addresses,
-    translate_error,
 )
 from claritycast.errors import (
     ConfigError,

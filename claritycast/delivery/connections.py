@@ -12,7 +12,7 @@ import re
 import time
 from datetime import datetime
 
-from claritycast.delivery.email import parse_addresses
+from claritycast.delivery.email_message import parse_addresses
 from claritycast.delivery.log import open_send_now
 from claritycast.delivery.schedule import parse_schedule
 from claritycast.errors import InputError
