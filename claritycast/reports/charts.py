@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -31,18 +29,36 @@ from pygal.etree import etree
 from pygal.style import Style
 
 from claritycast.reports import chart_text, series
+from claritycast.reports.chart_labels import (
+    LABEL_MAX_CHARS,
+    LABEL_PX,
+    clean_label,
+    fit_label,
+    format_value,
+    period_label,
+    pygal_label_px,
+    shorten_middle,
+    value_ticks,
+    x_majors,
+)
 from claritycast.reports.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
 from claritycast.reports.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
-from claritycast.reports.figures import format_day, format_duration
+from claritycast.reports.figures import format_day
 from claritycast.reports.series import Point
 from models.catalogue import Metric, Unit
 from models.clarity import ClarityResponse
+
+__all__ = [
+    "LABEL_MAX_CHARS",
+    "Chart", "bar_chart", "clean_label", "fit_label", "format_value", "line_chart",
+    "period_label", "render_chart", "shorten_middle", "svg_to_png", "value_ticks",
+]  # fmt: skip
+
 
 WIDTH = 800
 HEIGHT = 450
 SCALE = chart_text.SCALE  # the PNG has this many pixels per CSS px
 TOP_N = series.TOP_N
-LABEL_MAX_CHARS = 46
 NO_DATA_TEXT = "No data stored yet for this period"
 
 INK = "#1f2933"
@@ -56,7 +72,6 @@ TITLE_PX = 20
 SUBTITLE_PX = 14
 NOTE_PX = 13
 VALUE_PX = 13
-LABEL_PX = 13
 BAR_PITCH_MAX = 52
 _AXIS_LABELS_PX = 25  # pygal's spacing plus one line of axis labels
 
@@ -99,148 +114,6 @@ class Chart:
     png: bytes
     width: int
     height: int
-
-
-# --- words and numbers -------------------------------------------------------------------------
-
-
-def _trimmed(value: float, decimals: int) -> str:
-    text = f"{value:,.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def format_value(unit: Unit, value: float) -> str:
-    """A figure with its unit: ``1,234``, ``1m 05s``, ``45.2%``, ``2.35``."""
-    if unit is Unit.SECONDS:
-        return format_duration(value)
-    if unit is Unit.PERCENT:
-        return f"{_trimmed(value, 1)}%"
-    if unit is Unit.PAGES:
-        return _trimmed(value, 2)
-    return f"{value:,.0f}" if abs(value) >= 10 or value == round(value) else _trimmed(value, 1)
-
-
-def period_label(first: date, last: date) -> str:
-    """``30 days to 28 Nov 2026`` (or just the day, for one day)."""
-    days = (last - first).days + 1
-    end = f"{format_day(last)} {last.year}"
-    return end if days == 1 else f"{days} days to {end}"
-
-
-_WHITESPACE = re.compile(r"\s+")
-
-
-_DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
-_JOINERS = {"\u200c", "\u200d"}  # zero-width non-joiner and joiner
-
-
-def clean_label(text: str) -> str:
-    """Visitor-supplied text made safe to draw: no control or direction-override characters.
-
-    XML 1.0 cannot carry most control characters at all, and bidi overrides
-    could make a label read differently from what it is. The two joiners
-    stay: they hold an emoji sequence (👨‍👩‍👧) together and keep Persian
-    letters apart, and can reorder nothing.
-    """
-    kept = "".join(
-        " " if char.isspace() else char
-        for char in text
-        if char.isspace()
-        or char in _JOINERS
-        or unicodedata.category(char) not in _DROPPED_CATEGORIES
-    )
-    return _WHITESPACE.sub(" ", kept).strip() or "(empty)"
-
-
-def shorten_middle(text: str, max_chars: int = LABEL_MAX_CHARS) -> str:
-    """Fit ``text`` in ``max_chars`` by cutting its middle, where labels differ least.
-
-    A URL keeps its scheme and host and as many whole trailing path segments
-    as fit: ``https://shop.example/…/checkout/step-2``.
-    """
-    if len(text) <= max_chars:
-        return text
-    if max_chars < 3:
-        return text[:max_chars]
-    match = re.match(r"[a-z][a-z0-9+.-]*://[^/]+/", text, re.IGNORECASE)
-    if match and len(match.group()) + 3 <= max_chars:
-        head = match.group()
-        budget = max_chars - len(head) - 1
-        path, mark, query = text[len(head) :].partition("?")
-        segments = path.split("/")
-        segments[-1] += mark + query
-        tail = ""
-        for segment in reversed(segments):
-            candidate = f"/{segment}{tail}"
-            if len(candidate) > budget:
-                break
-            tail = candidate
-        if tail:
-            return f"{head}…{tail}"
-        return head + _cut_middle(text[len(head) :], max_chars - len(head))
-    return _cut_middle(text, max_chars)
-
-
-def _pygal_label_px(chars: int) -> float:
-    """The width pygal makes room for, for a label of ``chars`` characters (0.6 em each)."""
-    return chars * 0.6 * LABEL_PX
-
-
-def fit_label(text: str) -> str:
-    """A breakdown label in ``LABEL_MAX_CHARS`` and in the width pygal gives that many.
-
-    pygal counts characters; a Japanese or Chinese one is about twice as
-    wide as it reckons, so such a label is cut further, in the middle.
-    """
-    label = shorten_middle(text)
-    budget_px = _pygal_label_px(LABEL_MAX_CHARS)
-    while len(label) > 3 and (width := text_width(label, LABEL_PX)) > budget_px:
-        shorter = min(len(label) - 1, int(len(label) * budget_px / width))
-        label = shorten_middle(text, max(shorter, 3))
-    return label
-
-
-def _cut_middle(text: str, max_chars: int) -> str:
-    keep = max_chars - 1
-    front = (keep + 1) // 2
-    return f"{text[:front]}…{text[len(text) - (keep - front) :]}"
-
-
-# --- axes --------------------------------------------------------------------------------------
-
-_SECOND_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
-
-
-def value_ticks(
-    peak: float, unit: Unit, *, headroom: float = 1.0, intervals: int = 5
-) -> list[float]:
-    """Round ticks from zero to just above ``peak`` (times ``headroom``): ``[0, 500, …, 2000]``.
-
-    Percentages stop at 100% when the data does.
-    """
-    peak = max(peak, 0.0)
-    target = peak * headroom
-    if target == 0:
-        target = 1.0 if unit in {Unit.COUNT, Unit.PAGES} else 10.0
-    raw = target / intervals
-    if unit is Unit.SECONDS:
-        step = float(next((s for s in _SECOND_STEPS if s >= raw), math.ceil(raw / 3600) * 3600))
-    else:
-        magnitude = 10 ** math.floor(math.log10(raw))
-        step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-        if unit is Unit.COUNT:
-            step = max(step, 1.0)
-    count = math.ceil(target / step - 1e-9)
-    ticks = [round(i * step, 10) for i in range(count + 1)]
-    if unit is Unit.PERCENT and peak <= 100 and ticks[-1] > 100:
-        ticks = [tick for tick in ticks if tick < 100] + [100.0]
-    return ticks
-
-
-def _x_majors(days: list[date]) -> list[str]:
-    """At most about 8 date labels, counted back from the last day so it is always shown."""
-    step = next((s for s in (1, 2, 7, 14, 28, 56, 91) if len(days) / s <= 8), 182)
-    return [format_day(day) for day in days[::-1][::step]]
 
 
 # --- drawing -----------------------------------------------------------------------------------
@@ -429,7 +302,7 @@ def line_chart(
         pygal.Config(**_config(metric.unit, ticks, _heading_height(lines), HOUSE_STYLE)),
         allow_interruptions=True,
         x_labels=[format_day(point.day) for point in points],
-        x_labels_major=_x_majors([point.day for point in points]),
+        x_labels_major=x_majors([point.day for point in points]),
         show_minor_x_labels=False,
         show_x_guides=False,
         dots_size=3 if len(points) <= 31 else 2,
@@ -475,7 +348,7 @@ def bar_chart(
     labels = [fit_label(label) for label, _ in reversed(ranked)]
     if labels:  # room for labels wider than pygal reckons (CJK), so none runs off the left
         widest_px = max(text_width(label, LABEL_PX) for label in labels)
-        reckoned_px = _pygal_label_px(max(len(label) for label in labels))
+        reckoned_px = pygal_label_px(max(len(label) for label in labels))
         config["margin_left"] = MARGIN + max(0, math.ceil(widest_px - reckoned_px))
     graph = pygal.HorizontalBar(
         pygal.Config(**config),
