@@ -20,7 +20,6 @@ with its chart next to it as ``<channel>-<ts>.png``.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,19 @@ from typing import Any
 from aiohttp import web
 
 from claritycast.runtime.ports import LOOPBACK
+from claritycast.standins.slack_records import (
+    MAX_BLOCKS,
+    Fault,
+    LoggedCall,
+    PostedMessage,
+    SlackError,
+    StandinChannel,
+    StandinFile,
+    arguments,
+    check_block,
+    json_arg,
+    write_outbox,
+)
 
 TS_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z: message ts count up from here
 API_METHODS = (
@@ -39,95 +51,6 @@ API_METHODS = (
     "chat.postMessage",
 )
 UPLOAD = "upload"  # the method name of the upload URL, for `fail_next` and `calls`
-MAX_BLOCKS = 50
-
-
-@dataclass
-class StandinChannel:
-    """A channel; ``member`` says whether the app was invited."""
-
-    id: str
-    name: str
-    member: bool = True
-    archived: bool = False
-
-
-@dataclass
-class StandinFile:
-    """A file from ``getUploadURLExternal`` on, through upload and completion."""
-
-    id: str
-    filename: str
-    length: int
-    alt_txt: str | None
-    title: str | None = None
-    data: bytes | None = None
-    completed: bool = False
-
-
-@dataclass(frozen=True)
-class PostedMessage:
-    """One message as posted, with the bytes of every file its blocks show."""
-
-    channel: str
-    channel_name: str
-    ts: str
-    text: str | None
-    blocks: list[dict[str, Any]]
-    files: dict[str, bytes]
-
-    def payload(self) -> dict[str, Any]:
-        """What the outbox keeps: the message without the image bytes."""
-        return {
-            "channel": self.channel,
-            "channel_name": self.channel_name,
-            "ts": self.ts,
-            "text": self.text,
-            "blocks": self.blocks,
-            "files": list(self.files),
-        }
-
-
-@dataclass(frozen=True)
-class LoggedCall:
-    """One request as the stand-in saw it (its token is never kept).
-
-    ``at`` is the event loop's monotonic clock, to measure waits between calls.
-    """
-
-    method: str
-    status: int
-    error: str | None
-    at: float
-
-
-@dataclass
-class _Fault:
-    error: str | None
-    status: int
-    retry_after: float | None
-    detail: str | None
-    times: int
-
-
-class SlackError(Exception):
-    """A Slack-shaped refusal, raised inside a handler."""
-
-    def __init__(
-        self, error: str, status: int = 200, details: list[str] | None = None, **extra: Any
-    ) -> None:
-        self.error = error
-        self.status = status
-        self.details = details or []
-        self.extra = extra
-        super().__init__(error)
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": False, "error": self.error, **self.extra}
-        if self.details:
-            body["errors"] = self.details
-            body["response_metadata"] = {"messages": [f"[ERROR] {d}" for d in self.details]}
-        return body
 
 
 @dataclass
@@ -165,7 +88,7 @@ class SlackStandin:
         self.files: dict[str, StandinFile] = {}
         self.messages: list[PostedMessage] = []
         self.calls: list[LoggedCall] = []
-        self._faults: dict[str, list[_Fault]] = {}
+        self._faults: dict[str, list[Fault]] = {}
         self._files_not_ready = 0
         self._counters = _Counters()
         self._runner: web.AppRunner | None = None
@@ -219,7 +142,7 @@ class SlackStandin:
             raise ValueError(f"unknown method {method!r}")
         if status is None:
             status = 429 if error == "ratelimited" else (200 if error else 500)
-        fault = _Fault(error, status, retry_after, detail, times)
+        fault = Fault(error, status, retry_after, detail, times)
         self._faults.setdefault(method, []).append(fault)
 
     def files_not_ready(self, times: int = 1) -> None:
@@ -281,7 +204,7 @@ class SlackStandin:
     def _log(self, method: str, status: int, error: str | None) -> None:
         self.calls.append(LoggedCall(method, status, error, asyncio.get_running_loop().time()))
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str) -> Fault | None:
         queue = self._faults.get(method)
         if not queue:
             return None
@@ -291,7 +214,7 @@ class SlackStandin:
             queue.pop(0)
         return fault
 
-    def _fault_response(self, method: str, fault: _Fault) -> web.Response:
+    def _fault_response(self, method: str, fault: Fault) -> web.Response:
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
@@ -316,7 +239,7 @@ class SlackStandin:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         try:
-            args = await _arguments(request)
+            args = await arguments(request)
             self._authenticate(request, args)
             body = await self._dispatch(method, args)
         except SlackError as refusal:
@@ -385,7 +308,7 @@ class SlackStandin:
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
 
     def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
-        entries = _json_arg(args.get("files"))
+        entries = json_arg(args.get("files"))
         if not isinstance(entries, list) or not entries:
             raise SlackError("invalid_arguments", details=["files must be a non-empty array"])
         if args.get("channel_id") or args.get("channels"):
@@ -435,7 +358,7 @@ class SlackStandin:
         raw_blocks = args.get("blocks")
         if not text and not raw_blocks:
             raise SlackError("no_text")
-        blocks = _json_arg(raw_blocks) if raw_blocks else []
+        blocks = json_arg(raw_blocks) if raw_blocks else []
         if not isinstance(blocks, list):
             raise SlackError("invalid_blocks_format")
         shown = self._check_blocks(blocks)
@@ -445,7 +368,7 @@ class SlackStandin:
         message = PostedMessage(channel.id, channel.name, ts, text, blocks, files)
         self.messages.append(message)
         if self.outbox is not None:
-            await asyncio.to_thread(_write_outbox, self.outbox, message)
+            await asyncio.to_thread(write_outbox, self.outbox, message)
         return {
             "channel": channel.id,
             "ts": ts,
@@ -463,7 +386,7 @@ class SlackStandin:
             if not isinstance(block, dict):
                 problems.append(f"must be an object [json-pointer:{where}]")
                 continue
-            problems += _check_block(block, where)
+            problems += check_block(block, where)
             slack_file = block.get("slack_file")
             if block.get("type") != "image" or not isinstance(slack_file, dict):
                 continue
@@ -478,88 +401,3 @@ class SlackStandin:
         if problems:
             raise SlackError("invalid_blocks", details=problems)
         return shown
-
-
-def _check_text(text: Any, where: str, limit: int, kinds: tuple[str, ...]) -> list[str]:
-    if not isinstance(text, dict) or text.get("type") not in kinds:
-        return [f"must be a {' or '.join(kinds)} text object [json-pointer:{where}]"]
-    value = text.get("text")
-    if not isinstance(value, str) or not value:
-        return [f"must be at least 1 character [json-pointer:{where}/text]"]
-    if len(value) > limit:
-        return [f"must be less than {limit + 1} characters [json-pointer:{where}/text]"]
-    return []
-
-
-def _check_block(block: dict[str, Any], where: str) -> list[str]:
-    """The Block Kit rules a report's blocks can break."""
-    kind = block.get("type")
-    if kind == "header":
-        return _check_text(block.get("text"), f"{where}/text", 150, ("plain_text",))
-    if kind == "section":
-        if "text" not in block and "fields" not in block:
-            return [f"must provide text or fields [json-pointer:{where}]"]
-        if "text" in block:
-            return _check_text(block["text"], f"{where}/text", 3000, ("plain_text", "mrkdwn"))
-        return []
-    if kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
-            return [f"must have 1 to 10 elements [json-pointer:{where}/elements]"]
-        problems: list[str] = []
-        for j, element in enumerate(elements):
-            if isinstance(element, dict) and element.get("type") == "image":
-                continue
-            problems += _check_text(
-                element, f"{where}/elements/{j}", 3000, ("plain_text", "mrkdwn")
-            )
-        return problems
-    if kind == "image":
-        alt = block.get("alt_text")
-        problems = []
-        if not isinstance(alt, str) or not 1 <= len(alt) <= 2000:
-            problems.append(f"must be 1 to 2000 characters [json-pointer:{where}/alt_text]")
-        if ("image_url" in block) == ("slack_file" in block):
-            problems.append(f"must provide exactly one of image_url, slack_file [{where}]")
-        return problems
-    if kind in ("divider", "actions", "rich_text"):
-        return []
-    return [f"unsupported type: {kind} [json-pointer:{where}/type]"]
-
-
-async def _arguments(request: web.Request) -> dict[str, Any]:
-    """Arguments as Slack reads them: query string, then a form or JSON body."""
-    args: dict[str, Any] = dict(request.query)
-    if request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except ValueError:
-            raise SlackError("invalid_json") from None
-        if not isinstance(body, dict):
-            raise SlackError("invalid_json")
-        args.update(body)
-    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
-        args.update({k: v for k, v in form.items() if isinstance(v, str)})
-    return args
-
-
-def _json_arg(value: Any) -> Any:
-    """A form or query argument holding JSON (``files``, ``blocks``), or the value itself."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
-
-
-def _write_outbox(outbox: Path, message: PostedMessage) -> None:
-    folder = outbox / "slack"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{message.channel_name}-{message.ts}"
-    (folder / f"{stem}.json").write_text(
-        json.dumps(message.payload(), indent=2) + "\n", encoding="utf-8"
-    )
-    for i, data in enumerate(message.files.values()):
-        (folder / (f"{stem}.png" if i == 0 else f"{stem}-{i + 1}.png")).write_bytes(data)
