@@ -16,8 +16,8 @@ from claritycast.delivery.email_message import parse_addresses
 from claritycast.delivery.log import open_send_now
 from claritycast.delivery.schedule import parse_schedule
 from claritycast.errors import InputError
-from claritycast.ingest.connect import slug
 from claritycast.localtime import valid_timezone
+from claritycast.naming import slug
 from claritycast.store.core import Store
 from models import catalogue
 from models.delivery import (

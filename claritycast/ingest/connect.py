@@ -9,7 +9,6 @@ the function waits for the chain and reports group by group.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from claritycast.clarity.token import check_token
 from claritycast.clock import Clock
 from claritycast.errors import InputError
 from claritycast.localtime import local_yesterday, valid_timezone
+from claritycast.naming import slug
 from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES
@@ -57,11 +57,6 @@ class ConnectResult:
     @property
     def complete(self) -> bool:
         return all(report.outcome == "stored" for report in self.groups)
-
-
-def slug(text: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return cleaned[:40] or "project"
 
 
 async def add_organisation(store: Store, name: str, timezone: str, now: datetime) -> Organisation:

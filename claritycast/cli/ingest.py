@@ -1,0 +1,206 @@
+"""`claritycast connect`, `refresh`, `orgs`, `sources`, `series`: projects and their data."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, timedelta
+
+import click
+
+from claritycast.cli.common import publisher_for, run, store_for
+from claritycast.clock import SystemClock
+from claritycast.settings import Settings
+
+
+def _read_token(token: str | None) -> str:
+    """From the option, from stdin (``-``), or typed without echo."""
+    if token == "-":  # noqa: S105 - the stdin marker, not a secret
+        return sys.stdin.readline().strip()
+    if token is None:
+        return click.prompt("Clarity Data Export token", hide_input=True).strip()
+    return token.strip()
+
+
+@click.command()
+@click.option("--token", help="The project's Data Export token; '-' reads it from stdin.")
+@click.option("--label", required=True, help="A name for the project, unique in its organisation.")
+@click.option("--org", "org_name", help="Organisation name (default: 'default', in UTC).")
+@click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def connect(
+    settings: Settings, token: str | None, label: str, org_name: str | None, wait_s: float
+) -> None:
+    """Connect a Clarity project and pull yesterday at once, group by group."""
+    from claritycast.ingest.connect import connect_project
+
+    secret = _read_token(token)
+
+    async def go() -> int:
+        async with store_for(settings) as store, publisher_for(settings) as publisher:
+            result = await connect_project(
+                store, publisher.send, SystemClock(), token=secret, label=label,
+                org_name=org_name, default_timezone=settings.default_timezone, wait_s=wait_s,
+            )  # fmt: skip
+        click.echo(f"connected {result.project.label} as {result.project.project_id}")
+        click.echo(f"pulling {result.local_date} (yesterday in its organisation's timezone):")
+        for report in result.groups:
+            detail = f"  {report.detail}" if report.detail else ""
+            click.echo(f"  {report.group:8} {report.outcome}{detail}")
+        return 0 if result.complete else 1
+
+    sys.exit(run(go()))
+
+
+@click.command()
+@click.argument("project_ref", metavar="PROJECT")
+@click.option("--group", "groups", multiple=True, help="Only this fetch group (repeatable).")
+@click.option("--wait", "wait_s", default=60.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def refresh(settings: Settings, project_ref: str, groups: tuple[str, ...], wait_s: float) -> None:
+    """Fetch yesterday's missing groups now, within the quota's headroom (3 a day)."""
+    from claritycast.ingest.refresh import refresh as refresh_project
+
+    async def go() -> int:
+        async with store_for(settings) as store, publisher_for(settings) as publisher:
+            reports = await refresh_project(
+                store, publisher.send, project_ref, list(groups), SystemClock().now(),
+                default_timezone=settings.default_timezone, wait_s=wait_s,
+            )  # fmt: skip
+        for report in reports:
+            detail = f"  {report.detail}" if report.detail else ""
+            click.echo(f"  {report.group:8} {report.outcome}{detail}")
+        return 0 if all(report.outcome == "stored" for report in reports) else 1
+
+    sys.exit(run(go()))
+
+
+@click.group()
+def orgs() -> None:
+    """Organisations: who owns projects, and in which timezone their day runs."""
+
+
+@orgs.command("add")
+@click.argument("name")
+@click.option(
+    "--timezone", default=None, help="IANA timezone (default: CLARITYCAST_DEFAULT_TIMEZONE)."
+)
+@click.pass_obj
+def orgs_add(settings: Settings, name: str, timezone: str | None) -> None:
+    """Add an organisation."""
+    from claritycast.ingest.connect import add_organisation
+
+    async def go() -> None:
+        async with store_for(settings) as store:
+            org = await add_organisation(
+                store, name, timezone or settings.default_timezone, SystemClock().now()
+            )
+        click.echo(f"added {org.name} ({org.org_id}), timezone {org.timezone}")
+
+    run(go())
+
+
+@orgs.command("list")
+@click.pass_obj
+def orgs_list(settings: Settings) -> None:
+    """List organisations."""
+
+    async def go() -> None:
+        async with store_for(settings) as store:
+            organisations = await store.organisations()
+        if not organisations:
+            click.echo("no organisations yet: `claritycast orgs add NAME --timezone ZONE`")
+        for org in organisations:
+            click.echo(f"{org.org_id:20} {org.name:30} {org.timezone}")
+
+    run(go())
+
+
+@click.command()
+@click.pass_obj
+def sources(settings: Settings) -> None:
+    """Connected projects: status, last snapshot, Clarity requests used in 24 h."""
+    from claritycast.ingest.quota import COUNTED_FOR, DAILY_LIMIT, NEVER_MADE
+
+    async def go() -> None:
+        now = SystemClock().now()
+        async with store_for(settings) as store:
+            projects = await store.projects()
+            rows = []
+            for project in projects:
+                last = await store.last_snapshot_date(project.project_id)
+                calls = await store.calls_since(project.project_id, now - COUNTED_FOR)
+                used = sum(1 for call in calls if call.outcome not in NEVER_MADE)
+                waiting = project.waiting_until()
+                note = (
+                    f", waits until {waiting:%Y-%m-%d %H:%M}Z" if waiting and waiting > now else ""
+                )
+                reason = f" ({project.status_reason})" if project.status_reason else ""
+                rows.append(
+                    f"{project.label[:24]:24} {project.project_id:24} {project.org_id:12} "
+                    f"{project.status + reason:28} {last or '-':10}  {used}/{DAILY_LIMIT}{note}"
+                )
+        if not rows:
+            click.echo("no project connected: `claritycast connect --label NAME --token -`")
+            return
+        click.echo(
+            f"{'label':24} {'project':24} {'org':12} {'status':28} {'last day':10}  used 24 h"
+        )
+        for row in rows:
+            click.echo(row)
+
+    run(go())
+
+
+@click.command()
+@click.option("--project", "project_ref", required=True, help="Project label or id.")
+@click.option("--metric", "metric_id", required=True, help="A catalogue metric id.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 366))
+@click.pass_obj
+def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> None:
+    """Show a metric's stored daily series (or top values, for a breakdown)."""
+    from claritycast.clarity.big_answers import values_total
+    from claritycast.errors import InputError
+    from claritycast.localtime import local_yesterday
+    from claritycast.reports import series as series_of
+    from models import catalogue
+    from models.catalogue import Unit
+    from models.clarity import ClarityResponse
+
+    try:
+        metric = catalogue.get(metric_id)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+
+    async def go() -> None:
+        async with store_for(settings) as store:
+            project = await store.find_project(project_ref)
+            if project is None:
+                raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
+            org = await store.get_organisation(project.org_id)
+            timezone = org.timezone if org else settings.default_timezone
+            last = local_yesterday(timezone, SystemClock().now())
+            first = last - timedelta(days=days - 1)
+            snapshots = await store.snapshots_for(
+                project.project_id, first.isoformat(), last.isoformat(), group=metric.group,
+                metrics=series_of.blocks_needed(metric),
+            )  # fmt: skip
+        by_day = {
+            date.fromisoformat(s.local_date): ClarityResponse.from_json(s.blocks) for s in snapshots
+        }
+        click.echo(f"{metric.title} ({metric.unit}) for {project.label}, {first} to {last}")
+        shape = ",.0f" if metric.unit == Unit.COUNT else ",.2f"
+        if metric.is_breakdown:
+            everything = series_of.breakdown(metric, by_day.values(), top_n=None)
+            for label, value in everything[: series_of.TOP_N]:
+                click.echo(f"  {format(value, shape):>12}  {click.unstyle(label)[:100]}")
+            more = max(len(everything), values_total(metric.block, snapshots)) - series_of.TOP_N
+            if more > 0:
+                click.echo(f"  … and {more:,} more")
+        else:
+            points = series_of.daily_series(metric, by_day, first, last)
+            for point in points:
+                shown = "-" if point.value is None else format(point.value, shape)
+                click.echo(f"  {point.day}  {shown:>12}")
+        click.echo(f"{len(by_day)} of {days} days collected")
+
+    run(go())
