@@ -12,16 +12,18 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from claritycast.clock import Clock
+from claritycast.clock import Clock, ManualClock
 from claritycast.runtime.app import ClarityCastApp, create_app
 from claritycast.runtime.embedded import Endpoints, ServerProcess, secantusdb, tansu
 from claritycast.runtime.ports import free_port
 from claritycast.settings import Settings, load_settings
+from claritycast.standins.clarity import ClaritySimulator
 from claritycast.store.core import Store
 from tests.helpers import running_app, start_server_process, stop_server_process
 
@@ -125,6 +127,20 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 
 
 StartChain = Callable[..., Awaitable[ClarityCastApp]]
+DEFAULT_START = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The time of an in-process chain and its simulator; a module overrides its start."""
+    return ManualClock(DEFAULT_START)
+
+
+@pytest.fixture
+async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
+    """The Clarity simulator on the test's clock, serving on a free loopback port."""
+    async with ClaritySimulator(clock) as sim:
+        yield sim
 
 
 @pytest.fixture
@@ -133,17 +149,21 @@ async def start_chain(
 ) -> AsyncIterator[StartChain]:
     """Start an app with some stages in the test's own process; all stop after the test.
 
-    ``start(clock, stages=("all",), **settings)``: the clock is the one the
-    test moves (a `ManualClock` shared with the simulator), and keyword
-    arguments override this test's settings (``clarity_api_url=…``).
+    ``start(clock, stages=("all",), settings=None, **overrides)``: the clock is
+    the one the test moves (a `ManualClock` shared with the simulator); the
+    settings are the test's own, or ``settings``, with keyword arguments
+    overriding them (``clarity_api_url=…``).
     """
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(
-            clock: Clock, stages: tuple[str, ...] = ("all",), **overrides: Any
+            clock: Clock,
+            stages: tuple[str, ...] = ("all",),
+            settings: Settings | None = None,
+            **overrides: Any,
         ) -> ClarityCastApp:
-            settings = load_settings(**(settings_values | overrides))
-            app = create_app(settings, list(stages), endpoints, clock)
+            values = settings.model_dump() if settings is not None else settings_values
+            app = create_app(load_settings(**(values | overrides)), list(stages), endpoints, clock)
             await stack.enter_async_context(running_app(app))
             return app
 

@@ -7,7 +7,6 @@ Clarity simulator, so days pass in milliseconds.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,15 +15,14 @@ from claritycast.clarity.parse import parse_body
 from claritycast.clock import ManualClock
 from claritycast.errors import ClarityTokenInvalid, InputError
 from claritycast.ingest.connect import add_organisation, connect_project
-from claritycast.runtime.app import ClarityCastApp, create_app
-from claritycast.runtime.embedded import Endpoints
-from claritycast.settings import Settings, load_settings
+from claritycast.runtime.app import ClarityCastApp
 from claritycast.standins.clarity import ClaritySimulator, build_response
 from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import ProjectStatus
-from tests.helpers import make_token, running_app, sender
+from tests.conftest import StartChain
+from tests.helpers import make_token, sender
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
@@ -35,26 +33,11 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
-    sim = ClaritySimulator(clock)
-    async with sim:
-        yield sim
-
-
-@pytest.fixture
-def chain_settings(settings_values: dict[str, object], simulator: ClaritySimulator) -> Settings:
-    return load_settings(
-        **settings_values, clarity_api_url=simulator.export_url, tick_interval_s=0.3
-    )
-
-
-@pytest.fixture
 async def chain(
-    chain_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
-) -> AsyncIterator[ClarityCastApp]:
-    app = create_app(chain_settings, ["quota", "fetch", "store"], endpoints, clock)
-    async with running_app(app):
-        yield app
+    start_chain: StartChain, clock: ManualClock, simulator: ClaritySimulator
+) -> ClarityCastApp:
+    stages = ("quota", "fetch", "store")
+    return await start_chain(clock, stages, clarity_api_url=simulator.export_url)
 
 
 async def test_connect_stores_yesterday_in_all_seven_groups(

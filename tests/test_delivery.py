@@ -34,6 +34,7 @@ from models.clarity import ClarityResponse
 from models.delivery import ConnectionStatus, Delivery, DeliveryState
 from models.documents import Organisation, Project
 from models.records import ChartRendered, DeliveryDue
+from tests.conftest import StartChain
 from tests.helpers import history_snapshot, produce, read_topic, running_app, seed_history, wait_for
 
 pytestmark = pytest.mark.slow
@@ -118,11 +119,9 @@ async def shop(store: Store) -> Project:
 
 @pytest.fixture
 async def worker(
-    delivery_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
-) -> AsyncIterator[ClarityCastApp]:
-    app = create_app(delivery_settings, ["all"], endpoints, clock)
-    async with running_app(app):
-        yield app
+    start_chain: StartChain, delivery_settings: Settings, clock: ManualClock
+) -> ClarityCastApp:
+    return await start_chain(clock, settings=delivery_settings)
 
 
 async def connect(store: Store, name: str, metric: str, **destination: str | bool) -> None:

@@ -17,7 +17,7 @@ from claritycast.clock import ManualClock
 from claritycast.delivery.connections import create_connection, resume
 from claritycast.ingest.fetch_failures import MAX_FETCH_ATTEMPTS, RETRY_BACKOFF
 from claritycast.ingest.replay import replay
-from claritycast.runtime.app import ClarityCastApp, create_app
+from claritycast.runtime.app import ClarityCastApp
 from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import Settings, load_settings
 from claritycast.standins.clarity import FAULT_ANSWERS, ClaritySimulator
@@ -27,7 +27,8 @@ from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.delivery import ConnectionStatus, DeliveryState
 from models.documents import Organisation, Project, ProjectStatus
-from tests.helpers import read_topic, running_app, seed_history, sender, wait_for
+from tests.conftest import StartChain
+from tests.helpers import read_topic, seed_history, sender, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +42,6 @@ TICKS_S = 1.0
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
-
-
-@pytest.fixture
-async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
-    sim = ClaritySimulator(clock)
-    sim.add_project("shop")
-    async with sim:
-        yield sim
 
 
 @pytest.fixture
@@ -74,20 +67,17 @@ def failure_settings(
 async def shop(store: Store, simulator: ClaritySimulator) -> Project:
     long_ago = START - timedelta(days=40)
     await store.add_organisation(Organisation("acme", "Acme", TIMEZONE, long_ago))
-    project = Project(
-        "shop", "Shop", "acme", simulator.projects["shop"].token, connected_at=long_ago
-    )
+    token = simulator.add_project("shop").token
+    project = Project("shop", "Shop", "acme", token, connected_at=long_ago)
     await store.add_project(project, [m.id for m in catalogue.METRICS])
     return project
 
 
 @pytest.fixture
 async def worker(
-    failure_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
-) -> AsyncIterator[ClarityCastApp]:
-    app = create_app(failure_settings, ["all"], endpoints, clock)
-    async with running_app(app):
-        yield app
+    start_chain: StartChain, failure_settings: Settings, clock: ManualClock
+) -> ClarityCastApp:
+    return await start_chain(clock, settings=failure_settings)
 
 
 async def stored(store: Store, groups: int = 7) -> bool:

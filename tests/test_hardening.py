@@ -9,7 +9,6 @@ page or a body cut short instead of an answer, a quota another tool spent.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -43,12 +42,6 @@ URL_PAGES = 20_000
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
-
-
-@pytest.fixture
-async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
-    async with ClaritySimulator(clock) as sim:
-        yield sim
 
 
 @pytest.fixture

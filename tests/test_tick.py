@@ -18,6 +18,7 @@ from claritycast.standins.clarity import ClaritySimulator
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project
+from tests.conftest import StartChain
 from tests.helpers import running_app, wait_for
 from topics import FETCH_REQUESTED
 
@@ -33,23 +34,13 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
-    sim = ClaritySimulator(clock)
-    for name in ZONES:
-        sim.add_project(name, 800)
-    async with sim:
-        yield sim
-
-
-@pytest.fixture
 async def projects(store: Store, simulator: ClaritySimulator) -> dict[str, Project]:
     """One already-connected project per organisation."""
     made = {}
     for name, zone in ZONES.items():
         await store.add_organisation(Organisation(name, name.title(), zone, START))
-        project = Project(
-            name, name.title(), name, simulator.projects[name].token, connected_at=START
-        )
+        token = simulator.add_project(name, 800).token
+        project = Project(name, name.title(), name, token, connected_at=START)
         await store.add_project(project, [m.id for m in catalogue.METRICS])
         made[name] = project
     return made
@@ -64,12 +55,10 @@ def tick_settings(settings_values: dict[str, object], simulator: ClaritySimulato
 
 @pytest.fixture
 async def worker(
-    tick_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
-) -> AsyncIterator[ClarityCastApp]:
+    start_chain: StartChain, tick_settings: Settings, clock: ManualClock
+) -> ClarityCastApp:
     """Every stage, the leader's tick timer included."""
-    app = create_app(tick_settings, ["all"], endpoints, clock)
-    async with running_app(app):
-        yield app
+    return await start_chain(clock, settings=tick_settings)
 
 
 @pytest.fixture
