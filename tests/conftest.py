@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from claritycast.clock import Clock, ManualClock
+from claritycast.clock import Clock, ManualClock, SystemClock
 from claritycast.runtime.app import ClarityCastApp, create_app
 from claritycast.runtime.embedded import Endpoints, ServerProcess, secantusdb, tansu
 from claritycast.runtime.ports import free_port
 from claritycast.settings import Settings, load_settings
 from claritycast.standins.clarity import ClaritySimulator
+from claritycast.standins.slack import SlackStandin
 from claritycast.store.core import Store
 from tests.helpers import running_app, start_server_process, stop_server_process
 
@@ -131,13 +132,17 @@ DEFAULT_START = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    """The time of an in-process chain and its simulator; a module overrides its start."""
-    return ManualClock(DEFAULT_START)
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """The time of a test's chain and simulator: a `ManualClock` at the module's ``START``.
+
+    A module whose ``START`` is None runs on the real clock (real worker processes).
+    """
+    start = getattr(request.module, "START", DEFAULT_START)
+    return SystemClock() if start is None else ManualClock(start)
 
 
 @pytest.fixture
-async def simulator(clock: ManualClock) -> AsyncIterator[ClaritySimulator]:
+async def simulator(clock: Clock) -> AsyncIterator[ClaritySimulator]:
     """The Clarity simulator on the test's clock, serving on a free loopback port."""
     async with ClaritySimulator(clock) as sim:
         yield sim
@@ -168,3 +173,28 @@ async def start_chain(
             return app
 
         yield start
+
+
+@pytest.fixture
+async def chain(
+    start_chain: StartChain,
+    clock: Clock,
+    simulator: ClaritySimulator,
+    request: pytest.FixtureRequest,
+) -> ClarityCastApp:
+    """The module's ``CHAIN_STAGES`` (default: all) in process, on the simulator, ticking fast."""
+    stages = getattr(request.module, "CHAIN_STAGES", ("all",))
+    return await start_chain(
+        clock, stages, clarity_api_url=simulator.export_url, tick_interval_s=0.2
+    )
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandin]:
+    """The Slack stand-in: #web and #reports with the app in them, #secret without it."""
+    standin = SlackStandin()
+    for channel in ("web", "reports"):
+        standin.add_channel(channel)
+    standin.add_channel("secret", member=False)
+    async with standin:
+        yield standin

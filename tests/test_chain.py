@@ -21,23 +21,11 @@ from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import ProjectStatus
-from tests.conftest import StartChain
 from tests.helpers import make_token, sender
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(NOW)
-
-
-@pytest.fixture
-async def chain(
-    start_chain: StartChain, clock: ManualClock, simulator: ClaritySimulator
-) -> ClarityCastApp:
-    stages = ("quota", "fetch", "store")
-    return await start_chain(clock, stages, clarity_api_url=simulator.export_url)
+CHAIN_STAGES = ("quota", "fetch", "store")
+START = NOW
 
 
 async def test_connect_stores_yesterday_in_all_seven_groups(

@@ -29,14 +29,6 @@ TIMEZONE = "America/New_York"
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandin]:
-    standin = SlackStandin()
-    standin.add_channel("reports")
-    async with standin:
-        yield standin
-
-
-@pytest.fixture
 async def smtp() -> AsyncIterator[SmtpCatcher]:
     async with SmtpCatcher() as catcher:
         yield catcher

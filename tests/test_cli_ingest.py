@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from claritycast.clock import SystemClock
 from claritycast.standins.clarity import ClaritySimulator
 from claritycast.store.core import Store
 from tests.helpers import WorkerProcess
@@ -14,13 +11,7 @@ from tests.helpers import run_cli as claritycast
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[ClaritySimulator]:
-    sim = ClaritySimulator(SystemClock())
-    sim.add_project("cli-shop")
-    async with sim:
-        yield sim
+START = None  # a real worker process: the real clock
 
 
 async def test_connect_sources_and_series_from_the_command_line(
@@ -28,7 +19,7 @@ async def test_connect_sources_and_series_from_the_command_line(
 ) -> None:
     """connect reads the token from stdin, pulls 7 groups; sources and series show them."""
     env = settings_env | {"CLARITYCAST_CLARITY_API_URL": simulator.export_url}
-    token = simulator.projects["cli-shop"].token
+    token = simulator.add_project("cli-shop").token
     worker = WorkerProcess(env, stages="all")
     await worker.start(store)
     try:

@@ -47,11 +47,7 @@ PROJECT = "shop-1"
 # The tick still asks for yesterday's missing groups: let those fetches fail
 # at once on loopback, never reach out to the real Clarity.
 NO_CLARITY = f"http://127.0.0.1:{free_port()}/export"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(NINE - timedelta(minutes=5))
+START = NINE - timedelta(minutes=5)
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +62,6 @@ async def smtp(ca: trustme.CA) -> AsyncIterator[SmtpCatcher]:
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     async with SmtpCatcher(tls_context=context, require_starttls=True) as catcher:
         yield catcher
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandin]:
-    standin = SlackStandin()
-    standin.add_channel("web")
-    standin.add_channel("secret", member=False)
-    async with standin:
-        yield standin
 
 
 @pytest.fixture

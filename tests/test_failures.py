@@ -8,7 +8,6 @@ finds what to do from the store, as in production.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -37,20 +36,6 @@ START = datetime(2026, 11, 20, 23, 5, tzinfo=UTC)  # 00:05 on 21 Nov in Paris
 YESTERDAY = date(2026, 11, 20)
 # Long enough for several ticks (every 0.2 s): time for what must not happen.
 TICKS_S = 1.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandin]:
-    standin = SlackStandin()
-    standin.add_channel("web")
-    standin.add_channel("secret", member=False)
-    async with standin:
-        yield standin
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from claritycast.store.core import Store
 from models import catalogue
 from models.clarity import GROUP_NAMES, ClarityResponse
 from models.documents import Project
-from tests.conftest import StartChain
 from tests.helpers import record_sizes, sender, wait_for
 from topics import MAX_MESSAGE_BYTES, SNAPSHOTS_FETCHED
 
@@ -37,18 +36,6 @@ pytestmark = pytest.mark.slow
 START = datetime(2026, 11, 20, 0, 5, tzinfo=UTC)
 YESTERDAY = "2026-11-19"
 URL_PAGES = 20_000
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def chain(
-    start_chain: StartChain, clock: ManualClock, simulator: ClaritySimulator
-) -> ClarityCastApp:
-    return await start_chain(clock, clarity_api_url=simulator.export_url, tick_interval_s=0.2)
 
 
 async def connect(

@@ -48,14 +48,6 @@ async def simulator() -> AsyncIterator[ClaritySimulator]:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandin]:
-    standin = SlackStandin()
-    standin.add_channel("web")
-    async with standin:
-        yield standin
-
-
-@pytest.fixture
 def env(
     settings_env: dict[str, str], simulator: ClaritySimulator, slack: SlackStandin
 ) -> dict[str, str]:

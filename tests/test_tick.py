@@ -29,11 +29,6 @@ ZONES = {"berlin": "Europe/Berlin", "tonga": "Pacific/Tongatapu"}
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
 async def projects(store: Store, simulator: ClaritySimulator) -> dict[str, Project]:
     """One already-connected project per organisation."""
     made = {}
