@@ -167,8 +167,11 @@ async def start_chain(
             settings: Settings | None = None,
             **overrides: Any,
         ) -> ClarityCastApp:
-            values = settings.model_dump() if settings is not None else settings_values
-            app = create_app(load_settings(**(values | overrides)), list(stages), endpoints, clock)
+            if settings is None:
+                settings = load_settings(**(settings_values | overrides))
+            elif overrides:  # a copy, not a reload: a reload would lose the secrets' values
+                settings = settings.model_copy(update=overrides)
+            app = create_app(settings, list(stages), endpoints, clock)
             await stack.enter_async_context(running_app(app))
             return app
 
@@ -176,17 +179,23 @@ async def start_chain(
 
 
 @pytest.fixture
+def chain_settings(settings_values: dict[str, Any], simulator: ClaritySimulator) -> Settings:
+    """The chain's settings: the simulator's URL, a fast tick. A module may override it."""
+    return load_settings(
+        **settings_values, clarity_api_url=simulator.export_url, tick_interval_s=0.2
+    )
+
+
+@pytest.fixture
 async def chain(
     start_chain: StartChain,
     clock: Clock,
-    simulator: ClaritySimulator,
+    chain_settings: Settings,
     request: pytest.FixtureRequest,
 ) -> ClarityCastApp:
-    """The module's ``CHAIN_STAGES`` (default: all) in process, on the simulator, ticking fast."""
+    """The module's ``CHAIN_STAGES`` (default: all) in the test's process, on its clock."""
     stages = getattr(request.module, "CHAIN_STAGES", ("all",))
-    return await start_chain(
-        clock, stages, clarity_api_url=simulator.export_url, tick_interval_s=0.2
-    )
+    return await start_chain(clock, stages, settings=chain_settings)
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ from models.clarity import ClarityResponse
 from models.delivery import ConnectionStatus, Delivery, DeliveryState
 from models.documents import Organisation, Project
 from models.records import ChartRendered, DeliveryDue
-from tests.conftest import StartChain
 from tests.helpers import history_snapshot, produce, read_topic, running_app, seed_history, wait_for
 
 pytestmark = pytest.mark.slow
@@ -66,16 +65,12 @@ async def smtp(ca: trustme.CA) -> AsyncIterator[SmtpCatcher]:
 
 @pytest.fixture
 async def ai() -> AsyncIterator[AIStandin]:
-    standin = AIStandin()
-    await standin.start()
-    try:
+    async with AIStandin() as standin:
         yield standin
-    finally:
-        await standin.stop()
 
 
 @pytest.fixture
-def delivery_settings(
+def chain_settings(
     settings_values: dict[str, object],
     smtp: SmtpCatcher,
     slack: SlackStandin,
@@ -104,13 +99,6 @@ async def shop(store: Store) -> Project:
     return project
 
 
-@pytest.fixture
-async def worker(
-    start_chain: StartChain, delivery_settings: Settings, clock: ManualClock
-) -> ClarityCastApp:
-    return await start_chain(clock, settings=delivery_settings)
-
-
 async def connect(store: Store, name: str, metric: str, **destination: str | bool) -> None:
     await create_connection(
         store, project=PROJECT, metric=metric, now=NINE - timedelta(days=1), name=name,
@@ -135,7 +123,7 @@ async def test_a_scheduled_report_reaches_slack_and_email_once(
     shop: Project,
     slack: SlackStandin,
     smtp: SmtpCatcher,
-    delivery_settings: Settings,
+    chain_settings: Settings,
     endpoints: Endpoints,
     clock: ManualClock,
 ) -> None:
@@ -148,7 +136,7 @@ async def test_a_scheduled_report_reaches_slack_and_email_once(
     slack_key = delivery_key("shop-slack", TODAY.isoformat())
     email_key = delivery_key("shop-email", TODAY.isoformat())
 
-    app = create_app(delivery_settings, ["all"], endpoints, clock)
+    app = create_app(chain_settings, ["all"], endpoints, clock)
     async with running_app(app):
         assert await store.get_delivery(slack_key) is None  # 08:55: not yet
         clock.set(NINE + timedelta(seconds=30))
@@ -191,8 +179,8 @@ async def test_a_scheduled_report_reaches_slack_and_email_once(
         assert top_page.split("/")[-1] in text
 
         # Redelivered messages and doubled ticks send nothing more.
-        due_topic = f"{delivery_settings.topic_prefix}deliveries.due"
-        rendered_topic = f"{delivery_settings.topic_prefix}charts.rendered"
+        due_topic = f"{chain_settings.topic_prefix}deliveries.due"
+        rendered_topic = f"{chain_settings.topic_prefix}charts.rendered"
         dues = await read_topic(endpoints.kafka_url, due_topic, 2)
         rendered = await read_topic(endpoints.kafka_url, rendered_topic, 2)
         assert len(dues) == 2 and len(rendered) == 2
@@ -209,7 +197,7 @@ async def test_a_scheduled_report_reaches_slack_and_email_once(
 
     # A new worker in a new consumer group replays every message from the start.
     replay = create_app(
-        load_settings(**(delivery_settings.model_dump() | {"app_id": f"{app.conf.id}-b"})),
+        load_settings(**(chain_settings.model_dump() | {"app_id": f"{app.conf.id}-b"})),
         ["render", "deliver"], endpoints, clock,
     )  # fmt: skip
     async with running_app(replay):
@@ -217,7 +205,7 @@ async def test_a_scheduled_report_reaches_slack_and_email_once(
         await wait_for(lambda: _received(replay, rendered_topic, 4), timeout_s=60)
     assert len(slack.messages) == 1 and len(smtp.messages) == 1
     sent = await read_topic(
-        endpoints.kafka_url, f"{delivery_settings.topic_prefix}deliveries.sent", 3, timeout_s=3
+        endpoints.kafka_url, f"{chain_settings.topic_prefix}deliveries.sent", 3, timeout_s=3
     )
     assert sorted(value["destination"] for value in sent) == ["email", "slack"]
     log = {d.key: d for d in await store.deliveries()}
@@ -231,7 +219,7 @@ async def _received(app: ClarityCastApp, topic: str, count: int) -> bool:
 
 
 async def test_missing_data_waits_for_the_grace_then_goes_out_marked(
-    store: Store, shop: Project, slack: SlackStandin, worker: ClarityCastApp, clock: ManualClock
+    store: Store, shop: Project, slack: SlackStandin, chain: ClarityCastApp, clock: ManualClock
 ) -> None:
     """Yesterday's data late: wait; it arrives → complete; it never does → sent, marked."""
     first = LAST - timedelta(days=29)
@@ -272,7 +260,7 @@ async def _in_state(store: Store, key: str, state: DeliveryState) -> Delivery | 
 
 
 async def test_a_refusing_channel_pauses_its_connection_and_is_not_retried(
-    store: Store, shop: Project, slack: SlackStandin, worker: ClarityCastApp, clock: ManualClock
+    store: Store, shop: Project, slack: SlackStandin, chain: ClarityCastApp, clock: ManualClock
 ) -> None:
     await seed_history(store, PROJECT, TIMEZONE, LAST - timedelta(days=6), LAST, ["overall"])
     await connect(store, "secret", "sessions", slack_channel="#secret")
@@ -324,7 +312,7 @@ async def test_an_unreachable_mail_server_is_retried_later_then_sent(
 
 
 async def test_a_paused_connection_skips_what_was_already_due(
-    store: Store, shop: Project, slack: SlackStandin, worker: ClarityCastApp, clock: ManualClock
+    store: Store, shop: Project, slack: SlackStandin, chain: ClarityCastApp, clock: ManualClock
 ) -> None:
     """Paused while its report waits for data: it is skipped, never sent."""
     await seed_history(store, PROJECT, TIMEZONE, LAST - timedelta(days=6), LAST - timedelta(days=1),

@@ -26,7 +26,6 @@ from models import catalogue
 from models.clarity import GROUP_NAMES
 from models.delivery import ConnectionStatus, DeliveryState
 from models.documents import Organisation, Project, ProjectStatus
-from tests.conftest import StartChain
 from tests.helpers import read_topic, seed_history, sender, wait_for
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,7 @@ TICKS_S = 1.0
 
 
 @pytest.fixture
-def failure_settings(
+def chain_settings(
     settings_values: dict[str, object], simulator: ClaritySimulator, slack: SlackStandin
 ) -> Settings:
     return load_settings(
@@ -58,13 +57,6 @@ async def shop(store: Store, simulator: ClaritySimulator) -> Project:
     return project
 
 
-@pytest.fixture
-async def worker(
-    start_chain: StartChain, failure_settings: Settings, clock: ManualClock
-) -> ClarityCastApp:
-    return await start_chain(clock, settings=failure_settings)
-
-
 async def stored(store: Store, groups: int = 7) -> bool:
     return len(await store.groups_stored("shop", YESTERDAY.isoformat())) >= groups
 
@@ -78,12 +70,12 @@ def requests_for(simulator: ClaritySimulator, dimension: str | None = None) -> l
 
 
 async def test_server_errors_are_retried_within_the_quota_then_dead_lettered_and_replayed(
-    worker: ClarityCastApp,
+    chain: ClarityCastApp,
     shop: Project,
     simulator: ClaritySimulator,
     store: Store,
     clock: ManualClock,
-    failure_settings: Settings,
+    chain_settings: Settings,
     endpoints: Endpoints,
 ) -> None:
     simulator.set_fault("shop", "server-error", only="URL")
@@ -101,7 +93,7 @@ async def test_server_errors_are_retried_within_the_quota_then_dead_lettered_and
     ((letter, state),) = letters
     assert (letter.reason, letter.attempts, state) == ("server error", MAX_FETCH_ATTEMPTS, "dead")
     assert letter.original["group"] == "url" and letter.original["local_date"] == str(YESTERDAY)
-    topic = f"{failure_settings.topic_prefix}deadletters.fetch"
+    topic = f"{chain_settings.topic_prefix}deadletters.fetch"
     (on_topic,) = await read_topic(endpoints.kafka_url, topic, 1)
     assert on_topic["dead_letter_id"] == letter.dead_letter_id
 
@@ -113,11 +105,11 @@ async def test_server_errors_are_retried_within_the_quota_then_dead_lettered_and
 
     # Clarity recovers; replay sends it back through the quota check, once.
     simulator.set_fault("shop", None)
-    results = await replay(store, sender(worker), clock.now(), stage="fetch", project="Shop")
+    results = await replay(store, sender(chain), clock.now(), stage="fetch", project="Shop")
     assert [r.outcome for r in results] == ["sent"]
     await wait_for(lambda: stored(store, 7))
     assert len(requests_for(simulator, "URL")) == MAX_FETCH_ATTEMPTS + 1
-    assert await replay(store, sender(worker), clock.now(), stage="fetch") == []
+    assert await replay(store, sender(chain), clock.now(), stage="fetch") == []
     dead = await store.dead_letters(stage="fetch", state=None)
     assert [state for _, state in dead] == ["replayed"]
 
@@ -137,7 +129,7 @@ async def _dead_letters(store: Store, stage: str) -> list[object] | None:
 
 @pytest.mark.parametrize("fault", ["wrong-shape-200", "garbage-200"])
 async def test_a_malformed_answer_is_dead_lettered_at_once_with_its_body(
-    worker: ClarityCastApp, shop: Project, simulator: ClaritySimulator, store: Store, fault: str
+    chain: ClarityCastApp, shop: Project, simulator: ClaritySimulator, store: Store, fault: str
 ) -> None:
     """JSON of the wrong shape, or a body that is not JSON at all, would come back the same."""
     simulator.set_fault("shop", fault, only="Browser")
@@ -149,7 +141,7 @@ async def test_a_malformed_answer_is_dead_lettered_at_once_with_its_body(
 
 
 async def test_a_refused_token_stops_requests_and_tells_the_owner_once(
-    worker: ClarityCastApp,
+    chain: ClarityCastApp,
     shop: Project,
     simulator: ClaritySimulator,
     store: Store,
@@ -189,7 +181,7 @@ async def _settled_deliveries(store: Store) -> bool:
 
 
 async def test_429_exhausts_until_local_midnight_then_the_pull_resumes(
-    worker: ClarityCastApp,
+    chain: ClarityCastApp,
     shop: Project,
     simulator: ClaritySimulator,
     store: Store,
@@ -230,7 +222,7 @@ async def _all_stored(store: Store, local_date: str) -> bool:
 
 
 async def test_a_refused_delivery_is_dead_lettered_and_replayed_once_fixed(
-    worker: ClarityCastApp, shop: Project, store: Store, slack: SlackStandin, clock: ManualClock
+    chain: ClarityCastApp, shop: Project, store: Store, slack: SlackStandin, clock: ManualClock
 ) -> None:
     await seed_history(store, "shop", TIMEZONE, YESTERDAY - timedelta(days=6), YESTERDAY,
                        GROUP_NAMES)  # fmt: skip
@@ -244,16 +236,16 @@ async def test_a_refused_delivery_is_dead_lettered_and_replayed_once_fixed(
     assert connection is not None and connection.status is ConnectionStatus.PAUSED
 
     # Replay refuses while the cause is not fixed; then works once, and only once.
-    skipped = await replay(store, sender(worker), clock.now(), stage="deliver")
+    skipped = await replay(store, sender(chain), clock.now(), stage="deliver")
     assert [r.outcome for r in skipped] == ["skipped"] and "resume" in skipped[0].detail
     slack.channel("secret").member = True  # the app was invited
     await resume(store, "shop-sessions-slack")
-    results = await replay(store, sender(worker), clock.now(), stage="deliver")
+    results = await replay(store, sender(chain), clock.now(), stage="deliver")
     assert [r.outcome for r in results] == ["sent"]
     key = letter.original["delivery_key"]
     sent = await wait_for(lambda: _delivery_state(store, key, DeliveryState.SENT))
     assert [a.outcome for a in sent.attempts] == ["not_in_channel", "sent"]
-    assert await replay(store, sender(worker), clock.now(), stage="deliver") == []
+    assert await replay(store, sender(chain), clock.now(), stage="deliver") == []
     await wait_for(lambda: _settled_deliveries(store))
     assert len(slack.messages) == 1
 

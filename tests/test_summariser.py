@@ -54,12 +54,8 @@ def pages_facts(label: str = HOSTILE) -> Facts:
 
 @pytest.fixture
 async def standin() -> AsyncIterator[AIStandin]:
-    server = AIStandin()
-    await server.start()
-    try:
+    async with AIStandin() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,15 +10,14 @@ import structlog
 from agents.tick import Ticker
 from claritycast.clock import ManualClock
 from claritycast.localtime import local_yesterday
-from claritycast.runtime.app import ClarityCastApp, create_app
-from claritycast.runtime.embedded import Endpoints
-from claritycast.settings import Settings, load_settings
+from claritycast.runtime.app import ClarityCastApp
+from claritycast.settings import Settings
 from claritycast.standins.clarity import ClaritySimulator
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project
 from tests.conftest import StartChain
-from tests.helpers import running_app, wait_for
+from tests.helpers import wait_for
 from topics import FETCH_REQUESTED
 
 pytestmark = pytest.mark.slow
@@ -42,28 +40,11 @@ async def projects(store: Store, simulator: ClaritySimulator) -> dict[str, Proje
 
 
 @pytest.fixture
-def tick_settings(settings_values: dict[str, object], simulator: ClaritySimulator) -> Settings:
-    return load_settings(
-        **settings_values, clarity_api_url=simulator.export_url, tick_interval_s=0.2
-    )
-
-
-@pytest.fixture
-async def worker(
-    start_chain: StartChain, tick_settings: Settings, clock: ManualClock
+async def manual_chain(
+    start_chain: StartChain, chain_settings: Settings, clock: ManualClock
 ) -> ClarityCastApp:
-    """Every stage, the leader's tick timer included."""
-    return await start_chain(clock, settings=tick_settings)
-
-
-@pytest.fixture
-async def chain(
-    tick_settings: Settings, endpoints: Endpoints, clock: ManualClock, store: Store
-) -> AsyncIterator[ClarityCastApp]:
     """The chain without the timer: the test ticks by hand, and nothing else does."""
-    app = create_app(tick_settings, ["quota", "fetch", "store"], endpoints, clock)
-    async with running_app(app):
-        yield app
+    return await start_chain(clock, ("quota", "fetch", "store"), settings=chain_settings)
 
 
 async def pulled(store: Store, clock: ManualClock) -> bool:
@@ -104,7 +85,7 @@ def max_in_24h(times: list[datetime]) -> int:
 
 @pytest.mark.timeout(300)
 async def test_a_week_of_nightly_pulls_across_dst_and_utc_plus_13(
-    worker: ClarityCastApp,
+    chain: ClarityCastApp,
     projects: dict[str, Project],
     store: Store,
     simulator: ClaritySimulator,
@@ -151,14 +132,14 @@ async def test_a_week_of_nightly_pulls_across_dst_and_utc_plus_13(
 
 
 async def test_doubled_ticks_and_a_second_pull_spend_nothing(
-    chain: ClarityCastApp,
+    manual_chain: ClarityCastApp,
     projects: dict[str, Project],
     store: Store,
     simulator: ClaritySimulator,
     clock: ManualClock,
 ) -> None:
     """Extra ticks while a pull is in flight, and after it is stored, make no request."""
-    ticker = Ticker(chain.deps, chain.declared[FETCH_REQUESTED])
+    ticker = Ticker(manual_chain.deps, manual_chain.declared[FETCH_REQUESTED])
     for _ in range(3):
         await ticker.tick()
     await wait_for(lambda: pulled(store, clock), timeout_s=60)
@@ -169,14 +150,14 @@ async def test_doubled_ticks_and_a_second_pull_spend_nothing(
 
 
 async def test_after_downtime_only_yesterday_is_caught_up(
-    chain: ClarityCastApp,
+    manual_chain: ClarityCastApp,
     projects: dict[str, Project],
     store: Store,
     simulator: ClaritySimulator,
     clock: ManualClock,
 ) -> None:
     """Three days without a worker: yesterday is pulled, and the gap is logged once."""
-    ticker = Ticker(chain.deps, chain.declared[FETCH_REQUESTED])
+    ticker = Ticker(manual_chain.deps, manual_chain.declared[FETCH_REQUESTED])
     await ticker.tick()
     await wait_for(lambda: pulled(store, clock), timeout_s=60)
     with structlog.testing.capture_logs() as logs:

@@ -154,6 +154,13 @@ class AIStandin:
         self.base_url = f"http://{host}:{server.sockets[0].getsockname()[1]}"
         return self.api_url
 
+    async def __aenter__(self) -> AIStandin:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
         """Stop serving; requests still waiting out ``delay_s`` are answered at once."""
         self._stopping.set()
