@@ -8,8 +8,10 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
 
     ClarityCastError
     ├── ConfigError                 a setting is invalid: fix the configuration
-    ├── InputError                  an operator's input is wrong (duplicate label, bad timezone)
-    │   └── QuotaRefused            no request may be made now; ``next_possible_at`` says when
+    ├── InputError                  an operator's input is wrong (bad timezone); ``field`` names it
+    │   ├── NotFound                    no such project, organisation, connection, …
+    │   ├── Conflict                    it exists already, or its state forbids the action
+    │   └── QuotaRefused                no request may be made now; ``next_possible_at`` says when
     ├── ClarityError                the Clarity Data Export API (status, redacted request)
     │   ├── ClarityRetryable        the same request may work later (inside the quota)
     │   │   ├── ClarityServerError      5xx
@@ -56,7 +58,23 @@ class ConfigError(ClarityCastError):
 
 
 class InputError(ClarityCastError):
-    """An operator's input cannot be used; the message says what to change."""
+    """An operator's input cannot be used; the message says what to change.
+
+    ``field`` names the input at fault, when there is one (``timezone``,
+    ``token``), so a form or an API client can show the message next to it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NotFound(InputError):
+    """What the input names does not exist."""
+
+
+class Conflict(InputError):
+    """The input is valid, but clashes with what exists (a taken name, a paused connection)."""
 
 
 class QuotaRefused(InputError):
@@ -65,8 +83,15 @@ class QuotaRefused(InputError):
     ``next_possible_at`` is when it may, if known.
     """
 
-    def __init__(self, message: str, *, next_possible_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        next_possible_at: datetime | None = None,
+        refreshes_left: int | None = None,
+    ) -> None:
         self.next_possible_at = next_possible_at
+        self.refreshes_left = refreshes_left
         super().__init__(message)
 
 

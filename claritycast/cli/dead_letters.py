@@ -9,7 +9,7 @@ import click
 
 from claritycast.cli.common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
-from claritycast.errors import InputError
+from claritycast.errors import InputError, NotFound
 from claritycast.ingest.replay import STAGES, replay
 from claritycast.settings import Settings
 
@@ -48,7 +48,7 @@ def dead_letters(
             if project is not None:
                 found = await store.find_project(project)
                 if found is None:
-                    raise InputError(f"no project {project!r}; see `claritycast sources`")
+                    raise NotFound(f"no project {project!r}; see `claritycast sources`")
                 project_id = found.project_id
             letters = await store.dead_letters(
                 stage=stage, project_id=project_id, since=_since(since),

@@ -159,7 +159,7 @@ def sources(settings: Settings) -> None:
 def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> None:
     """Show a metric's stored daily series (or top values, for a breakdown)."""
     from claritycast.clarity.big_answers import values_total
-    from claritycast.errors import InputError
+    from claritycast.errors import InputError, NotFound
     from claritycast.localtime import local_yesterday
     from claritycast.reports import series as series_of
     from models import catalogue
@@ -175,7 +175,7 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
         async with store_for(settings) as store:
             project = await store.find_project(project_ref)
             if project is None:
-                raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
+                raise NotFound(f"no project {project_ref!r}; see `claritycast sources`")
             org = await store.get_organisation(project.org_id)
             timezone = org.timezone if org else settings.default_timezone
             last = local_yesterday(timezone, SystemClock().now())

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from claritycast.clarity.token import check_token
-from claritycast.errors import ClarityTokenInvalid, InputError
+from claritycast.errors import ClarityTokenInvalid, NotFound
 from claritycast.ingest.quota import (
     COUNTED_FOR,
     DAILY_LIMIT,
@@ -63,7 +63,7 @@ async def quota_report(
     if project_ref is not None:
         project = await store.find_project(project_ref)
         if project is None:
-            raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
+            raise NotFound(f"no project {project_ref!r}; see `claritycast sources`")
         projects = [project]
     else:
         projects = await store.projects()

@@ -33,7 +33,7 @@ from datetime import datetime
 import faust
 
 from claritycast.delivery.log import RECHECK
-from claritycast.errors import InputError
+from claritycast.errors import InputError, NotFound
 from claritycast.ingest.connect import SendFn, wait_for_outcomes
 from claritycast.localtime import local_yesterday
 from claritycast.store.claim_check import BlocksMissing
@@ -83,7 +83,7 @@ async def replay(
     if project is not None:
         found = await store.find_project(project)
         if found is None:
-            raise InputError(f"no project {project!r}; see `claritycast sources`")
+            raise NotFound(f"no project {project!r}; see `claritycast sources`")
         project_id = found.project_id
     results = []
     for letter, _ in await store.dead_letters(stage=stage, project_id=project_id, since=since):

@@ -30,6 +30,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "refusals": [IndexModel([("at", ASCENDING)], expireAfterSeconds=7 * 86400, name="expire")],
+    "pull_jobs": [
+        IndexModel([("created_at", ASCENDING)], expireAfterSeconds=7 * 86400, name="expire")
+    ],
 }
 
 
@@ -177,3 +180,14 @@ class CallsMixin:
         with translated("reading calls"):
             cursor = self.db.calls.find({"_id": {"$in": request_ids}})
             return [Call.from_document(doc) async for doc in cursor]
+
+    # Pulls followed by someone (a connect's first pull, a refresh)
+
+    async def record_pull(self, document: dict[str, Any]) -> None:
+        """Remember which requests were sent together, so their progress can be read back."""
+        with translated("recording a pull"):
+            await self.db.pull_jobs.insert_one(document)
+
+    async def get_pull(self, pull_id: str) -> dict[str, Any] | None:
+        with translated("reading a pull"):
+            return await self.db.pull_jobs.find_one({"_id": pull_id})

@@ -84,6 +84,14 @@ class DeliveriesMixin:
             )
         return result.matched_count == 1
 
+    async def replace_connection(self, connection: Connection) -> bool:
+        """Store a changed connection under its name; False when there is no such connection."""
+        with translated("changing a connection"):
+            result = await self.db.connections.replace_one(
+                {"_id": connection.name}, connection.to_document()
+            )
+        return result.matched_count == 1
+
     async def remove_connection(self, name: str) -> bool:
         """Delete a connection (its delivery log stays); False when there was none."""
         with translated("removing a connection"):
@@ -132,11 +140,25 @@ class DeliveriesMixin:
             cursor = self.db.deliveries.find({"_id": {"$in": keys}})
             return {doc["_id"]: Delivery.from_document(doc) async for doc in cursor}
 
-    async def deliveries(self, connection: str | None = None, limit: int = 50) -> list[Delivery]:
-        """The delivery log, newest first."""
-        query = {"connection": connection} if connection else {}
+    async def deliveries(
+        self,
+        connection: str | None = None,
+        limit: int = 50,
+        *,
+        state: str | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Delivery]:
+        """The delivery log, newest first; ``before`` (created at, key) pages on."""
+        query: dict[str, Any] = {"connection": connection} if connection else {}
+        if state:
+            query["state"] = state
+        if before is not None:
+            at, key = before
+            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": key}}]
         with translated("listing deliveries"):
-            cursor = self.db.deliveries.find(query).sort("created_at", -1).limit(limit)
+            cursor = (
+                self.db.deliveries.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
+            )
             return [Delivery.from_document(doc) async for doc in cursor]
 
     async def recheck_delivery(self, key: str, now: datetime, next_check_at: datetime) -> bool:

@@ -58,6 +58,14 @@ class ProjectsMixin:
             doc = await self.db.organisations.find_one({"_id": org_id})
         return Organisation.from_document(doc) if doc else None
 
+    async def set_organisation_timezone(self, org_id: str, timezone: str) -> bool:
+        """Change an organisation's timezone; False when there is no such organisation."""
+        with translated("changing an organisation's timezone"):
+            result = await self.db.organisations.update_one(
+                {"_id": org_id}, {"$set": {"timezone": timezone}}
+            )
+        return result.matched_count == 1
+
     async def organisations(self) -> list[Organisation]:
         with translated("listing organisations"):
             cursor = self.db.organisations.find().sort("name", ASCENDING)
@@ -133,6 +141,13 @@ class ProjectsMixin:
             await self.db.projects.update_one(
                 {"_id": project_id}, {"$set": {"deferred_until": until}}
             )
+
+    async def remove_project(self, project_id: str) -> bool:
+        """Delete a project and its metric sources (its snapshots and call log stay)."""
+        with translated("removing a project"):
+            result = await self.db.projects.delete_one({"_id": project_id})
+            await self.db.metric_sources.delete_many({"project_id": project_id})
+        return result.deleted_count == 1
 
     async def metric_sources(self, project_id: str) -> list[str]:
         with translated("listing metric sources"):

@@ -190,6 +190,23 @@ class SnapshotsMixin:
                 not_due[(doc["project_id"], doc["local_date"])] = groups
         return not_due
 
+    async def remove_snapshots(self, project_id: str) -> int:
+        """Delete every snapshot of a project and its pulls' progress; how many snapshots."""
+        with translated("removing snapshots"):
+            result = await self.db.snapshots.delete_many({"project_id": project_id})
+            await self.db.pulls.delete_many({"project_id": project_id})
+        return result.deleted_count
+
+    async def snapshot_days(self, project_id: str, first_date: str, last_date: str) -> set[str]:
+        """The local dates with at least one snapshot in [first_date, last_date]."""
+        after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
+        with translated("listing snapshot days"):
+            cursor = self.db.pulls.find(
+                {"project_id": project_id, "local_date": {"$gte": first_date, "$lt": after_last}},
+                {"local_date": 1, "groups": 1},
+            )
+            return {doc["local_date"] async for doc in cursor if doc.get("groups")}
+
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
             doc = await self.db.snapshots.find_one(
