@@ -33,6 +33,7 @@ from claritycast.ingest.quota import GRANT_TTL
 from claritycast.localtime import is_late
 from claritycast.logs import get_logger
 from claritycast.store.claim_check import fetched_record
+from claritycast.telemetry import CLARITY_CALLS, DEAD_LETTERS
 from models.clarity import GROUPS_BY_NAME
 from models.documents import ProjectStatus
 from models.records import FetchGranted
@@ -85,15 +86,18 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     except ClarityError as exc:
         # What the failure means (a held group, a dead letter) is settled before the
         # call is closed: the quota check sees the group held, never merely failed.
+        CLARITY_CALLS.labels(exc.outcome).inc()
         outcome = await after_failure(exc, granted, store, called_at)
         await store.finish_call(granted.request_id, exc.outcome, exc.status, str(exc))
         log.warning("fetch.failed", outcome=exc.outcome, status=exc.status, **context)
         if outcome.dead_letter is not None:
             await send_bounded(topics[DEAD_FETCHES], granted.project_id, outcome.dead_letter)
+            DEAD_LETTERS.labels("fetch").inc()
             log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)
         for notice in outcome.notices:
             await send_bounded(topics[DELIVERIES_DUE], notice.connection, notice)
         return
+    CLARITY_CALLS.labels("ok").inc()
     ref = await with_store_retry(
         "fetch", lambda: store.put_blocks(response.to_json(), called_at), **context
     )

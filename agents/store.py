@@ -17,6 +17,7 @@ from faust.types import StreamT, TopicT
 
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
+from claritycast import telemetry
 from claritycast.clarity.big_answers import cut_down
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
@@ -69,6 +70,8 @@ async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStore
 async def handle(record: SnapshotFetched, deps: Deps, stored_topic: TopicT) -> None:
     """Store, then announce on ``snapshots.stored``."""
     stored = await store_snapshot(record, deps.store)
+    if stored.created:
+        telemetry.SNAPSHOTS_STORED.inc()
     await send_bounded(stored_topic, record.project_id, stored)
     log.info(
         "snapshot.stored",

@@ -146,6 +146,24 @@ class Settings(BaseSettings):
         default=700, ge=80, le=4000, description="Longest AI summary kept (longer is cut)"
     )
 
+    # The web process (HTTP API and pages) and Prometheus metrics.
+    web_host: str = Field(default="127.0.0.1", description="Address the web process binds")
+    web_port: int = Field(default=8080, ge=0, le=65535, description="Port of the web process")
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies; shared by every web process (embedded: a file)",
+    )
+    web_idle_timeout_s: float = Field(
+        default=1800.0, ge=60, le=7 * 86400, description="A session ends after this idle time"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address a worker's /metrics binds")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a worker's /metrics (unset: none; `up` sets one); 0 picks a free one",
+    )
+
     @field_validator("kafka_url")
     @classmethod
     def _check_kafka_url(cls, value: str | None) -> str | None:
@@ -262,7 +280,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise _config_error(exc) from None
     except (ValueError, OSError) as exc:  # an unreadable or malformed TOML file
         raise ConfigError(CONFIG_FILE_ENV, str(exc).splitlines()[0]) from None
-    for secret in (settings.slack_token, settings.smtp_password, settings.summariser_api_key):
+    secrets = (
+        settings.slack_token, settings.smtp_password, settings.summariser_api_key,
+        settings.web_secret,
+    )  # fmt: skip
+    for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())
     return settings

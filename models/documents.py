@@ -162,10 +162,12 @@ class WorkerBeat:
     pid: int
     started_at: datetime
     seen_at: datetime
+    metrics_url: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         return {
             "_id": self.worker_id,
+            "metrics_url": self.metrics_url,
             "app_id": self.app_id,
             "stages": list(self.stages),
             "host": self.host,
@@ -184,6 +186,7 @@ class WorkerBeat:
             pid=doc["pid"],
             started_at=as_utc(doc["started_at"]),
             seen_at=as_utc(doc["seen_at"]),
+            metrics_url=doc.get("metrics_url"),
         )
 
 

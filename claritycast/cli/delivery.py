@@ -172,26 +172,14 @@ def send_now(settings: Settings, name: str, wait_s: float) -> None:
 @click.pass_obj
 def preview(settings: Settings, name: str, out: Path, period: str | None) -> None:
     """Render a connection's report to a PNG file and print its summary; sends nothing."""
-    from claritycast.reports.builder import build_report, missing_data
-    from claritycast.reports.summariser import Summariser
-    from models import catalogue
+    from claritycast.delivery.preview import preview_report
     from models.report import Report
 
     async def go() -> tuple[Report, str]:
         async with store_for(settings) as store:
             connection = await conns.get_connection(store, name)
             day = _period(period, connection.timezone)
-            metric = catalogue.get(connection.metric_id)
-            missing = await missing_data(store, connection.project_id, metric, day)
-            summariser = Summariser.from_settings(settings)
-            try:
-                report, source = await build_report(
-                    store, connection, day, missing=missing, summariser=summariser
-                )
-            finally:
-                if summariser is not None:
-                    await summariser.aclose()
-        return report, source
+            return await preview_report(store, connection, day, settings)
 
     report, source = run(go())
     out.write_bytes(report.png)

@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from claritycast import __version__
+from claritycast.cli import accounts as cli_accounts
 from claritycast.cli import dead_letters as cli_dead_letters
 from claritycast.cli import delivery as cli_delivery
 from claritycast.cli import demo as cli_demo
@@ -53,6 +54,9 @@ for _command in (
     cli_ingest.sources,
     cli_ingest.series,
     cli_simulate.simulate,
+    cli_accounts.web,
+    cli_accounts.users,
+    cli_accounts.api_keys,
     cli_delivery.connections,
     cli_delivery.send_now,
     cli_delivery.preview,

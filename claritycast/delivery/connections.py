@@ -12,8 +12,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from claritycast.delivery.email_message import parse_addresses
 from claritycast.delivery.log import open_send_now
@@ -31,6 +32,7 @@ from models.delivery import (
     Destination,
     DestinationKind,
 )
+from models.documents import Project
 from models.records import DeliveryDue
 
 # A Slack channel: its id (C…, G…) or its name, with or without '#'.
@@ -80,9 +82,7 @@ async def check_connection(
 
     Raises an `InputError` naming the field at fault, on the first problem.
     """
-    found = await store.find_project(project)
-    if found is None:
-        raise NotFound(f"no project {project!r}; see `claritycast sources`", field="project")
+    found = await get_project_of(store, project)
     try:
         metric_id = catalogue.get(metric).id
     except KeyError as exc:
@@ -205,6 +205,19 @@ async def change_connection(
 
 def _default_name(label: str, metric_id: str, destination: Destination) -> str:
     return f"{slug(label)}-{metric_id.replace('_', '-')}-{destination.kind.value}"
+
+
+async def get_project_of(store: Store, ref: str) -> Project:
+    """A project by label or id, for a connection; `NotFound` when there is none."""
+    found = await store.find_project(ref)
+    if found is None:
+        raise NotFound(f"no project {ref!r}; see `claritycast sources`", field="project")
+    return found
+
+
+def local_today(connection: Connection, now: datetime) -> date:
+    """Today in the connection's timezone: the period a report sent now is for."""
+    return now.astimezone(ZoneInfo(connection.timezone)).date()
 
 
 async def get_connection(store: Store, name: str) -> Connection:

@@ -25,7 +25,7 @@ from claritycast.ingest.quota import (
 from claritycast.localtime import local_yesterday
 from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES
-from models.documents import Project, ProjectStatus
+from models.documents import Call, Project, ProjectStatus
 
 # A token expiring sooner than this is flagged, so it can be replaced in time.
 TOKEN_WARNING = timedelta(days=14)
@@ -80,18 +80,34 @@ async def project_quota(
     store: Store, project: Project, timezone: str, now: datetime, lease: timedelta = LEASE
 ) -> ProjectQuota:
     calls = await store.calls_since(project.project_id, now - COUNTED_FOR)
+    yesterday = local_yesterday(timezone, now).isoformat()
+    stored = await store.groups_stored(project.project_id, yesterday)
+    return quota_of(project, timezone, calls, stored, now, lease)
+
+
+def quota_of(
+    project: Project,
+    timezone: str,
+    calls: list[Call],
+    stored_yesterday: set[str],
+    now: datetime,
+    lease: timedelta = LEASE,
+) -> ProjectQuota:
+    """A project's quota from its calls of the last 24 h and its groups stored for yesterday.
+
+    Pure, so a page of many projects is computed from a few batched reads.
+    """
     state = QuotaState.from_calls(calls, now)
     used = state.used(now)
     yesterday = local_yesterday(timezone, now).isoformat()
     reserved = 0
     if project.status == ProjectStatus.ACTIVE:
-        stored = await store.groups_stored(project.project_id, yesterday)
         under_way = {
             call.group
             for call in calls
             if call.local_date == yesterday and in_flight(call, now, lease)
         }
-        reserved = sum(1 for group in GROUP_NAMES if group not in stored | under_way)
+        reserved = sum(1 for group in GROUP_NAMES if group not in stored_yesterday | under_way)
     return ProjectQuota(
         project_id=project.project_id,
         label=project.label,

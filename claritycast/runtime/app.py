@@ -26,6 +26,7 @@ from claritycast.clock import Clock
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import Endpoints
+from claritycast.runtime.metrics_server import MetricsServer
 from claritycast.runtime.transport import KafkaTransport, SteadyFlowControl, TansuTransport
 from claritycast.settings import Settings
 from models.documents import WorkerBeat
@@ -64,13 +65,19 @@ class ClarityCastApp(faust.App):
     def flow_control(self) -> FlowControlEvent:
         return SteadyFlowControl(loop=self.loop)
 
+    metrics: MetricsServer | None = None
+
     async def on_start(self) -> None:
         await super().on_start()
         await self.deps.open()
         await self.declared.declare_all()
+        if self.metrics is not None:
+            await self.metrics.start()
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.deps.close()
 
     async def _on_agent_error(self, agent: AgentT, exc: BaseException) -> None:
@@ -151,6 +158,8 @@ def create_app(
     app.declared = Topics(app, settings.topic_prefix, settings.partitions)
     for stage in chosen:
         stage.register(app, app.declared, app.deps)
+    if settings.metrics_port is not None:
+        app.metrics = MetricsServer(app, settings.metrics_host, settings.metrics_port)
     _add_heartbeat(app)
     return app
 
@@ -174,6 +183,7 @@ def _add_heartbeat(app: ClarityCastApp) -> None:
                     pid=pid,
                     started_at=started_at,
                     seen_at=datetime.now(UTC),
+                    metrics_url=app.metrics.url if app.metrics is not None else None,
                 )
                 try:
                     await app.deps.store.beat(beat)

@@ -115,6 +115,17 @@ class CallsMixin:
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
             return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
 
+    async def calls_since_many(
+        self, project_ids: list[str], since: datetime
+    ) -> dict[str, list[Call]]:
+        """Several projects' calls since ``since``, in one query, by project."""
+        found: dict[str, list[Call]] = {project_id: [] for project_id in project_ids}
+        with translated("reading the call log"):
+            cursor = self.db.calls.find({"project_id": {"$in": project_ids}, "at": {"$gte": since}})
+            async for doc in cursor.sort("at", ASCENDING):
+                found[doc["project_id"]].append(Call.from_document(doc))
+        return found
+
     async def calls_for(
         self, project_id: str, local_date: str, group: str, since: datetime
     ) -> list[Call]:

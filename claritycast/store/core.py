@@ -16,7 +16,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 
-from claritycast.store import calls, dead_letters, deliveries, projects, snapshots
+from claritycast.store import accounts, calls, dead_letters, deliveries, projects, snapshots
+from claritycast.store.accounts import AccountsMixin
 from claritycast.store.base import StoreBase, translated
 from claritycast.store.calls import CallsMixin
 from claritycast.store.claim_check import BlockStore
@@ -33,11 +34,18 @@ INDEXES: dict[str, list[IndexModel]] = {
     **calls.INDEXES,
     **deliveries.INDEXES,
     **dead_letters.INDEXES,
+    **accounts.INDEXES,
 }
 
 
 class Store(
-    SnapshotsMixin, ProjectsMixin, CallsMixin, DeliveriesMixin, DeadLettersMixin, StoreBase
+    SnapshotsMixin,
+    ProjectsMixin,
+    CallsMixin,
+    DeliveriesMixin,
+    DeadLettersMixin,
+    AccountsMixin,
+    StoreBase,
 ):
     """Typed access to claritycast's collections in one database."""
 

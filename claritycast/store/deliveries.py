@@ -74,6 +74,17 @@ class DeliveriesMixin:
             cursor = self.db.connections.find(query).sort("_id", ASCENDING)
             return [Connection.from_document(doc) async for doc in cursor]
 
+    async def connections_page(
+        self, after_name: str | None, limit: int, project_id: str | None = None
+    ) -> list[Connection]:
+        """Connections by name, those after ``after_name``: one page of a listing."""
+        query: dict[str, Any] = {"_id": {"$gt": after_name}} if after_name else {}
+        if project_id is not None:
+            query["project_id"] = project_id
+        with translated("listing connections"):
+            cursor = self.db.connections.find(query).sort("_id", ASCENDING).limit(limit)
+            return [Connection.from_document(doc) async for doc in cursor]
+
     async def set_connection_status(
         self, name: str, status: ConnectionStatus, reason: str | None
     ) -> bool:

@@ -112,6 +112,18 @@ class ProjectsMixin:
             cursor = self.db.projects.find(query).sort("label", ASCENDING)
             return [Project.from_document(doc) async for doc in cursor]
 
+    async def projects_page(self, after: tuple[str, str] | None, limit: int) -> list[Project]:
+        """Projects by label (then id), those after ``after`` (label, id): one page."""
+        query: dict[str, Any] = {}
+        if after is not None:
+            label, project_id = after
+            query = {
+                "$or": [{"label": {"$gt": label}}, {"label": label, "_id": {"$gt": project_id}}]
+            }
+        with translated("listing projects"):
+            cursor = self.db.projects.find(query).sort([("label", ASCENDING), ("_id", ASCENDING)])
+            return [Project.from_document(doc) async for doc in cursor.limit(limit)]
+
     async def change_project_status(
         self, project_id: str, from_status: str, to_status: str, reason: str | None
     ) -> bool:

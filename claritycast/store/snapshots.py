@@ -190,6 +190,21 @@ class SnapshotsMixin:
                 not_due[(doc["project_id"], doc["local_date"])] = groups
         return not_due
 
+    async def pulls_since_many(
+        self, project_ids: list[str], first_date: str
+    ) -> dict[str, dict[str, set[str]]]:
+        """Several projects' stored groups by local date from ``first_date``, in one query."""
+        found: dict[str, dict[str, set[str]]] = {project_id: {} for project_id in project_ids}
+        with translated("reading the pulls' progress"):
+            cursor = self.db.pulls.find(
+                {"project_id": {"$in": project_ids}, "local_date": {"$gte": first_date}},
+                {"project_id": 1, "local_date": 1, "groups": 1},
+            )
+            async for doc in cursor:
+                if doc.get("groups"):
+                    found[doc["project_id"]][doc["local_date"]] = set(doc["groups"])
+        return found
+
     async def remove_snapshots(self, project_id: str) -> int:
         """Delete every snapshot of a project and its pulls' progress; how many snapshots."""
         with translated("removing snapshots"):
