@@ -32,6 +32,10 @@ COMMANDS = {
     "replay",
     "topics",
     "quota",
+    "web",
+    "users",
+    "api-keys",
+    "projects",
 }
 
 

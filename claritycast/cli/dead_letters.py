@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from claritycast.clock import SystemClock
 from claritycast.errors import InputError, NotFound
 from claritycast.ingest.replay import STAGES, replay
 from claritycast.settings import Settings
+from claritycast.web import views
 
 
 def _since(text: str | None) -> datetime | None:
@@ -36,9 +38,15 @@ def _since(text: str | None) -> datetime | None:
 @click.option("--project", help="Only this project's (label or id).")
 @click.option("--since", help="Failed since: a date, a UTC time, or 36h / 7d.")
 @click.option("--all", "everything", is_flag=True, help="Also those already replayed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
 def dead_letters(
-    settings: Settings, stage: str | None, project: str | None, since: str | None, everything: bool
+    settings: Settings,
+    stage: str | None,
+    project: str | None,
+    since: str | None,
+    everything: bool,
+    as_json: bool,
 ) -> None:
     """Work that failed for good: when, where, why, after how many tries."""
 
@@ -54,6 +62,10 @@ def dead_letters(
                 stage=stage, project_id=project_id, since=_since(since),
                 state=None if everything else "dead",
             )  # fmt: skip
+        if as_json:
+            items = [views.dump(views.dead_letter(letter, state)) for letter, state in letters]
+            click.echo(json.dumps(items, indent=2))
+            return
         if not letters:
             click.echo("no dead letters" + ("" if everything else " waiting for a replay"))
             return

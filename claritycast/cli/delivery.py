@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from claritycast.delivery import connections as conns
 from claritycast.delivery.schedule import next_due
 from claritycast.errors import InputError
 from claritycast.settings import Settings
+from claritycast.web import schemas, views
 from models.delivery import WINDOWS, ConnectionStatus, Delivery
 from topics import DELIVERIES_DUE
 
@@ -83,13 +85,20 @@ def connections_add(
 
 
 @connections.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def connections_list(settings: Settings) -> None:
+def connections_list(settings: Settings, as_json: bool) -> None:
     """List connections with their schedule, destination and status."""
 
     async def go() -> None:
         async with store_for(settings) as store:
             found = await store.connections()
+        if as_json:
+            now = SystemClock().now()
+            items = [views.connection(c, now) for c in found]
+            page = schemas.Page[schemas.Connection](items=items, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
         if not found:
             click.echo("no connections: `claritycast connections add --project … --metric …`")
             return
@@ -202,13 +211,19 @@ def _period(text: str | None, timezone: str) -> date:
 @click.command()
 @click.option("--connection", help="Only this connection's deliveries.")
 @click.option("--limit", default=30, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def deliveries(settings: Settings, connection: str | None, limit: int) -> None:
+def deliveries(settings: Settings, connection: str | None, limit: int, as_json: bool) -> None:
     """The delivery log: each delivery, its attempts and the destination's receipt."""
 
     async def go() -> None:
         async with store_for(settings) as store:
             found = await store.deliveries(connection, limit)
+        if as_json:
+            items = [views.delivery(d) for d in found]
+            page = schemas.Page[schemas.Delivery](items=items, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
         if not found:
             click.echo("no deliveries yet")
         for delivery in found:

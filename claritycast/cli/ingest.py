@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 
 import click
 
 from claritycast.cli.common import publisher_for, run, store_for
 from claritycast.clock import SystemClock
+from claritycast.errors import InputError
 from claritycast.settings import Settings
 
 
@@ -116,37 +118,42 @@ def orgs_list(settings: Settings) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def sources(settings: Settings) -> None:
-    """Connected projects: status, last snapshot, Clarity requests used in 24 h."""
-    from claritycast.ingest.quota import COUNTED_FOR, DAILY_LIMIT, NEVER_MADE
+def sources(settings: Settings, as_json: bool) -> None:
+    """Connected projects: status, last day stored, days collected, Clarity requests used."""
+    from claritycast.ingest.quota import DAILY_LIMIT
+    from claritycast.web import schemas, views
 
     async def go() -> None:
         now = SystemClock().now()
         async with store_for(settings) as store:
-            projects = await store.projects()
-            rows = []
-            for project in projects:
-                last = await store.last_snapshot_date(project.project_id)
-                calls = await store.calls_since(project.project_id, now - COUNTED_FOR)
-                used = sum(1 for call in calls if call.outcome not in NEVER_MADE)
-                waiting = project.waiting_until()
-                note = (
-                    f", waits until {waiting:%Y-%m-%d %H:%M}Z" if waiting and waiting > now else ""
-                )
-                reason = f" ({project.status_reason})" if project.status_reason else ""
-                rows.append(
-                    f"{project.label[:24]:24} {project.project_id:24} {project.org_id:12} "
-                    f"{project.status + reason:28} {last or '-':10}  {used}/{DAILY_LIMIT}{note}"
-                )
-        if not rows:
+            found = await views.sources(
+                store, await store.projects(), now, settings.default_timezone,
+                timedelta(seconds=settings.fetch_lease_s),
+            )  # fmt: skip
+        if as_json:
+            page = schemas.Page[schemas.Source](items=found, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
+        if not found:
             click.echo("no project connected: `claritycast connect --label NAME --token -`")
             return
         click.echo(
-            f"{'label':24} {'project':24} {'org':12} {'status':28} {'last day':10}  used 24 h"
+            f"{'label':24} {'project':24} {'org':12} {'status':28} {'last day':10} "
+            f"{'collected':>9}  used 24 h"
         )
-        for row in rows:
-            click.echo(row)
+        for source in found:
+            quota = source.quota
+            waiting = quota.exhausted_until or quota.deferred_until
+            note = f", waits until {waiting:%Y-%m-%d %H:%M}Z" if waiting else ""
+            reason = f" ({source.status_reason})" if source.status_reason else ""
+            last = source.last_day_stored.isoformat() if source.last_day_stored else "-"
+            click.echo(
+                f"{source.label[:24]:24} {source.id:24} {source.organisation[:12]:12} "
+                f"{(source.status + reason)[:28]:28} {last:10} "
+                f"{f'{source.days_collected}/30':>9}  {quota.used}/{DAILY_LIMIT}{note}"
+            )
 
     run(go())
 
@@ -155,16 +162,15 @@ def sources(settings: Settings) -> None:
 @click.option("--project", "project_ref", required=True, help="Project label or id.")
 @click.option("--metric", "metric_id", required=True, help="A catalogue metric id.")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 366))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> None:
+def series(settings: Settings, project_ref: str, metric_id: str, days: int, as_json: bool) -> None:
     """Show a metric's stored daily series (or top values, for a breakdown)."""
-    from claritycast.clarity.big_answers import values_total
-    from claritycast.errors import InputError, NotFound
+    from claritycast.ingest.projects import get_project
     from claritycast.localtime import local_yesterday
-    from claritycast.reports import series as series_of
+    from claritycast.web import views
     from models import catalogue
     from models.catalogue import Unit
-    from models.clarity import ClarityResponse
 
     try:
         metric = catalogue.get(metric_id)
@@ -173,34 +179,27 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
 
     async def go() -> None:
         async with store_for(settings) as store:
-            project = await store.find_project(project_ref)
-            if project is None:
-                raise NotFound(f"no project {project_ref!r}; see `claritycast sources`")
+            project = await get_project(store, project_ref)
             org = await store.get_organisation(project.org_id)
             timezone = org.timezone if org else settings.default_timezone
             last = local_yesterday(timezone, SystemClock().now())
             first = last - timedelta(days=days - 1)
-            snapshots = await store.snapshots_for(
-                project.project_id, first.isoformat(), last.isoformat(), group=metric.group,
-                metrics=series_of.blocks_needed(metric),
-            )  # fmt: skip
-        by_day = {
-            date.fromisoformat(s.local_date): ClarityResponse.from_json(s.blocks) for s in snapshots
-        }
+            data = await views.metric_data(store, project, metric, first, last)
+        if as_json:
+            click.echo(json.dumps(views.dump(data), indent=2))
+            return
         click.echo(f"{metric.title} ({metric.unit}) for {project.label}, {first} to {last}")
         shape = ",.0f" if metric.unit == Unit.COUNT else ",.2f"
-        if metric.is_breakdown:
-            everything = series_of.breakdown(metric, by_day.values(), top_n=None)
-            for label, value in everything[: series_of.TOP_N]:
-                click.echo(f"  {format(value, shape):>12}  {click.unstyle(label)[:100]}")
-            more = max(len(everything), values_total(metric.block, snapshots)) - series_of.TOP_N
+        if data.top is not None:
+            for ranked in data.top:
+                label = click.unstyle(ranked.label)[:100]
+                click.echo(f"  {format(ranked.value, shape):>12}  {label}")
+            more = (data.values_total or 0) - len(data.top)
             if more > 0:
                 click.echo(f"  … and {more:,} more")
-        else:
-            points = series_of.daily_series(metric, by_day, first, last)
-            for point in points:
-                shown = "-" if point.value is None else format(point.value, shape)
-                click.echo(f"  {point.day}  {shown:>12}")
-        click.echo(f"{len(by_day)} of {days} days collected")
+        for point in data.points or []:
+            shown = "-" if point.value is None else format(point.value, shape)
+            click.echo(f"  {point.day}  {shown:>12}")
+        click.echo(f"{data.days_collected} of {days} days collected")
 
     run(go())

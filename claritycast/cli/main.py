@@ -19,6 +19,7 @@ from claritycast.cli import delivery as cli_delivery
 from claritycast.cli import demo as cli_demo
 from claritycast.cli import ingest as cli_ingest
 from claritycast.cli import ops as cli_ops
+from claritycast.cli import projects as cli_projects
 from claritycast.cli import runtime as cli_runtime
 from claritycast.cli import simulate as cli_simulate
 from claritycast.cli import topics as cli_topics
@@ -57,6 +58,7 @@ for _command in (
     cli_accounts.web,
     cli_accounts.users,
     cli_accounts.api_keys,
+    cli_projects.projects,
     cli_delivery.connections,
     cli_delivery.send_now,
     cli_delivery.preview,

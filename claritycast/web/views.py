@@ -18,8 +18,10 @@ from claritycast.ingest.connect import pull_reports
 from claritycast.ingest.quota import COUNTED_FOR
 from claritycast.ingest.quota_report import ProjectQuota, quota_of
 from claritycast.localtime import local_yesterday
+from claritycast.redact import redact
 from claritycast.reports import series
 from claritycast.runtime.readiness import Readiness
+from claritycast.runtime.readiness import readiness as check_readiness
 from claritycast.store.core import Store
 from claritycast.web import schemas
 from models import catalogue
@@ -272,3 +274,14 @@ def dump(model: Any) -> Any:
     if isinstance(model, list):
         return [dump(item) for item in model]
     return model.model_dump(mode="json")
+
+
+async def status(store: Store, kafka_url: str, mongodb_url: str, database: str) -> schemas.Status:
+    """Where the servers are and whether the service is ready: `status` and ``/readyz`` agree."""
+    result = await check_readiness(store, kafka_url)
+    return schemas.Status(
+        kafka_url=kafka_url,
+        mongodb_url=redact(mongodb_url),
+        database=database,
+        readiness=readiness(result),
+    )

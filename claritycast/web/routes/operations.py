@@ -10,8 +10,6 @@ from fastapi import APIRouter
 from claritycast.ingest.projects import get_project
 from claritycast.ingest.quota_report import quota_report
 from claritycast.ingest.replay import replay
-from claritycast.redact import redact
-from claritycast.runtime.readiness import readiness
 from claritycast.web import views
 from claritycast.web.auth import Admin, Context, Viewer, WebContext
 from claritycast.web.schemas import (
@@ -94,10 +92,6 @@ async def status(_who: Viewer, ctx: Context) -> Status:
 
 
 async def status_view(ctx: WebContext) -> Status:
-    result = await readiness(ctx.store, ctx.kafka_url)
-    return Status(
-        kafka_url=ctx.kafka_url,
-        mongodb_url=redact(ctx.mongodb_url),
-        database=ctx.settings.mongodb_database,
-        readiness=views.readiness(result),
+    return await views.status(
+        ctx.store, ctx.kafka_url, ctx.mongodb_url, ctx.settings.mongodb_database
     )
