@@ -43,6 +43,7 @@ DOCS_URL = "/api/docs"
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": words}
     for status, words in (
+        (400, "The request cannot be read (its body is not JSON)"),
         (401, "No credentials, or not valid ones"),
         (403, "Not allowed for this role, or a change without its CSRF token"),
         (404, "No such thing"),

@@ -134,7 +134,10 @@ def install(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 400: "invalid"}
         code = codes.get(exc.status_code, "failed")
         message = "no such resource" if exc.status_code == 404 else str(exc.detail)
-        return await on_api_error(request, ApiError(exc.status_code, code, message))
+        headers = dict(exc.headers) if exc.headers else None  # e.g. a 405's Allow
+        return await on_api_error(
+            request, ApiError(exc.status_code, code, message, headers=headers)
+        )
 
     async def on_anything(request: Request, exc: Exception) -> JSONResponse:
         log.exception("web.failed", path=request.url.path, kind=type(exc).__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import date
 from typing import Any
 
 from claritycast.web.errors import ApiError
@@ -30,3 +31,16 @@ def decode(cursor: str | None, size: int) -> list[Any] | None:
     if not isinstance(key, list) or len(key) != size or not all(isinstance(k, str) for k in key):
         raise ApiError(422, "invalid", "cursor: not one this API made", field="cursor")
     return key
+
+
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def parse_day(text: str | None, field: str) -> date | None:
+    """An ISO date from a query parameter (the pattern already checked its shape)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid", f"{field}: not a date: {text!r}", field=field) from None

@@ -135,7 +135,9 @@ class SourceCreated(Model):
 
 class RefreshRequest(Model):
     groups: list[str] = Field(default_factory=list, max_length=7, description="[]: all missing")
-    wait_s: float = Field(default=30.0, ge=0, le=120, description="How long to wait for ends")
+    wait_s: float = Field(
+        default=30.0, ge=0, le=120, strict=True, description="How long to wait for ends"
+    )
 
 
 class Removed(Model):
@@ -215,8 +217,8 @@ class ConnectionCreate(Model):
     schedule: str = Field(default="daily", max_length=40)
     at: str = Field(default="09:00", max_length=5)
     timezone: str | None = Field(default=None, max_length=64)
-    window_days: int = Field(default=30)
-    ai_summary: bool = False
+    window_days: int = Field(default=30, strict=True)
+    ai_summary: bool = Field(default=False, strict=True)
     name: str | None = Field(default=None, max_length=80)
 
 
@@ -227,8 +229,8 @@ class ConnectionChange(Model):
     schedule: str | None = Field(default=None, max_length=40)
     at: str | None = Field(default=None, max_length=5)
     timezone: str | None = Field(default=None, max_length=64)
-    window_days: int | None = None
-    ai_summary: bool | None = None
+    window_days: int | None = Field(default=None, strict=True)
+    ai_summary: bool | None = Field(default=None, strict=True)
 
 
 # Deliveries
@@ -257,7 +259,9 @@ class Delivery(Model):
 
 
 class SendNow(Model):
-    wait_s: float = Field(default=0.0, ge=0, le=120, description="How long to wait for the end")
+    wait_s: float = Field(
+        default=0.0, ge=0, le=120, strict=True, description="How long to wait for the end"
+    )
 
 
 # Operations
@@ -280,7 +284,7 @@ class ReplayRequest(Model):
     stage: Literal["quota", "fetch", "store", "render", "deliver"] | None = None
     source: str | None = Field(default=None, max_length=200)
     since: datetime | None = None
-    wait_s: float = Field(default=30.0, ge=0, le=120)
+    wait_s: float = Field(default=30.0, ge=0, le=120, strict=True)
 
 
 class Replayed(Model):

@@ -25,6 +25,10 @@ from models.delivery import Connection as ConnectionRecord
 from topics import DELIVERIES_DUE
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+Period = Annotated[
+    str | None,
+    Query(pattern=pagination.ISO_DATE, description="The report's local date (default: today)"),
+]
 
 
 @router.get("", response_model=Page[Connection], summary="List connections")
@@ -80,7 +84,7 @@ async def _preview(
 
 @router.post("/preview", response_model=ReportPreview, summary="Preview a connection not saved")
 async def preview_unsaved(
-    body: ConnectionCreate, _who: Viewer, ctx: Context, period: date | None = None
+    body: ConnectionCreate, _who: Viewer, ctx: Context, period: Period = None
 ) -> ReportPreview:
     """What a connection with these settings would send; nothing is saved or sent."""
     connection = await conns.check_connection(
@@ -88,7 +92,7 @@ async def preview_unsaved(
         now=ctx.clock.now(),
         **_create_arguments(body),  # type: ignore[arg-type]
     )
-    return await _preview(ctx, connection, period)
+    return await _preview(ctx, connection, pagination.parse_day(period, "period"))
 
 
 @router.get("/{name}", response_model=Connection, summary="One connection")
@@ -131,21 +135,18 @@ async def remove(name: str, _who: Admin, ctx: Context) -> None:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-async def preview_png(
-    name: str, _who: Viewer, ctx: Context, period: date | None = None
-) -> Response:
+async def preview_png(name: str, _who: Viewer, ctx: Context, period: Period = None) -> Response:
     """The PNG exactly as it would be sent; nothing is sent."""
     connection = await conns.get_connection(ctx.store, name)
-    day = period or conns.local_today(connection, ctx.clock.now())
+    day = pagination.parse_day(period, "period") or conns.local_today(connection, ctx.clock.now())
     report, _ = await preview_report(ctx.store, connection, day, ctx.settings)
     return Response(report.png, media_type="image/png")
 
 
 @router.get("/{name}/report", response_model=ReportPreview, summary="Preview: image and summary")
-async def preview(
-    name: str, _who: Viewer, ctx: Context, period: date | None = None
-) -> ReportPreview:
-    return await _preview(ctx, await conns.get_connection(ctx.store, name), period)
+async def preview(name: str, _who: Viewer, ctx: Context, period: Period = None) -> ReportPreview:
+    connection = await conns.get_connection(ctx.store, name)
+    return await _preview(ctx, connection, pagination.parse_day(period, "period"))
 
 
 @router.post("/{name}/send", response_model=Sent, status_code=202, summary="Send now")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -184,8 +184,8 @@ async def metric_data(
     metric_id: str,
     _who: Viewer,
     ctx: Context,
-    first: date | None = None,
-    last: date | None = None,
+    first: Annotated[str | None, Query(pattern=pagination.ISO_DATE)] = None,
+    last: Annotated[str | None, Query(pattern=pagination.ISO_DATE)] = None,
 ) -> MetricData:
     """A daily series (gaps as null) or a breakdown's top values, from the store only."""
     project = await get_project(ctx.store, source_id)
@@ -195,11 +195,11 @@ async def metric_data(
         raise NotFound(str(exc.args[0]), field="metric_id") from None
     org = await ctx.store.get_organisation(project.org_id)
     timezone = org.timezone if org else ctx.settings.default_timezone
-    last = last or local_yesterday(timezone, ctx.clock.now())
-    first = first or last - timedelta(days=29)
-    if first > last or (last - first).days >= MAX_RANGE_DAYS:
+    last_day = pagination.parse_day(last, "last") or local_yesterday(timezone, ctx.clock.now())
+    first_day = pagination.parse_day(first, "first") or last_day - timedelta(days=29)
+    if first_day > last_day or (last_day - first_day).days >= MAX_RANGE_DAYS:
         raise ApiError(
             422, "invalid", f"first..last must be 1 to {MAX_RANGE_DAYS} days, in order",
             field="first",
         )  # fmt: skip
-    return await views.metric_data(ctx.store, project, metric, first, last)
+    return await views.metric_data(ctx.store, project, metric, first_day, last_day)
