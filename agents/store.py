@@ -72,6 +72,7 @@ async def handle(record: SnapshotFetched, deps: Deps, stored_topic: TopicT) -> N
     stored = await store_snapshot(record, deps.store)
     if stored.created:
         telemetry.SNAPSHOTS_STORED.inc()
+        telemetry.LAST_STORED.labels(record.project_id).set(stored.stored_at.timestamp())
     await send_bounded(stored_topic, record.project_id, stored)
     log.info(
         "snapshot.stored",

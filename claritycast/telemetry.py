@@ -63,6 +63,12 @@ QUOTA_LEFT = Gauge(
     ["project"],
     registry=REGISTRY,
 )
+LAST_STORED = Gauge(
+    "claritycast_project_last_stored_seconds",
+    "When this worker last stored a snapshot of the project (Unix time)",
+    ["project"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "claritycast_consumer_lag",
     "Messages not yet read, per topic, summed over the partitions this worker has",
