@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from claritycast.access import check_password
-from claritycast.web.auth import Context, Viewer, current_session
+from claritycast.web.auth import Context, Viewer, WebContext, current_session
 from claritycast.web.errors import ApiError
 from claritycast.web.schemas import SessionView, SignIn, WhoAmI
-from claritycast.web.sessions import COOKIE, check_sign_in_allowed, record_sign_in
+from claritycast.web.sessions import COOKIE, Session, check_sign_in_allowed, record_sign_in
 
 router = APIRouter(prefix="/api/v1/session", tags=["session"])
 
@@ -25,7 +25,9 @@ def set_session_cookie(request: Request, response: Response, value: str, max_age
     )
 
 
-async def sign_in(ctx: Context, request: Request, response: Response, email: str, password: str):  # noqa: ANN201 - returns the session
+async def sign_in(
+    ctx: WebContext, request: Request, response: Response, email: str, password: str
+) -> Session:
     """Check the limits, then the password; on success, the new session (cookie set)."""
     now = ctx.clock.now()
     address = client_address(request)
