@@ -13,7 +13,7 @@ from claritycast.clock import SystemClock
 from claritycast.errors import InputError, NotFound
 from claritycast.ingest.replay import STAGES, replay
 from claritycast.settings import Settings
-from claritycast.web import views
+from claritycast.web import schemas, views
 
 
 def _since(text: str | None) -> datetime | None:
@@ -63,8 +63,9 @@ def dead_letters(
                 state=None if everything else "dead",
             )  # fmt: skip
         if as_json:
-            items = [views.dump(views.dead_letter(letter, state)) for letter, state in letters]
-            click.echo(json.dumps(items, indent=2))
+            items = [views.dead_letter(letter, state) for letter, state in letters]
+            page = schemas.Page[schemas.DeadLetter](items=items, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
             return
         if not letters:
             click.echo("no dead letters" + ("" if everything else " waiting for a replay"))

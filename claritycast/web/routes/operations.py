@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from claritycast.ingest.projects import get_project
 from claritycast.ingest.quota_report import quota_report
 from claritycast.ingest.replay import replay
-from claritycast.web import views
+from claritycast.web import pagination, views
 from claritycast.web.auth import Admin, Context, Viewer, WebContext
+from claritycast.web.errors import ApiError
 from claritycast.web.schemas import (
     DeadLetter,
     Metric,
+    Page,
     Replayed,
     ReplayRequest,
     SourceQuota,
@@ -33,20 +35,40 @@ async def catalogue(_who: Viewer) -> list[Metric]:
     return views.catalogue_view()
 
 
-@router.get("/dead-letters", response_model=list[DeadLetter], summary="Dead letters")
+@router.get("/dead-letters", response_model=Page[DeadLetter], summary="Dead letters")
 async def dead_letters(
     _who: Viewer,
     ctx: Context,
     stage: str | None = None,
     source: str | None = None,
     include_replayed: bool = False,
-) -> list[DeadLetter]:
-    """Work that failed for good: when, where, why, after how many tries."""
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = pagination.DEFAULT_LIMIT,
+) -> Page[DeadLetter]:
+    """Work that failed for good, oldest first: when, where, why, after how many tries."""
     project_id = (await get_project(ctx.store, source)).project_id if source else None
+    after = pagination.decode(cursor, 2)
+    position = None
+    if after is not None:
+        try:
+            position = (datetime.fromisoformat(after[0]), after[1])
+        except ValueError:
+            raise ApiError(
+                422, "invalid", "cursor: not one this API made", field="cursor"
+            ) from None
     letters = await ctx.store.dead_letters(
-        stage=stage, project_id=project_id, state=None if include_replayed else "dead"
+        stage=stage, project_id=project_id, state=None if include_replayed else "dead",
+        after=position, limit=limit + 1,
+    )  # fmt: skip
+    page = letters[:limit]
+    last = page[-1][0] if page else None
+    more = len(letters) > limit and last is not None
+    return Page[DeadLetter](
+        items=[views.dead_letter(letter, state) for letter, state in page],
+        next_cursor=pagination.encode([last.failed_at.isoformat(), last.dead_letter_id])
+        if more and last
+        else None,
     )
-    return [views.dead_letter(letter, state) for letter, state in letters]
 
 
 @router.post("/dead-letters/replay", response_model=list[Replayed], summary="Replay")
