@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from claritycast.runtime.ports import is_listening
+from claritycast.runtime.ports import bind, is_listening
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +221,23 @@ def test_a_worker_that_exits_is_started_again(up: UpProcess) -> None:
     up.process.send_signal(signal.SIGTERM)
     assert up.process.wait(60) == 0
     assert wait_gone([second]) == []
+
+
+def test_a_taken_web_port_is_one_line_naming_its_setting(tmp_path: Path) -> None:
+    """`up` on a web port already in use starts nothing and says which setting to change."""
+    taken = bind("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+        env |= {"CLARITYCAST_DATA_DIR": str(tmp_path / "var"), "CLARITYCAST_WEB_PORT": str(port)}
+        result = subprocess.run(
+            claritycast("up"), env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"claritycast: invalid setting CLARITYCAST_WEB_PORT: cannot listen on 127.0.0.1:{port}: "
+        "the port is in use"
+    ]
+    assert not (tmp_path / "var" / "mongodb").exists(), "no server was started"
