@@ -171,7 +171,8 @@ async def _replay_store(
     except BlocksMissing:
         await store.release_group(project_id, local_date, group)
         return Replayed(letter, "expired", f"the answer for {local_date} {group} is no longer kept")
-    await store.release_group(project_id, local_date, group)
+    # The group stays held: released now, the tick could ask Clarity for it again before
+    # the store stage stores this answer. Once stored, the hold no longer matters.
     await send(SNAPSHOTS_FETCHED, project_id, record)
     return Replayed(letter, "sent", f"{local_date} {group} back to the store stage", record)
 
