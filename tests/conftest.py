@@ -93,6 +93,9 @@ def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[st
         "data_dir": tmp_path / "var",
         "partitions": TEST_PARTITIONS,
         "broker_session_timeout_s": TEST_SESSION_TIMEOUT_S,
+        # A web process on a free port (test runs overlap), signing with a test secret.
+        "web_port": 0,
+        "web_secret": "test-web-secret-not-for-production",
     }
 
 

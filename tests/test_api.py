@@ -60,8 +60,6 @@ def up_env(
         "CLARITYCAST_SMTP_SECURITY": "none",
         "CLARITYCAST_TICK_INTERVAL_S": "0.5",
         "CLARITYCAST_DELIVERY_GRACE_S": "0",
-        "CLARITYCAST_WEB_PORT": "0",
-        "CLARITYCAST_WEB_SECRET": "test-web-secret-not-for-production",
     }
 
 

@@ -34,10 +34,7 @@ UNSAFE = ("post", "put", "patch", "delete")
 
 @pytest.fixture
 def web_env(settings_env: dict[str, str]) -> dict[str, str]:
-    return settings_env | {
-        "CLARITYCAST_WEB_PORT": "0",
-        "CLARITYCAST_WEB_SECRET": "test-web-secret-not-for-production",
-    }
+    return settings_env | {}
 
 
 @pytest.fixture

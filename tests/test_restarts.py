@@ -231,6 +231,7 @@ def up_env(simulator: ClaritySimulator) -> dict[str, str]:
         "CLARITYCAST_PARTITIONS": "2",
         "CLARITYCAST_CLARITY_API_URL": simulator.export_url,
         "CLARITYCAST_TICK_INTERVAL_S": "0.5",
+        "CLARITYCAST_WEB_PORT": "0",
     }
 
 

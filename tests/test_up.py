@@ -42,6 +42,7 @@ class UpProcess:
         if env is None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
             env["CLARITYCAST_PARTITIONS"] = "2"
+            env["CLARITYCAST_WEB_PORT"] = "0"  # a free port: test runs may overlap
         self.env = env | {"CLARITYCAST_DATA_DIR": str(data_dir)}
         self.lines: list[str] = []
         self.process = subprocess.Popen(
