@@ -140,7 +140,7 @@ def test_up_is_ready_single_and_stops_everything_on_ctrl_c(up: UpProcess) -> Non
     assert "claritycast demo" in hint
     state = up.state()
     children = children_of(state)
-    assert set(children) == {"tansu", "secantusdb", "worker"}
+    assert set(children) == {"tansu", "secantusdb", "worker", "web"}
     assert all(is_listening(port) for port in ports_of(state))
 
     second = up.run("up")
@@ -191,7 +191,7 @@ def test_up_with_urls_starts_no_server(settings_env: dict[str, str], tmp_path: P
     try:
         up.wait_ready(READY_WITHIN_S)
         state = up.state()
-        assert set(children_of(state)) == {"worker"}
+        assert set(children_of(state)) == {"worker", "web"}
         assert state["kafka_url"] == settings_env["CLARITYCAST_KAFKA_URL"]
         assert state["mongodb_url"] == settings_env["CLARITYCAST_MONGODB_URL"]
         assert not (up.data_dir / "mongodb").exists()
