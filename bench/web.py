@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -46,43 +47,52 @@ async def seed(store: Store, sources: int) -> str:
         for back in range(LONG_DAYS)
     ]
     metric_ids = [metric.id for metric in catalogue.METRICS]
+    batch: dict[str, list[dict[str, Any]]] = {}
+
+    def add(collection: str, *documents: dict[str, Any]) -> None:
+        batch.setdefault(collection, []).extend(documents)
+
+    async def flush() -> None:
+        for collection, documents in batch.items():
+            await store.db[collection].insert_many(documents, ordered=False)
+        batch.clear()
+
     for i in range(sources):
         project_id = f"p-{i:04d}"
         days = template if i == 0 else template[:DAYS]
-        await store.db.projects.insert_one({
+        add("projects", {
             "_id": project_id, "label": f"Shop {i:04d}", "org_id": "bench", "token": "t",
             "status": "active", "status_reason": None, "connected_at": now - timedelta(days=100),
             "exhausted_until": None, "deferred_until": None,
         })  # fmt: skip
-        await store.db.metric_sources.insert_many(
-            [{"project_id": project_id, "metric_id": m, "created_at": now} for m in metric_ids]
-        )
-        snapshots = [
+        add("metric_sources", *(
+            {"project_id": project_id, "metric_id": m, "created_at": now} for m in metric_ids
+        ))  # fmt: skip
+        add("snapshots", *(
             doc | {"_id": f"{project_id}/{doc['local_date']}/overall", "project_id": project_id}
             for doc in days
-        ]
-        await store.db.snapshots.insert_many(snapshots)
-        await store.db.pulls.insert_many([
+        ))  # fmt: skip
+        add("pulls", *(
             {"_id": f"{project_id}/{doc['local_date']}", "project_id": project_id,
              "local_date": doc["local_date"], "groups": ["overall"]}
             for doc in days
-        ])  # fmt: skip
-        await store.db.calls.insert_many([
+        ))  # fmt: skip
+        add("calls", *(
             {"_id": f"{project_id}-{g}", "project_id": project_id, "local_date": last.isoformat(),
              "group": g, "reason": "daily", "at": now - timedelta(hours=3), "outcome": "ok",
              "status": 200, "detail": None}
             for g in ("overall", "url", "browser", "device", "country", "os", "source")
-        ])  # fmt: skip
+        ))  # fmt: skip
         for c in range(CONNECTIONS_PER_SOURCE):
             name = f"shop-{i:04d}-{c}"
-            await store.db.connections.insert_one({
+            add("connections", {
                 "_id": name, "project_id": project_id, "metric_id": "sessions",
                 "destination": {"kind": "email", "channel": None, "addresses": ["a@example.com"]},
                 "schedule": {"frequency": "daily", "at": "09:00", "weekday": None, "day": None},
                 "timezone": "UTC", "window_days": 30, "ai_summary": False, "status": "active",
                 "status_reason": None, "created_at": now - timedelta(days=40),
             })  # fmt: skip
-            await store.db.deliveries.insert_many([
+            add("deliveries", *(
                 {"_id": f"{name}/{(last - timedelta(days=d)).isoformat()}", "connection": name,
                  "period": (last - timedelta(days=d)).isoformat(), "reason": "schedule",
                  "scheduled_at": now - timedelta(days=d), "state": "sent",
@@ -92,7 +102,10 @@ async def seed(store: Store, sources: int) -> str:
                  "receipt": {"message_id": f"<{name}-{d}@bench>"},
                  "sent_at": now - timedelta(days=d)}
                 for d in range(DELIVERIES_PER_CONNECTION)
-            ])  # fmt: skip
+            ))  # fmt: skip
+        if i % 50 == 49:
+            await flush()
+    await flush()
     return "p-0000"
 
 
@@ -168,7 +181,8 @@ async def run(up: Up, seconds: float, sources: int) -> None:
 
 
 def main(seconds: float, sources: int) -> None:
-    up = Up(partitions="2", web_port="0")
+    # Filling the store is not what is measured: no fsync per commit while it fills.
+    up = Up(partitions="2", web_port="0", mongodb_sync_on_commit="false")
     try:
         up.wait_ready(120)
         asyncio.run(run(up, seconds, sources))
