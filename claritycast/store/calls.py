@@ -6,6 +6,7 @@ rebuilt after any restart; refusals say why a request was not granted.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -118,13 +119,18 @@ class CallsMixin:
     async def calls_since_many(
         self, project_ids: list[str], since: datetime
     ) -> dict[str, list[Call]]:
-        """Several projects' calls since ``since``, in one query, by project."""
-        found: dict[str, list[Call]] = {project_id: [] for project_id in project_ids}
+        """Several projects' calls since ``since``, oldest first, by project.
+
+        One indexed query per project, all at once, like `pulls_since_many`.
+        """
+
+        async def one(project_id: str) -> list[Call]:
+            cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
+            return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
+
         with translated("reading the call log"):
-            cursor = self.db.calls.find({"project_id": {"$in": project_ids}, "at": {"$gte": since}})
-            async for doc in cursor.sort("at", ASCENDING):
-                found[doc["project_id"]].append(Call.from_document(doc))
-        return found
+            found = await asyncio.gather(*(one(project_id) for project_id in project_ids))
+        return dict(zip(project_ids, found, strict=True))
 
     async def calls_for(
         self, project_id: str, local_date: str, group: str, since: datetime

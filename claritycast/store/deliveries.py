@@ -6,11 +6,11 @@ claim decides which worker sends it, so each report goes out once.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     DuplicateKeyError,
@@ -18,6 +18,7 @@ from pymongo.errors import (
 
 from claritycast.store.base import translated
 from models.delivery import Attempt, Connection, ConnectionStatus, Delivery, DeliveryState
+from models.documents import as_utc
 from models.report import Report
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -25,11 +26,17 @@ INDEXES: dict[str, list[IndexModel]] = {
     "deliveries": [
         IndexModel([("connection", ASCENDING), ("created_at", ASCENDING)], name="by_connection"),
         IndexModel([("state", ASCENDING), ("next_check_at", ASCENDING)], name="by_state"),
+        IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first"),
     ],
     "charts": [
         IndexModel([("created_at", ASCENDING)], expireAfterSeconds=90 * 86400, name="expire")
     ],
 }
+
+# How far back a page of the delivery log looks first, then next; the last
+# try looks back to the beginning (`DeliveriesMixin.deliveries`).
+RECENT_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31))
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 # Delivery states a worker may still move forward; the others are final.
 OPEN_STATES = [
@@ -159,18 +166,36 @@ class DeliveriesMixin:
         state: str | None = None,
         before: tuple[datetime, str] | None = None,
     ) -> list[Delivery]:
-        """The delivery log, newest first; ``before`` (created at, key) pages on."""
+        """The delivery log, newest first; ``before`` (created at, key) pages on.
+
+        The log grows by every report every day, so a page is read from a
+        recent window first and the window widens only while it holds fewer
+        than ``limit`` deliveries (see `RECENT_WINDOWS`): a server reads the
+        window, never the whole log, however it plans a sort with a limit.
+        The last try has no lower bound, so the answer is always exact.
+        """
         query: dict[str, Any] = {"connection": connection} if connection else {}
         if state:
             query["state"] = state
         if before is not None:
             at, key = before
-            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": key}}]
-        with translated("listing deliveries"):
-            cursor = (
-                self.db.deliveries.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
-            )
-            return [Delivery.from_document(doc) async for doc in cursor]
+            query["$or"] = [{"created_at": {"$lt": at}}, {"_id": {"$lt": key}}]
+        newest = as_utc(before[0]) if before is not None else datetime.now(UTC)
+        found: list[Delivery] = []
+        for window in (*RECENT_WINDOWS, None):
+            created: dict[str, Any] = {} if window is None else {"$gte": newest - window}
+            if before is not None:
+                created["$lte"] = before[0]
+            if created:
+                query["created_at"] = created
+            else:
+                query.pop("created_at", None)
+            with translated("listing deliveries"):
+                cursor = self.db.deliveries.find(query).sort(NEWEST_FIRST).limit(limit)
+                found = [Delivery.from_document(doc) async for doc in cursor]
+            if len(found) >= limit:
+                break
+        return found
 
     async def recheck_delivery(self, key: str, now: datetime, next_check_at: datetime) -> bool:
         """Take an open delivery whose check is due; True for exactly one caller.
