@@ -35,7 +35,13 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 # How far back a page of the delivery log looks first, then next; the last
 # try looks back to the beginning (`DeliveriesMixin.deliveries`).
-RECENT_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31))
+RECENT_WINDOWS = (
+    timedelta(minutes=10),
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=7),
+    timedelta(days=31),
+)
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 # Delivery states a worker may still move forward; the others are final.
