@@ -2,7 +2,7 @@
 
 Agents and commands never build queries; they call these methods, grouped by
 collection in this wing's modules (projects, calls, snapshots, deliveries,
-dead letters) and joined here into one `Store`. Every collection's indexes are
+dead letters, the audit trail) and joined here into one `Store`. Every collection's indexes are
 created by `Store.ensure_indexes` at start-up, which is idempotent (MongoDB's
 ``createIndexes`` is a no-op for an identical index), so any number of
 workers may start at once.
@@ -16,7 +16,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 
-from claritycast.store import calls, dead_letters, deliveries, projects, snapshots
+from claritycast.store import audit, calls, dead_letters, deliveries, projects, snapshots
+from claritycast.store.audit import AuditMixin
 from claritycast.store.base import StoreBase, translated
 from claritycast.store.calls import CallsMixin
 from claritycast.store.claim_check import BlockStore
@@ -33,11 +34,18 @@ INDEXES: dict[str, list[IndexModel]] = {
     **calls.INDEXES,
     **deliveries.INDEXES,
     **dead_letters.INDEXES,
+    **audit.INDEXES,
 }
 
 
 class Store(
-    SnapshotsMixin, ProjectsMixin, CallsMixin, DeliveriesMixin, DeadLettersMixin, StoreBase
+    SnapshotsMixin,
+    ProjectsMixin,
+    CallsMixin,
+    DeliveriesMixin,
+    DeadLettersMixin,
+    AuditMixin,
+    StoreBase,
 ):
     """Typed access to claritycast's collections in one database."""
 
