@@ -9,6 +9,7 @@ import httpx
 from claritycast.clarity.client import ClarityClient, http_client
 from claritycast.clock import Clock, SystemClock
 from claritycast.delivery.destinations import Destinations
+from claritycast.keyfile import keyring_for
 from claritycast.reports.summariser import Summariser
 from claritycast.settings import Settings
 from claritycast.store.core import Store
@@ -28,10 +29,12 @@ class Deps:
 
     @classmethod
     def build(cls, settings: Settings, mongodb_url: str, clock: Clock | None = None) -> Deps:
+        """The clients; the keys that seal tokens are required here, at a worker's start."""
+        keyring = keyring_for(settings)
         http = http_client(settings.clarity_timeout_s)
         return cls(
             settings=settings,
-            store=Store.connect(mongodb_url, settings.mongodb_database),
+            store=Store.connect(mongodb_url, settings.mongodb_database, keyring=keyring),
             clarity=ClarityClient(http, settings.clarity_api_url),
             http=http,
             clock=clock or SystemClock(),

@@ -40,12 +40,17 @@ def _decode_part(part: str) -> dict[str, Any]:
     return decoded
 
 
-def check_token(token: str, now: datetime) -> TokenClaims:
-    """The token's claims, or `ClarityTokenInvalid` saying why it cannot work."""
-    token = token.strip()
+def plain_token(text: str) -> str:
+    """The token as Clarity takes it: without the spaces or ``Bearer`` pasted with it."""
+    token = text.strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
-    parts = token.split(".")
+    return token
+
+
+def check_token(token: str, now: datetime) -> TokenClaims:
+    """The token's claims, or `ClarityTokenInvalid` saying why it cannot work."""
+    parts = plain_token(token).split(".")
     if len(parts) != 3 or not all(parts[:2]):
         raise ClarityTokenInvalid("token is not a JWT (expected three dot-separated parts)")
     _decode_part(parts[0])

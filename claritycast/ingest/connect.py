@@ -17,7 +17,7 @@ from datetime import datetime
 
 import faust
 
-from claritycast.clarity.token import check_token
+from claritycast.clarity.token import check_token, plain_token
 from claritycast.clock import Clock
 from claritycast.errors import InputError
 from claritycast.localtime import local_yesterday, valid_timezone
@@ -102,19 +102,22 @@ async def connect_project(
     """Store a project and pull yesterday in all 7 groups; report each group.
 
     A hopeless token is refused before anything is stored or spent
-    (`ClarityTokenInvalid`); a duplicate label is an `InputError`.
+    (`ClarityTokenInvalid`); a duplicate label is an `InputError`. The token
+    reaches the store sealed (`claritycast.keyring`), never plain.
     """
     now = clock.now()
-    check_token(token, now)
+    claims = check_token(token, now)
     if not label.strip():
         raise InputError("a project needs a label")
     org = await _organisation(store, org_name, default_timezone, now)
+    project_id = f"{slug(label)}-{uuid.uuid4().hex[:6]}"
     project = Project(
-        project_id=f"{slug(label)}-{uuid.uuid4().hex[:6]}",
+        project_id=project_id,
         label=label.strip(),
         org_id=org.org_id,
-        token=token.strip().removeprefix("Bearer ").strip(),
+        sealed_token=store.seal_token(plain_token(token), project_id),
         connected_at=now,
+        token_expires_at=claims.expires_at,
     )
     if not await store.add_project(project, [metric.id for metric in catalogue.METRICS]):
         raise InputError(f"a project labelled {label!r} exists already in {org.name}")

@@ -24,12 +24,14 @@ import agents
 from agents.deps import Deps
 from claritycast.clock import Clock
 from claritycast.errors import StoreError
+from claritycast.ingest.keys import encrypt_plain_tokens_on_start
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import Endpoints
 from claritycast.runtime.transport import KafkaTransport, SteadyFlowControl, TansuTransport
 from claritycast.settings import Settings
+from models.audit import Actor, ActorKind
 from models.documents import WorkerBeat
-from topics import Topics
+from topics import Topics, TopicSpec, send_bounded
 
 log = get_logger(__name__)
 
@@ -68,6 +70,15 @@ class ClarityCastApp(faust.App):
         await super().on_start()
         await self.deps.open()
         await self.declared.declare_all()
+        # Before any agent reads a token: what an older version stored plain gets sealed.
+        worker = Actor(ActorKind.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        await encrypt_plain_tokens_on_start(
+            self.deps.store, self.send_to, worker, self.deps.clock.now()
+        )
+
+    async def send_to(self, spec: TopicSpec, key: str, record: faust.Record) -> None:
+        """Send one record on a declared topic, within the size bound."""
+        await send_bounded(self.declared[spec], key, record)
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()

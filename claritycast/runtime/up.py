@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from claritycast.errors import ServerFailedToStart
+from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import (
     ChildProcess,
@@ -49,6 +50,13 @@ async def run_up(
     """Run until a signal arrives or the worker exits; returns the exit code."""
     run_dir = RunDir(settings.run_dir)
     run_dir.acquire()
+    try:
+        # The embedded default makes its key on the first start; an external MongoDB
+        # without CLARITYCAST_SECRET_KEYS stops here, before anything is started.
+        keyring_for(settings, create=True)
+    except BaseException:
+        run_dir.release()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
