@@ -28,9 +28,18 @@ class Deps:
     summariser: Summariser | None
 
     @classmethod
-    def build(cls, settings: Settings, mongodb_url: str, clock: Clock | None = None) -> Deps:
-        """The clients; the keys that seal tokens are required here, at a worker's start."""
-        keyring = keyring_for(settings)
+    def build(
+        cls,
+        settings: Settings,
+        mongodb_url: str,
+        clock: Clock | None = None,
+        *,
+        opens_tokens: bool = True,
+    ) -> Deps:
+        """The clients. With ``opens_tokens`` (a worker running the fetch stage) the keys that
+        seal Clarity tokens are required here, at its start; other workers never hold them.
+        """
+        keyring = keyring_for(settings) if opens_tokens else None
         http = http_client(settings.clarity_timeout_s)
         return cls(
             settings=settings,

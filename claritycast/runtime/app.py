@@ -70,11 +70,12 @@ class ClarityCastApp(faust.App):
         await super().on_start()
         await self.deps.open()
         await self.declared.declare_all()
-        # Before any agent reads a token: what an older version stored plain gets sealed.
-        worker = Actor(ActorKind.WORKER, f"{socket.gethostname()}:{os.getpid()}")
-        await encrypt_plain_tokens_on_start(
-            self.deps.store, self.send_to, worker, self.deps.clock.now()
-        )
+        if self.deps.store.keyring is not None:
+            # Before the fetch stage reads a token: what an older version stored plain is sealed.
+            worker = Actor(ActorKind.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+            await encrypt_plain_tokens_on_start(
+                self.deps.store, self.send_to, worker, self.deps.clock.now()
+            )
 
     async def send_to(self, spec: TopicSpec, key: str, record: faust.Record) -> None:
         """Send one record on a declared topic, within the size bound."""
@@ -158,7 +159,8 @@ def create_app(
     app = ClarityCastApp(app_id, **faust_options(settings, endpoints, app_id))
     app.tansu = is_tansu(settings, endpoints)
     app.stage_names = names
-    app.deps = Deps.build(settings, endpoints.mongodb_url, clock)
+    # Only the fetch stage opens Clarity tokens: only its workers need (and get) the key.
+    app.deps = Deps.build(settings, endpoints.mongodb_url, clock, opens_tokens="fetch" in names)
     app.declared = Topics(app, settings.topic_prefix, settings.partitions)
     for stage in chosen:
         stage.register(app, app.declared, app.deps)
