@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+import agents
 from claritycast.errors import ServerFailedToStart
 from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
@@ -53,7 +54,8 @@ async def run_up(
     try:
         # The embedded default makes its key on the first start; an external MongoDB
         # without CLARITYCAST_SECRET_KEYS stops here, before anything is started.
-        keyring_for(settings, create=True)
+        if any(stage.name == "fetch" for stage in agents.select(stages)):
+            keyring_for(settings, create=True)
     except BaseException:
         run_dir.release()
         raise
