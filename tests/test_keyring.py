@@ -8,8 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from structlog.testing import capture_logs
 
+from claritycast.cli.main import cli
 from claritycast.errors import (
     ConfigError,
     TokenForAnotherProject,
@@ -217,3 +219,13 @@ def test_a_keyring_needs_a_key() -> None:
     """An empty keyring is refused rather than sealing with nothing."""
     with pytest.raises(ConfigError):
         Keyring([])
+
+
+def test_keys_new_prints_one_fresh_key_and_stores_nothing(tmp_path: Path) -> None:
+    """`claritycast keys new` needs no server and no setting: one key per line, new each time."""
+    first = CliRunner().invoke(cli, ["keys", "new"], env={"CLARITYCAST_DATA_DIR": str(tmp_path)})
+    second = CliRunner().invoke(cli, ["keys", "new"], env={"CLARITYCAST_DATA_DIR": str(tmp_path)})
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout != second.stdout
+    assert len(parse_keys(first.stdout).key_ids) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from claritycast.clock import ManualClock
 from claritycast.errors import ClarityTokenInvalid, InputError
 from claritycast.ingest.connect import connect_project
-from claritycast.ingest.keys import encrypt_plain_tokens
+from claritycast.ingest.keys import encrypt_plain_tokens, rotate_keys
 from claritycast.ingest.quota import LEASE
 from claritycast.ingest.refresh import refresh
 from claritycast.ingest.tokens import set_token
@@ -255,3 +255,64 @@ async def test_set_token_command_reads_stdin_and_prints_no_token(
     assert project is not None and store.open_token(project) == token, "the refusal changed nothing"
     secrets = {"the token": token, "the refused text": "eyJnot.a.jwt"}
     assert leaks(out + err, secrets) == []
+
+
+async def test_a_rotation_resumes_races_safely_reactivates_and_says_what_it_left(
+    store: Store, settings: Settings
+) -> None:
+    """Half done before (an interruption): the rest is re-sealed. Two at once: each token
+    once. A project unreadable for a missing key that is back: active again. A token whose
+    key nobody holds: left, and said."""
+    old_key, new_text = new_key(), new_key()
+    old, new = parse_keys(old_key), parse_keys(f"{new_text},{old_key}")
+    tokens = {f"p{i}": make_token(f"p{i}") for i in range(8)}
+    for i, (project_id, token) in enumerate(tokens.items()):
+        keyring = new if i < 3 else old  # p0-p2: an earlier, interrupted rotation got to them
+        await add_project(store, project_id, keyring.seal(token, project_id))
+    await store.set_project_status("p7", ProjectStatus.TOKEN_UNREADABLE, "key missing: …")
+    orphan = parse_keys(new_key()).seal(make_token("orphan"), "orphan")
+    await add_project(store, "orphan", orphan)
+
+    assert settings.mongodb_url is not None
+    rotators = [
+        Store.connect(settings.mongodb_url, settings.mongodb_database, keyring=new)
+        for _ in range(2)
+    ]
+    try:
+        first, second = await asyncio.gather(*(rotate_keys(r, DEFAULT_START) for r in rotators))
+        again = await rotate_keys(rotators[0], DEFAULT_START)
+    finally:
+        for rotator in rotators:
+            await rotator.close()
+
+    resealed = sorted(first.resealed + second.resealed)
+    assert resealed == [f"p{i}" for i in range(3, 8)], "each token re-sealed once, in all"
+    assert set(first.current) >= {"p0", "p1", "p2"}
+    assert sorted(first.reactivated + second.reactivated) == ["p7"]
+    for rotation in (first, second, again):
+        assert [project_id for project_id, _ in rotation.left] == ["orphan"]
+        assert rotation.left[0][1].startswith("key missing: sealed with key ")
+        assert not rotation.complete
+    assert again.resealed == () and again.reactivated == ()
+    assert "1 left on an older key: orphan (key missing" in again.describe()
+    only_new = parse_keys(new_text)
+    for project_id, token in tokens.items():
+        project = await store.get_project(project_id)
+        assert project is not None and project.status == ProjectStatus.ACTIVE
+        assert project.sealed_token is not None and only_new.is_current(project.sealed_token)
+        assert only_new.open(project.sealed_token, project_id) == token
+
+
+async def test_keys_rotate_exits_1_while_a_token_is_left_on_a_key_not_held(
+    settings_env: dict[str, str], store: Store
+) -> None:
+    """The operator is told which token stops the old key being dropped, and why."""
+    await add_project(store, "kept", store.seal_token(make_token("kept"), "kept"))
+    lost = parse_keys(new_key())
+    await add_project(store, "lost", lost.seal(make_token("lost"), "lost"))
+    code, out, err = await run_cli(settings_env, "keys", "rotate")
+    assert code == 1, err
+    assert f"1 left on an older key: lost (key missing: sealed with key {lost.writer.key_id}" in out
+    assert out.rstrip().endswith(
+        "keep the older keys until every token above is readable or replaced"
+    )
