@@ -32,6 +32,9 @@ COMMANDS = {
     "replay",
     "topics",
     "quota",
+    "projects",
+    "keys",
+    "audit",
 }
 
 
