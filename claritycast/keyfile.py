@@ -6,8 +6,9 @@
   ``<data_dir>/secret.key``, which `claritycast up` creates on its first start
   (mode 0600) and announces once; the worker it starts reads the same file;
 - with an external MongoDB, an unset key is a start-up error naming the
-  setting: workers on several machines must share one key, and a key made up
-  by one of them would seal tokens the others cannot open.
+  setting (for the workers that run the fetch stage, and the commands that
+  store tokens): they may be on several machines and must share one key; a
+  key made up by one of them would seal tokens the others cannot open.
 
 Operator note: back the key up apart from the database. A backup of the
 database without its key is useless to a thief, and so to you: tokens sealed
@@ -46,9 +47,9 @@ def keyring_for(settings: Settings, *, create: bool = False) -> Keyring:
     if not settings.embedded_mongodb:
         raise ConfigError(
             SECRET_KEYS_SETTING,
-            "not set: with an external MongoDB (CLARITYCAST_MONGODB_URL) every worker must "
-            "share the key that encrypts Clarity tokens; make one with `claritycast keys new` "
-            "and give it to every worker and command",
+            "not set: with an external MongoDB (CLARITYCAST_MONGODB_URL), the workers that "
+            "fetch and the commands that store tokens must share the key that encrypts them; "
+            "make one with `claritycast keys new` and give it to each",
         )
     path = key_file(settings)
     if create:

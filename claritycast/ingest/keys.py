@@ -3,9 +3,9 @@
 Rotating a key, with workers running all along:
 
 1. ``claritycast keys new`` prints a key; put it first in
-   ``CLARITYCAST_SECRET_KEYS`` on every worker and command, keeping the old
-   one after it, and restart the workers: they open tokens sealed with either
-   and seal new ones with the new key.
+   ``CLARITYCAST_SECRET_KEYS`` wherever the key is given (the workers running
+   the fetch stage, the commands that store tokens), keeping the old one
+   after it, and restart the workers: they open tokens sealed with either.
 2. ``claritycast keys rotate`` re-encrypts every stored token with the first
    key. A worker that reads a token mid-rotation opens it with whichever key
    it was sealed with, so nothing fails and nothing is fetched twice. Each
