@@ -1,8 +1,11 @@
 """fetch group: make one granted Clarity request and pass the parsed snapshot on.
 
-The token is read from MongoDB here, at the last moment: it never travels on a
-topic. Each outcome is written to the call log, and the failures of the API's
-error table end in their documented states (`claritycast.ingest.fetch_failures`):
+The token is read from MongoDB here, at the last moment, and decrypted only
+then: it never travels on a topic. A token that cannot be decrypted marks its
+project "token unreadable" and nothing is asked of Clarity.
+
+Each outcome is written to the call log, and the failures of the API's error
+table end in their documented states (`claritycast.ingest.fetch_failures`):
 401/403 mark the project "token invalid" and tell its owner once; 429 marks it
 exhausted until its next local midnight; 5xx, timeouts and garbled 200s are
 retried by the tick after a backoff, then dead-lettered; 400 and malformed
@@ -30,6 +33,7 @@ from agents.guard import DeadLetterSink, guarded, with_store_retry
 from claritycast.errors import ClarityError
 from claritycast.ingest.fetch_failures import after_failure
 from claritycast.ingest.quota import GRANT_TTL
+from claritycast.ingest.tokens import readable_token
 from claritycast.localtime import is_late
 from claritycast.logs import get_logger
 from claritycast.store.claim_check import fetched_record
@@ -79,10 +83,14 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
         await store.finish_call(granted.request_id, "expired", None, "granted too long ago")
         log.info("fetch.expired", granted_at=granted.granted_at, **context)
         return
+    token = await readable_token(store, project)
+    if token is None:  # marked "token unreadable": nothing is asked of Clarity
+        await store.finish_call(granted.request_id, "skipped", None, "token unreadable")
+        return
     if not await store.start_call(granted.request_id):
         return  # the quota check expired it first: it will never be made
     try:
-        response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
+        response = await deps.clarity.fetch(token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:
         # What the failure means (a held group, a dead letter) is settled before the
         # call is closed: the quota check sees the group held, never merely failed.

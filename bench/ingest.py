@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.embedded import Up, memory_kib
+from claritycast.keyfile import KEY_FILE_NAME
+from claritycast.keyring import parse_keys
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
@@ -58,12 +60,15 @@ async def night(count: int) -> None:
         children = state["children"]
         assert isinstance(children, dict)
         broker_before = memory_kib(children["tansu"])
-        store = Store.connect(str(state["mongodb_url"]), "claritycast")
+        # Sealed with the key `up` made in its data folder, as `connect` would seal them.
+        keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
+        store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
         now = datetime.now(UTC)
         await store.add_organisation(Organisation("bench", "bench", "UTC", now))
         metric_ids = [metric.id for metric in catalogue.METRICS]
         for project_id, token in tokens.items():
-            paused = Project(project_id, project_id, "bench", token, status=ProjectStatus.PAUSED)
+            sealed = store.seal_token(token, project_id)
+            paused = Project(project_id, project_id, "bench", sealed, status=ProjectStatus.PAUSED)
             await store.add_project(paused, metric_ids)
         began = time.monotonic()  # all due at once: the tick sees them from now on
         await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})

@@ -23,6 +23,9 @@ from typing import Any
 import httpx
 
 from bench.embedded import Up
+from claritycast.clarity.token import fingerprint
+from claritycast.keyfile import KEY_FILE_NAME
+from claritycast.keyring import parse_keys
 from claritycast.localtime import local_yesterday
 from claritycast.standins.history import history_snapshot
 from claritycast.store.core import Store
@@ -61,7 +64,9 @@ async def seed(store: Store, sources: int) -> str:
         project_id = f"p-{i:04d}"
         days = template if i == 0 else template[:DAYS]
         add("projects", {
-            "_id": project_id, "label": f"Shop {i:04d}", "org_id": "bench", "token": "t",
+            "_id": project_id, "label": f"Shop {i:04d}", "org_id": "bench",
+            "sealed_token": store.seal_token(f"token-{i}", project_id),
+            "token_fingerprint": fingerprint(f"token-{i}"),
             "status": "active", "status_reason": None, "connected_at": now - timedelta(days=100),
             "exhausted_until": None, "deferred_until": None,
         })  # fmt: skip
@@ -137,7 +142,9 @@ def p99(values: list[float]) -> float:
 
 async def run(up: Up, seconds: float, sources: int) -> None:
     state = up.state()
-    store = Store.connect(str(state["mongodb_url"]), "claritycast")
+    # Sealed with the key `up` made in its data folder, as `connect` would seal them.
+    keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
+    store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
     began = time.monotonic()
     long_source = await seed(store, sources)
     await store.close()

@@ -29,6 +29,10 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
     │   └── ServerFailedToStart     a server exited or never listened
     ├── BrokerUnavailable           Kafka cannot be reached from a command
     ├── StageError                  a worker was asked for a stage it cannot run
+    ├── TokenUnreadable             a stored Clarity token cannot be decrypted: not fetched
+    │   ├── TokenKeyMissing             sealed with a key that is not in the keyring
+    │   ├── TokenForAnotherProject      sealed for another project (moved or copied)
+    │   └── TokenTampered               changed since it was sealed, or never sealed
     ├── MessageTooLarge             a record is over the topics' size bound: a bug, dead-lettered
     ├── DeliveryError               Slack or SMTP did not take a report (``reason``)
     │   ├── DeliveryRetryable           transient (rate limit past the deadline, 5xx, network)
@@ -230,6 +234,50 @@ class DeliveryPermanent(DeliveryError):
 
     The connection is paused with ``reason`` until an operator resumes it.
     """
+
+
+class TokenUnreadable(ClarityCastError):
+    """A stored Clarity token cannot be decrypted; the project is not fetched.
+
+    ``kind`` names why in two words (for the project's status) and
+    ``key_id`` the key it was sealed with; neither is secret.
+    """
+
+    kind = "unreadable"
+
+    def __init__(self, message: str, key_id: str | None) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+
+class TokenKeyMissing(TokenUnreadable):
+    """Sealed with a key the keyring does not hold (it was dropped too early, or never given)."""
+
+    kind = "key missing"
+
+    def __init__(self, key_id: str, source: str) -> None:
+        super().__init__(f"sealed with key {key_id}, which {source} does not hold", key_id)
+
+
+class TokenForAnotherProject(TokenUnreadable):
+    """Sealed for another project: the ciphertext was moved or copied in the database."""
+
+    kind = "another project's"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            "sealed for another project: it was moved or copied in the database", key_id
+        )
+
+
+class TokenTampered(TokenUnreadable):
+    """The ciphertext fails its authenticity check: it was changed after it was sealed."""
+
+    kind = "tampered"
+
+    def __init__(self, key_id: str | None) -> None:
+        what = "changed since it was sealed" if key_id else "not a sealed token"
+        super().__init__(f"it fails its authenticity check: {what}", key_id)
 
 
 class MessageTooLarge(ClarityCastError):

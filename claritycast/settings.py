@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from claritycast.errors import ConfigError
+from claritycast.keyring import parse_keys
 from claritycast.localtime import valid_timezone
 from claritycast.redact import register_secret
 
@@ -55,6 +56,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./var"), description="Embedded servers' data and logs")
     mongodb_sync_on_commit: bool = Field(
         default=True, description="Embedded database fsyncs every commit (no lost snapshot)"
+    )
+
+    # Secrets at rest.
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys that encrypt stored Clarity tokens, comma-separated; the first "
+        "encrypts new ones (unset: the embedded default's key file)",
     )
 
     # Kafka and Faust.
@@ -192,6 +200,16 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _check_secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_keys(value.get_secret_value())
+            except ConfigError as exc:
+                raise ValueError(exc.problem) from None
         return value
 
     @field_validator("default_timezone")

@@ -36,6 +36,8 @@ COMMANDS = {
     "users",
     "api-keys",
     "projects",
+    "keys",
+    "audit",
 }
 
 

@@ -109,3 +109,10 @@ def test_example_production_config_loads(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = load_settings()
     assert settings.replication_factor == 3
     assert not settings.embedded_kafka
+
+
+def test_only_the_services_that_fetch_hold_the_key() -> None:
+    """The key that opens Clarity tokens reaches the fetch stage's containers and no other."""
+    for name, service in CLARITYCAST_SERVICES.items():
+        holds_key = "CLARITYCAST_SECRET_KEYS" in service["environment"]
+        assert holds_key == ("fetch" in agents.GROUPS[name]), name

@@ -210,7 +210,7 @@ async def test_a_snapshot_or_grant_lost_in_a_failover_is_asked_for_again(
 ) -> None:
     """A group fetched or granted but never stored is fetched again once its lease is over."""
     now = datetime(2026, 11, 24, 0, 30, tzinfo=UTC)
-    await store.add_project(Project("p1", "P1", "acme", "token", connected_at=now), [])
+    await store.add_project(Project("p1", "P1", "acme", connected_at=now), [])
     await store.log_call(
         Call("first", "p1", "2026-11-23", "device", "daily", now - age, outcome=outcome)
     )

@@ -8,10 +8,11 @@ import sys
 import click
 
 from claritycast import access
-from claritycast.cli.common import run, store_for
+from claritycast.cli.common import audited_command, cli_actor, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.errors import NotFound
 from claritycast.settings import Settings
+from models.audit import Action
 
 
 @click.command()
@@ -45,7 +46,10 @@ def users_add(settings: Settings, email: str, role: str, password_stdin: bool) -
 
     async def go() -> None:
         async with store_for(settings) as store:
-            who = await access.add_user(store, email, password, role, SystemClock().now())
+            target = f"user:{access.normalise_email(email)}"
+            async with audited_command(settings, store, Action.USER_ADD, target) as note:
+                who = await access.add_user(store, email, password, role, SystemClock().now())
+                note.detail = f"role {who.role}"
         click.echo(f"added {who.name} ({who.role})")
 
     run(go())
@@ -61,7 +65,10 @@ def users_set_password(settings: Settings, email: str, password_stdin: bool) -> 
 
     async def go() -> None:
         async with store_for(settings) as store:
-            await access.set_password(store, email, password, SystemClock().now())
+            target = f"user:{access.normalise_email(email)}"
+            async with audited_command(settings, store, Action.USER_CHANGE, target) as note:
+                note.detail = "a new password"
+                await access.set_password(store, email, password, SystemClock().now())
         click.echo(f"new password set for {email}")
 
     run(go())
@@ -96,8 +103,10 @@ def users_remove(settings: Settings, email: str) -> None:
 
     async def go() -> None:
         async with store_for(settings) as store:
-            if not await store.remove_user(access.normalise_email(email)):
-                raise NotFound(f"no user {email!r}; see `claritycast users list`")
+            target = f"user:{access.normalise_email(email)}"
+            async with audited_command(settings, store, Action.USER_REMOVE, target):
+                if not await store.remove_user(access.normalise_email(email)):
+                    raise NotFound(f"no user {email!r}; see `claritycast users list`")
         click.echo(f"removed {email}")
 
     run(go())
@@ -116,8 +125,14 @@ def api_keys_create(settings: Settings, name: str, role: str) -> None:
     """Make a key and print it once: keep it, it cannot be shown again."""
 
     async def go() -> None:
-        async with store_for(settings) as store:
-            key, record = await access.create_api_key(store, name, role, SystemClock().now(), "cli")
+        by = cli_actor().describe()
+        async with (
+            store_for(settings) as store,
+            audited_command(settings, store, Action.API_KEY_CREATE, "api-key:new") as note,
+        ):
+            key, record = await access.create_api_key(store, name, role, SystemClock().now(), by)
+            note.object = f"api-key:{record.key_id}"
+            note.detail = f"{record.name} ({record.role})"
         click.echo(f"API key {record.key_id} ({record.name}, {record.role}); shown once:")
         click.echo(key)
 
@@ -158,7 +173,11 @@ def api_keys_revoke(settings: Settings, key_id: str) -> None:
     """Revoke a key: it stops working at once."""
 
     async def go() -> None:
-        async with store_for(settings) as store:
+        target = f"api-key:{key_id}"
+        async with (
+            store_for(settings) as store,
+            audited_command(settings, store, Action.API_KEY_REVOKE, target),
+        ):
             revoked = await access.revoke_api_key(store, key_id, SystemClock().now())
         click.echo(f"revoked {revoked.key_id} ({revoked.name})")
 

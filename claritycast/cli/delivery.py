@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from claritycast.cli.common import publisher_for, run, store_for
+from claritycast.cli.common import audited_command, publisher_for, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.delivery import connections as conns
 from claritycast.delivery.schedule import next_due
 from claritycast.errors import InputError
 from claritycast.settings import Settings
 from claritycast.web import schemas, views
+from models.audit import Action
 from models.delivery import WINDOWS, ConnectionStatus, Delivery
 from topics import DELIVERIES_DUE
 
@@ -67,12 +68,21 @@ def connections_add(
 
     async def go() -> None:
         now = SystemClock().now()
-        async with store_for(settings) as store:
+        target = f"connection:{name or f'{project}/{metric}'}"
+        async with (
+            store_for(settings) as store,
+            audited_command(settings, store, Action.CONNECTION_ADD, target) as note,
+        ):
             connection = await conns.create_connection(
                 store, project=project, metric=metric, now=now, slack_channel=slack_channel,
                 emails=emails, schedule=schedule, at=at, timezone=timezone,
                 window_days=int(window_days), ai_summary=ai_summary, name=name,
             )  # fmt: skip
+            note.object = f"connection:{connection.name}"
+            note.detail = (
+                f"{connection.metric_id} of {connection.project_id} to "
+                f"{connection.destination.describe()}, {connection.schedule.describe()}"
+            )
         _, first = next_due(connection.schedule, connection.timezone, now)
         local = first.astimezone(ZoneInfo(connection.timezone))
         click.echo(
@@ -115,9 +125,19 @@ def connections_list(settings: Settings, as_json: bool) -> None:
     run(go())
 
 
+AUDITED_CHANGES = {
+    "pause": Action.CONNECTION_PAUSE,
+    "resume": Action.CONNECTION_RESUME,
+    "remove": Action.CONNECTION_REMOVE,
+}
+
+
 def _change(settings: Settings, name: str, action: str) -> None:
     async def go() -> None:
-        async with store_for(settings) as store:
+        async with (
+            store_for(settings) as store,
+            audited_command(settings, store, AUDITED_CHANGES[action], f"connection:{name}"),
+        ):
             if action == "pause":
                 await conns.pause(store, name)
             elif action == "resume":
@@ -162,8 +182,12 @@ def send_now(settings: Settings, name: str, wait_s: float) -> None:
 
     async def go() -> int:
         async with store_for(settings) as store, publisher_for(settings) as publisher:
-            due = await conns.send_now(store, name, SystemClock().now())
-            await publisher.send(DELIVERIES_DUE, due.connection, due)
+            async with audited_command(
+                settings, store, Action.DELIVERY_SEND_NOW, f"connection:{name}", publisher.send
+            ) as note:
+                due = await conns.send_now(store, name, SystemClock().now())
+                await publisher.send(DELIVERIES_DUE, due.connection, due)
+                note.detail = f"delivery {due.delivery_key}"
             delivery = await conns.wait_for_delivery(store, due.delivery_key, wait_s)
         if delivery is None or not delivery.state.final:
             click.echo(f"{due.delivery_key}: not sent within {wait_s:.0f} s; is a worker running?")

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import click
 
-from claritycast.cli.common import publisher_for, run, store_for
+from claritycast.cli.common import audited_command, publisher_for, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.errors import InputError
 from claritycast.settings import Settings
+from models.audit import Action
 
 
-def _read_token(token: str | None) -> str:
+def read_token(token: str | None) -> str:
     """From the option, from stdin (``-``), or typed without echo."""
     if token == "-":  # noqa: S105 - the stdin marker, not a secret
         return sys.stdin.readline().strip()
@@ -35,14 +36,23 @@ def connect(
     """Connect a Clarity project and pull yesterday at once, group by group."""
     from claritycast.ingest.connect import connect_project
 
-    secret = _read_token(token)
+    secret = read_token(token)
 
     async def go() -> int:
-        async with store_for(settings) as store, publisher_for(settings) as publisher:
+        async with (
+            store_for(settings, keys=True) as store,
+            publisher_for(settings) as publisher,
+            audited_command(
+                settings, store, Action.PROJECT_CONNECT, f"project:{label}", publisher.send
+            ) as note,
+        ):
             result = await connect_project(
                 store, publisher.send, SystemClock(), token=secret, label=label,
                 org_name=org_name, default_timezone=settings.default_timezone, wait_s=wait_s,
             )  # fmt: skip
+            note.object = f"project:{result.project.project_id}"
+            stored = sum(1 for report in result.groups if report.outcome == "stored")
+            note.detail = f"label {label!r}; pulling {result.local_date}: {stored}/7 stored"
         click.echo(f"connected {result.project.label} as {result.project.project_id}")
         click.echo(f"pulling {result.local_date} (yesterday in its organisation's timezone):")
         for report in result.groups:
@@ -64,10 +74,16 @@ def refresh(settings: Settings, project_ref: str, groups: tuple[str, ...], wait_
 
     async def go() -> int:
         async with store_for(settings) as store, publisher_for(settings) as publisher:
-            reports = await refresh_project(
-                store, publisher.send, project_ref, list(groups), SystemClock().now(),
-                default_timezone=settings.default_timezone, wait_s=wait_s,
-            )  # fmt: skip
+            found = await store.find_project(project_ref)
+            target = f"project:{found.project_id if found else project_ref}"
+            async with audited_command(
+                settings, store, Action.PROJECT_REFRESH, target, publisher.send
+            ) as note:
+                reports = await refresh_project(
+                    store, publisher.send, project_ref, list(groups), SystemClock().now(),
+                    default_timezone=settings.default_timezone, wait_s=wait_s,
+                )  # fmt: skip
+                note.detail = ", ".join(f"{r.group} {r.outcome}" for r in reports)
         for report in reports:
             detail = f"  {report.detail}" if report.detail else ""
             click.echo(f"  {report.group:8} {report.outcome}{detail}")
@@ -92,10 +108,17 @@ def orgs_add(settings: Settings, name: str, timezone: str | None) -> None:
     from claritycast.ingest.connect import add_organisation
 
     async def go() -> None:
-        async with store_for(settings) as store:
+        async with (
+            store_for(settings) as store,
+            audited_command(
+                settings, store, Action.ORGANISATION_ADD, f"organisation:{name}"
+            ) as note,
+        ):
             org = await add_organisation(
                 store, name, timezone or settings.default_timezone, SystemClock().now()
             )
+            note.object = f"organisation:{org.org_id}"
+            note.detail = f"name {org.name!r}, timezone {org.timezone}"
         click.echo(f"added {org.name} ({org.org_id}), timezone {org.timezone}")
 
     run(go())

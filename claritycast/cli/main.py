@@ -14,10 +14,12 @@ import click
 
 from claritycast import __version__
 from claritycast.cli import accounts as cli_accounts
+from claritycast.cli import audit as cli_audit
 from claritycast.cli import dead_letters as cli_dead_letters
 from claritycast.cli import delivery as cli_delivery
 from claritycast.cli import demo as cli_demo
 from claritycast.cli import ingest as cli_ingest
+from claritycast.cli import keys as cli_keys
 from claritycast.cli import ops as cli_ops
 from claritycast.cli import projects as cli_projects
 from claritycast.cli import runtime as cli_runtime
@@ -68,6 +70,8 @@ for _command in (
     cli_dead_letters.replay_command,
     cli_topics.topics,
     cli_ops.quota,
+    cli_keys.keys,
+    cli_audit.audit,
 ):
     cli.add_command(_command)
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import faust
 
-from claritycast.clarity.token import check_token
+from claritycast.clarity.token import check_token, fingerprint, plain_token
 from claritycast.clock import Clock
 from claritycast.errors import Conflict, InputError, NotFound
 from claritycast.localtime import local_yesterday, valid_timezone
@@ -174,19 +174,23 @@ async def start_connect(
     """Store a project and send its first pull (yesterday, all 7 groups); don't wait.
 
     A hopeless token is refused before anything is stored or spent
-    (`ClarityTokenInvalid`); a duplicate label is a `Conflict`.
+    (`ClarityTokenInvalid`); a duplicate label is a `Conflict`. The token
+    reaches the store sealed (`claritycast.keyring`), never plain.
     """
     now = clock.now()
-    check_token(token, now)
+    claims = check_token(token, now)
     if not label.strip():
         raise InputError("a project needs a label", field="label")
     org = await _organisation(store, org_name, default_timezone, now)
+    project_id = f"{slug(label)}-{uuid.uuid4().hex[:6]}"
     project = Project(
-        project_id=f"{slug(label)}-{uuid.uuid4().hex[:6]}",
+        project_id=project_id,
         label=label.strip(),
         org_id=org.org_id,
-        token=token.strip().removeprefix("Bearer ").strip(),
+        sealed_token=store.seal_token(plain_token(token), project_id),
         connected_at=now,
+        token_expires_at=claims.expires_at,
+        token_fingerprint=fingerprint(token),
     )
     if not await store.add_project(project, [metric.id for metric in catalogue.METRICS]):
         raise Conflict(f"a project labelled {label!r} exists already in {org.name}", field="label")

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from claritycast.clarity.token import check_token
-from claritycast.errors import ClarityTokenInvalid, NotFound
+from claritycast.errors import NotFound
 from claritycast.ingest.quota import (
     COUNTED_FOR,
     DAILY_LIMIT,
@@ -129,16 +128,20 @@ def _future(moment: datetime | None, now: datetime) -> datetime | None:
 
 
 def token_status(project: Project, now: datetime) -> str:
-    """What the token is worth, from its status and its own claims; never the token."""
+    """What the token is worth, from its status and its expiry claim; never the token.
+
+    Nothing is decrypted for this: the expiry was kept beside the sealed token.
+    """
     if project.status == ProjectStatus.TOKEN_INVALID:
         return project.status_reason or "invalid"  # e.g. "token invalid (401)"
-    try:
-        claims = check_token(project.token, now)
-    except ClarityTokenInvalid as exc:
-        return f"unusable: {exc}"
+    if project.status == ProjectStatus.TOKEN_UNREADABLE:
+        return f"unreadable: {project.status_reason or 'its key is missing'}"
+    expires_at = project.token_expires_at
     status = "ok"
-    if claims.expires_at is not None and claims.expires_at - now < TOKEN_WARNING:
-        status = f"ok, expires {claims.expires_at:%Y-%m-%d %H:%M} UTC"
+    if expires_at is not None and expires_at <= now:
+        status = f"unusable: token expired at {expires_at:%Y-%m-%d %H:%M} UTC"
+    elif expires_at is not None and expires_at - now < TOKEN_WARNING:
+        status = f"ok, expires {expires_at:%Y-%m-%d %H:%M} UTC"
     return status + (", project paused" if project.status == ProjectStatus.PAUSED else "")
 
 

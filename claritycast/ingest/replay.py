@@ -158,7 +158,10 @@ async def _replay_store(
 ) -> Replayed:
     """The answer was fetched (and counted): store it from the claim check, never ask again.
 
-    Its day need not be yesterday any more: the answer covers that day.
+    Its day need not be yesterday any more: the answer covers that day. The
+    group stays held until the store stage has stored it (a stored group is
+    never due, held or not): released before, the tick could ask Clarity for
+    it again in between, spending a request on an answer already in hand.
     """
     record = SnapshotFetched.from_data(letter.original)
     project_id, local_date, group = record.project_id, record.local_date, record.group
@@ -171,8 +174,6 @@ async def _replay_store(
     except BlocksMissing:
         await store.release_group(project_id, local_date, group)
         return Replayed(letter, "expired", f"the answer for {local_date} {group} is no longer kept")
-    # The group stays held: released now, the tick could ask Clarity for it again before
-    # the store stage stores this answer. Once stored, the hold no longer matters.
     await send(SNAPSHOTS_FETCHED, project_id, record)
     return Replayed(letter, "sent", f"{local_date} {group} back to the store stage", record)
 

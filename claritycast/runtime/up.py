@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from claritycast.errors import ServerFailedToStart
+from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import (
     ChildProcess,
@@ -52,6 +53,15 @@ async def run_up(
     """Run until a signal arrives; returns the exit code."""
     run_dir = RunDir(settings.run_dir)
     run_dir.acquire()
+    try:
+        # The embedded default makes its key on the first start; an external MongoDB
+        # without CLARITYCAST_SECRET_KEYS stops here, before anything is started. The
+        # web process always needs it (it seals the tokens people give), the worker
+        # when it fetches (it opens them).
+        keyring_for(settings, create=True)
+    except BaseException:
+        run_dir.release()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -12,6 +12,7 @@ from pymongo.errors import (
 )
 
 from claritycast.store.base import translated
+from claritycast.store.tokens import ensure_sealed
 from models.documents import (
     Organisation,
     Project,
@@ -75,6 +76,7 @@ class ProjectsMixin:
 
     async def add_project(self, project: Project, metric_ids: list[str]) -> bool:
         """Store a project and one metric source per catalogue metric (idempotent)."""
+        ensure_sealed(project)
         with translated("adding a project"):
             try:
                 await self.db.projects.insert_one(project.to_document())

@@ -20,11 +20,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from claritycast import __version__
 from claritycast.clock import Clock, SystemClock
+from claritycast.keyfile import keyring_for
+from claritycast.keyring import Keyring
 from claritycast.runtime.embedded import Endpoints
 from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings
 from claritycast.store.core import Store
-from claritycast.web import errors, monitoring
+from claritycast.web import audit_trail, errors, monitoring
 from claritycast.web.auth import Viewer, WebContext
 from claritycast.web.routes import (
     accounts,
@@ -55,12 +57,29 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_web_app(settings: Settings, endpoints: Endpoints, clock: Clock | None = None) -> FastAPI:
-    """The app for one web process on these servers."""
+# The API's routers, in the order their routes are matched.
+API_ROUTERS = tuple(
+    module.router
+    for module in (session, organisations, sources, connections, deliveries, operations, accounts)
+)
+
+
+def create_web_app(
+    settings: Settings,
+    endpoints: Endpoints,
+    clock: Clock | None = None,
+    keyring: Keyring | None = None,
+) -> FastAPI:
+    """The app for one web process on these servers.
+
+    ``keyring`` seals the Clarity tokens people give (connect, replace a
+    token); without one it is read from the settings when the app starts.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store.connect(endpoints.mongodb_url, settings.mongodb_database)
+        keys = keyring or keyring_for(settings)
+        store = Store.connect(endpoints.mongodb_url, settings.mongodb_database, keyring=keys)
         publisher = Publisher(endpoints.kafka_url, settings.topic_prefix, settings.partitions,
                               settings.replication_factor)  # fmt: skip
         try:
@@ -97,10 +116,11 @@ def create_web_app(settings: Settings, endpoints: Endpoints, clock: Clock | None
         lifespan=lifespan,
     )
     errors.install(app)
+    audit_trail.install(app)
     monitoring.install(app)
     app.include_router(monitoring.router)
-    for module in (session, organisations, sources, connections, deliveries, operations, accounts):
-        app.include_router(module.router, responses=ERROR_RESPONSES)
+    for router in API_ROUTERS:
+        app.include_router(router, responses=ERROR_RESPONSES)
 
     @app.get(OPENAPI_URL, include_in_schema=False)
     async def openapi(_who: Viewer) -> JSONResponse:

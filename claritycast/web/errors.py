@@ -117,8 +117,9 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
 def install(app: FastAPI) -> None:
     """Every error an app can raise answers in the one shape."""
 
-    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
+        request.state.audit_message = redact(exc.message)  # the outcome on the audit trail
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     async def on_our_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,8 +2,8 @@
 
 The same models serve the CLI's ``--json``, so a script gets the same JSON
 from a listing command as from the API. Tokens are write-only: a source shows
-its token's fingerprint (the last characters of its id claim's hash), never
-the token.
+its token's fingerprint (a prefix of the token's SHA-256, kept beside the
+encrypted token when it is given), never the token.
 """
 
 from __future__ import annotations
@@ -98,7 +98,10 @@ class Source(Model):
     status: str = Field(description="active, paused, token invalid, …")
     status_reason: str | None
     token: str = Field(description="What the token is worth: valid until …, invalid, …")
-    token_fingerprint: str = Field(description="Identifies the token; never the token")
+    token_fingerprint: str | None = Field(
+        description="Identifies the token (sha256:…); never the token. None for a token "
+        "stored by a version that did not keep it"
+    )
     connected_at: datetime
     last_day_stored: date | None
     days_collected: int = Field(description="Days with data stored among the last 30")
@@ -110,6 +113,10 @@ class SourceCreate(Model):
     token: str = Field(min_length=1, max_length=8192, description="Write-only")
     label: str = Field(min_length=1, max_length=200)
     organisation: str | None = Field(default=None, max_length=200)
+
+
+class TokenReplace(Model):
+    token: str = Field(min_length=1, max_length=8192, description="Write-only")
 
 
 class GroupProgress(Model):

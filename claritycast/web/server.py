@@ -13,6 +13,7 @@ import socket
 
 import uvicorn
 
+from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import resolve_endpoints
 from claritycast.runtime.ports import bind
@@ -32,10 +33,11 @@ def web_url(sock: socket.socket) -> str:
 def run_web(settings: Settings, announce: bool = True) -> None:
     """Serve until SIGINT/SIGTERM; logging is configured by the caller."""
     web_secret(settings)  # refuse to start without one, before binding anything
+    keyring = keyring_for(settings)  # it seals the tokens people give: the same key as fetchers
     endpoints = resolve_endpoints(settings)
     sock = bind(settings.web_host, settings.web_port)
     url = web_url(sock)
-    app = create_web_app(settings, endpoints)
+    app = create_web_app(settings, endpoints, keyring=keyring)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on", proxy_headers=True,
         server_header=False, timeout_graceful_shutdown=10,

@@ -7,7 +7,6 @@ the last 24 h, their pulls of the last 30 days, the organisations).
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -32,11 +31,6 @@ from models.documents import Organisation, Project, WorkerBeat
 from models.records import DeadLetter
 
 COLLECTION_DAYS = 30
-
-
-def fingerprint(token: str) -> str:
-    """A token's short identifying mark, safe to show: a prefix of its SHA-256."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:10]
 
 
 def organisation(org: Organisation) -> schemas.Organisation:
@@ -91,7 +85,7 @@ async def sources(
                 status=project.status,
                 status_reason=project.status_reason,
                 token=row.token,
-                token_fingerprint=fingerprint(project.token),
+                token_fingerprint=project.token_fingerprint,
                 connected_at=project.connected_at,
                 last_day_stored=date.fromisoformat(max(stored)) if stored else None,
                 days_collected=len(window & set(stored)),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from claritycast import access as accounts
 from claritycast.errors import NotFound
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context
 from claritycast.web.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyView, User
 
@@ -40,11 +41,14 @@ async def api_keys(_who: Admin, ctx: Context) -> list[ApiKeyView]:
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=201, summary="Make a key")
-async def create_api_key(body: ApiKeyCreate, who: Admin, ctx: Context) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyCreate, who: Admin, ctx: Context, request: Request
+) -> ApiKeyCreated:
     """The key is in this answer only: keep it, only its hash is stored."""
     key, record = await accounts.create_api_key(
         ctx.store, body.name, body.role, ctx.clock.now(), who.actor
     )
+    name_object(request, f"api-key:{record.key_id}", f"{record.name} ({record.role})")
     return ApiKeyCreated(key=key, api_key=key_view(record))
 
 

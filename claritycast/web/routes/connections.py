@@ -6,11 +6,12 @@ import base64
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from claritycast.delivery import connections as conns
 from claritycast.delivery.preview import preview_report
 from claritycast.web import pagination, views
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context, Viewer, WebContext
 from claritycast.web.schemas import (
     Connection,
@@ -63,10 +64,12 @@ def _create_arguments(body: ConnectionCreate) -> dict[str, object]:
 
 
 @router.post("", response_model=Connection, status_code=201, summary="Add a connection")
-async def create(body: ConnectionCreate, _who: Admin, ctx: Context) -> Connection:
+async def create(body: ConnectionCreate, _who: Admin, ctx: Context, request: Request) -> Connection:
     """Every field is checked first; a bad one is a 422 naming it."""
     now = ctx.clock.now()
     connection = await conns.create_connection(ctx.store, now=now, **_create_arguments(body))  # type: ignore[arg-type]
+    name_object(request, f"connection:{connection.name}",
+                f"{connection.metric_id} of {connection.project_id}")  # fmt: skip
     return views.connection(connection, now)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from claritycast.ingest.projects import get_project
 from claritycast.ingest.quota_report import quota_report
 from claritycast.ingest.replay import replay
 from claritycast.web import pagination, views
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context, Viewer, WebContext
 from claritycast.web.errors import ApiError
 from claritycast.web.schemas import (
@@ -72,12 +73,17 @@ async def dead_letters(
 
 
 @router.post("/dead-letters/replay", response_model=list[Replayed], summary="Replay")
-async def replay_letters(body: ReplayRequest, _who: Admin, ctx: Context) -> list[Replayed]:
+async def replay_letters(
+    body: ReplayRequest, _who: Admin, ctx: Context, request: Request
+) -> list[Replayed]:
     """The same filters as `claritycast replay`; waits up to ``wait_s`` for each end."""
+    which = f"dead-letters:{body.stage or 'all'}" + (f" of {body.source}" if body.source else "")
+    name_object(request, which)
     results = await replay(
         ctx.store, ctx.publisher.send, ctx.clock.now(), stage=body.stage, project=body.source,
         since=body.since, default_timezone=ctx.settings.default_timezone, wait_s=body.wait_s,
     )  # fmt: skip
+    name_object(request, which, f"{len(results)} replayed")
     return [
         Replayed(id=r.letter.dead_letter_id, outcome=r.outcome, detail=r.detail, end=r.end,
                  end_detail=r.end_detail)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from claritycast.access import check_password
+from claritycast.access import check_password, normalise_email
+from claritycast.errors import InputError
+from claritycast.web.audit_trail import name_actor, name_object
 from claritycast.web.auth import Context, Viewer, WebContext, current_session
 from claritycast.web.errors import ApiError
 from claritycast.web.schemas import SessionView, SignIn, WhoAmI
 from claritycast.web.sessions import COOKIE, Session, check_sign_in_allowed, record_sign_in
+from models.audit import Actor, ActorKind
 
 router = APIRouter(prefix="/api/v1/session", tags=["session"])
 
@@ -25,11 +28,24 @@ def set_session_cookie(request: Request, response: Response, value: str, max_age
     )
 
 
+def _address(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except InputError:
+        return ""
+
+
 async def sign_in(
     ctx: WebContext, request: Request, response: Response, email: str, password: str
 ) -> Session:
     """Check the limits, then the password; on success, the new session (cookie set)."""
     now = ctx.clock.now()
+    # On the audit trail as the account tried, or "unknown" for no such account:
+    # a password typed into the email field must not be kept.
+    known = await ctx.store.get_user(_address(email))
+    account = known["_id"] if known else "unknown"
+    name_actor(request, Actor(ActorKind.USER, account))
+    name_object(request, f"account:{account}")
     address = client_address(request)
     await check_sign_in_allowed(ctx.store, email, address, now)
     who = await check_password(ctx.store, email, password)

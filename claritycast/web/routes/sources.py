@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
 from claritycast.errors import NotFound
@@ -22,8 +22,10 @@ from claritycast.ingest.connect import Pull as PullRecord
 from claritycast.ingest.connect import start_connect, wait_for_outcomes
 from claritycast.ingest.projects import get_project, pause_project, remove_project, resume_project
 from claritycast.ingest.refresh import start_refresh
+from claritycast.ingest.tokens import set_token
 from claritycast.localtime import local_yesterday
 from claritycast.web import pagination, views
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context, Viewer, WebContext
 from claritycast.web.errors import ApiError
 from claritycast.web.schemas import (
@@ -35,6 +37,7 @@ from claritycast.web.schemas import (
     Source,
     SourceCreate,
     SourceCreated,
+    TokenReplace,
 )
 from models import catalogue
 
@@ -79,13 +82,15 @@ async def list_sources(
     "", response_model=SourceCreated, status_code=202, summary="Test & Connect a Clarity project"
 )
 async def create(
-    body: SourceCreate, _who: Admin, ctx: Context, response: Response
+    body: SourceCreate, _who: Admin, ctx: Context, request: Request, response: Response
 ) -> SourceCreated:
     """Check the token, store the project, and start pulling yesterday (7 groups)."""
+    name_object(request, "project:new", f"label {body.label!r}")
     project, pull = await start_connect(
         ctx.store, ctx.publisher.send, ctx.clock, token=body.token, label=body.label,
         org_name=body.organisation, default_timezone=ctx.settings.default_timezone,
     )  # fmt: skip
+    name_object(request, f"project:{project.project_id}", f"label {project.label!r}")
     response.headers["Location"] = f"/api/v1/sources/{project.project_id}/pulls/{pull.pull_id}"
     return SourceCreated(source=await one_source(ctx, project.project_id),
                          pull=await views.pull(ctx.store, pull))  # fmt: skip
@@ -149,6 +154,23 @@ async def refresh(source_id: str, body: RefreshRequest, _who: Admin, ctx: Contex
     if body.wait_s > 0:
         await wait_for_outcomes(ctx.store, pull.requests, body.wait_s)
     return await views.pull(ctx.store, pull)
+
+
+@router.put("/{source_id}/token", response_model=Source, summary="Replace its token")
+async def replace_token(
+    source_id: str, body: TokenReplace, _who: Admin, ctx: Context, request: Request
+) -> Source:
+    """Checked locally first (nothing is stored when it cannot work), then stored encrypted.
+
+    A source that was "token invalid" or "token unreadable" is active again;
+    its history stays, and the next tick pulls what yesterday is missing.
+    """
+    project = await get_project(ctx.store, source_id)
+    name_object(request, f"project:{project.project_id}")
+    result = await set_token(ctx.store, project.project_id, body.token, ctx.clock)
+    name_object(request, f"project:{project.project_id}",
+                f"was {result.previous_status}, now {result.project.status}")  # fmt: skip
+    return await one_source(ctx, project.project_id)
 
 
 @router.post("/{source_id}/pause", response_model=Source, summary="Pause fetching")
