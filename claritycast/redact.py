@@ -23,6 +23,8 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bxapp-[A-Za-z0-9-]{6,}"), MASK),
     # claritycast's own secret keys (`claritycast keys new`).
     (re.compile(r"\bccsk_[A-Za-z0-9_-]{16,}"), MASK),
+    # claritycast's own API keys (`claritycast api-keys create`): the id may show, not the rest.
+    (re.compile(r"\b(cc_[0-9a-f]{12}_)[A-Za-z0-9_-]{20,}"), rf"\1{MASK}"),
     # OpenAI-style API keys.
     (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), MASK),
     # Authorization headers, whatever the scheme's token looks like.

@@ -73,8 +73,9 @@ async def test_each_operator_action_leaves_one_record_with_its_actor(
     settings_env: dict[str, str],
     settings: Settings,
 ) -> None:
-    """orgs add, connect, set-token, refresh, connections add/pause/resume/remove, send-now,
-    replay and keys rotate: one record each, by the OS user at this host; refusals too."""
+    """orgs add, connect, set-token, refresh, projects pause/resume/remove, connections
+    add/pause/resume/remove, send-now, users, api-keys, replay and keys rotate: one record
+    each, by the OS user at this host; refusals too."""
     token = simulator.add_project("shop").token
     trail = Trail(store, settings_env)
     me = cli_actor()
@@ -125,6 +126,30 @@ async def test_each_operator_action_leaves_one_record_with_its_actor(
     await step("send-now", name, action=Action.DELIVERY_SEND_NOW, object=connection,
                outcome="ok")  # fmt: skip
     assert len(slack.messages) == 1
+    await step("projects", "pause", "Shop", action=Action.PROJECT_PAUSE, object=target,
+               outcome="ok")  # fmt: skip
+    await step("projects", "resume", "Shop", action=Action.PROJECT_RESUME, object=target,
+               outcome="ok")  # fmt: skip
+    password = "a long enough password"
+    person = "user:ops@example.com"
+    await step("users", "add", "Ops@Example.com", "--role", "admin", "--password-stdin",
+               stdin=password + "\n", action=Action.USER_ADD, object=person,
+               outcome="ok")  # fmt: skip
+    await step("users", "set-password", "ops@example.com", "--password-stdin",
+               stdin="short\n", action=Action.USER_CHANGE, object=person,
+               outcome="refused: ")  # fmt: skip
+    await step("users", "remove", "ops@example.com", action=Action.USER_REMOVE, object=person,
+               outcome="ok")  # fmt: skip
+    code, printed, new = await trail.run("api-keys", "create", "reporting")
+    assert code == 0, printed
+    key_id = re.search(r"API key (\S+) ", printed)[1]  # type: ignore[index]
+    api_key = printed.strip().splitlines()[-1]
+    assert [(e.action, e.object, e.outcome, e.detail) for e in new] == [
+        (Action.API_KEY_CREATE, f"api-key-id:{key_id}", "ok", "reporting (viewer)")
+    ]
+    steps.append((("api-keys", "create"), Action.API_KEY_CREATE, f"api-key-id:{key_id}", "ok", ""))
+    await step("api-keys", "revoke", key_id, action=Action.API_KEY_REVOKE,
+               object=f"api-key-id:{key_id}", outcome="ok")  # fmt: skip
     await step("replay", action=Action.DEAD_LETTERS_REPLAY, object="dead-letters",
                outcome="ok")  # fmt: skip
     await step("keys", "rotate", action=Action.KEYS_ROTATE, object="keys", outcome="ok")
@@ -132,6 +157,8 @@ async def test_each_operator_action_leaves_one_record_with_its_actor(
                object=connection, outcome="ok")  # fmt: skip
     await step("connections", "pause", "nope", action=Action.CONNECTION_PAUSE,
                object="connection:nope", outcome="refused: no connection 'nope'")  # fmt: skip
+    await step("projects", "remove", "Shop", "--yes", action=Action.PROJECT_REMOVE,
+               object=target, outcome="ok")  # fmt: skip
 
     details: dict[str, str] = {}
     for _, action, _, _, detail in steps:
@@ -152,22 +179,25 @@ async def test_each_operator_action_leaves_one_record_with_its_actor(
     lines = printed.splitlines()
     assert [line.split()[3] for line in lines] == [
         Action.PROJECT_CONNECT, Action.PROJECT_SET_TOKEN, Action.PROJECT_SET_TOKEN,
-        Action.PROJECT_REFRESH,
+        Action.PROJECT_REFRESH, Action.PROJECT_PAUSE, Action.PROJECT_RESUME,
+        Action.PROJECT_REMOVE,
     ]  # fmt: skip
     assert all(me.describe() in line for line in lines)
     code, printed, _ = await trail.run("audit", "--since", "1h", "--limit", "3")
     assert [line.split()[3] for line in printed.splitlines()] == [
-        Action.KEYS_ROTATE, Action.CONNECTION_REMOVE, Action.CONNECTION_PAUSE,
+        Action.CONNECTION_REMOVE, Action.CONNECTION_PAUSE, Action.PROJECT_REMOVE,
     ]  # fmt: skip
 
     secrets = {
         "the Clarity token": token,
         "the Slack token": slack.token,
         "the secret key": TEST_SECRET_KEY.removeprefix(KEY_PREFIX),
+        "the password": password,
     }
     records = json.dumps(published) + "".join(e.dumps(serializer="json").decode() for e in events)
-    assert leaks(records, secrets) == []
+    assert leaks(records, secrets | {"the API key": api_key[len("cc_") + 13 :]}) == []  # not its id
     assert leaks("\n".join(trail.printed), secrets) == []
+    assert "\n".join(trail.printed).count(api_key) == 1, "shown once, by the command making it"
 
 
 async def test_record_takes_actors_as_data_and_refuses_unknown_actions(store: Store) -> None:
@@ -186,7 +216,7 @@ async def test_record_takes_actors_as_data_and_refuses_unknown_actions(store: St
     assert stored == refused
     assert stored.actor == Actor("user", "alice")
     with pytest.raises(ValueError, match="unknown audit action"):
-        await record(store, send, actor=refused.actor, action="account.sign-out", object="x")
+        await record(store, send, actor=refused.actor, action="account.wave", object="x")
     with pytest.raises(ValueError, match="an outcome is 'ok'"):
         await record(store, send, actor=refused.actor, action=Action.ACCOUNT_SIGN_IN,
                      object="account:alice", outcome="maybe")  # fmt: skip

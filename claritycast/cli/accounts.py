@@ -128,10 +128,10 @@ def api_keys_create(settings: Settings, name: str, role: str) -> None:
         by = cli_actor().describe()
         async with (
             store_for(settings) as store,
-            audited_command(settings, store, Action.API_KEY_CREATE, "api-key:new") as note,
+            audited_command(settings, store, Action.API_KEY_CREATE, "api-key-id:new") as note,
         ):
             key, record = await access.create_api_key(store, name, role, SystemClock().now(), by)
-            note.object = f"api-key:{record.key_id}"
+            note.object = f"api-key-id:{record.key_id}"
             note.detail = f"{record.name} ({record.role})"
         click.echo(f"API key {record.key_id} ({record.name}, {record.role}); shown once:")
         click.echo(key)
@@ -173,7 +173,7 @@ def api_keys_revoke(settings: Settings, key_id: str) -> None:
     """Revoke a key: it stops working at once."""
 
     async def go() -> None:
-        target = f"api-key:{key_id}"
+        target = f"api-key-id:{key_id}"
         async with (
             store_for(settings) as store,
             audited_command(settings, store, Action.API_KEY_REVOKE, target),

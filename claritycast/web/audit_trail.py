@@ -58,8 +58,8 @@ AUDITED: dict[tuple[str, str], tuple[str, str]] = {
         Action.DELIVERY_SEND_NOW, "connection:{name}"),
     ("POST", f"{API}/dead-letters/replay"): (Action.DEAD_LETTERS_REPLAY, "dead-letters:all"),
     ("DELETE", f"{API}/users/{{email}}"): (Action.USER_REMOVE, "user:{email}"),
-    ("POST", f"{API}/api-keys"): (Action.API_KEY_CREATE, "api-key:new"),
-    ("DELETE", f"{API}/api-keys/{{key_id}}"): (Action.API_KEY_REVOKE, "api-key:{key_id}"),
+    ("POST", f"{API}/api-keys"): (Action.API_KEY_CREATE, "api-key-id:new"),
+    ("DELETE", f"{API}/api-keys/{{key_id}}"): (Action.API_KEY_REVOKE, "api-key-id:{key_id}"),
 }  # fmt: skip
 
 # Routes taking a body that change nothing: not on the trail.

@@ -48,7 +48,7 @@ async def create_api_key(
     key, record = await accounts.create_api_key(
         ctx.store, body.name, body.role, ctx.clock.now(), who.actor
     )
-    name_object(request, f"api-key:{record.key_id}", f"{record.name} ({record.role})")
+    name_object(request, f"api-key-id:{record.key_id}", f"{record.name} ({record.role})")
     return ApiKeyCreated(key=key, api_key=key_view(record))
 
 
