@@ -24,6 +24,7 @@ class Up:
         env.update({f"CLARITYCAST_{k.upper()}": v for k, v in settings.items()})
         self.started = time.monotonic()
         self.ready = threading.Event()
+        self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "claritycast", "up"],
             env=env,
@@ -37,6 +38,7 @@ class Up:
     def _watch(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.lines.append(line)
             if "claritycast is ready" in line:
                 self.ready.set()
 

@@ -12,9 +12,11 @@ they were kept on purpose.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from claritycast.errors import Conflict, InputError, NotFound
-from claritycast.localtime import valid_timezone
+from claritycast.localtime import local_yesterday, next_local_midnight, valid_timezone
 from claritycast.store.core import Store
 from models.documents import Organisation, Project, ProjectStatus
 
@@ -98,3 +100,55 @@ async def set_timezone(store: Store, ref: str, timezone: str) -> Organisation:
         )
     await store.set_organisation_timezone(org.org_id, timezone)
     return await get_organisation(store, org.org_id)
+
+
+async def rename_organisation(store: Store, ref: str, name: str) -> Organisation:
+    """Change an organisation's name (its id, used in URLs and the CLI, stays)."""
+    org = await get_organisation(store, ref)
+    if not name.strip():
+        raise InputError("an organisation needs a name", field="name")
+    if name.strip() == org.name:
+        return org
+    if any(other.name == name.strip() for other in await store.organisations()):
+        raise Conflict(f"an organisation named {name!r} exists already", field="name")
+    await store.set_organisation_name(org.org_id, name.strip())
+    return await get_organisation(store, org.org_id)
+
+
+def timezone_change(old: str, new: str, now: datetime) -> list[str]:
+    """What moving an organisation from ``old`` to ``new`` does to its pulls, in sentences.
+
+    Said before the change is saved: the tick works out "yesterday" in the
+    organisation's timezone at every run, so the change takes effect at once.
+    """
+    if not valid_timezone(new):
+        raise InputError(
+            f"unknown timezone {new!r}: use an IANA name such as Europe/Paris", field="timezone"
+        )
+    if new == old:
+        return [f"The timezone stays {old}: nothing changes."]
+
+    def at(moment: datetime, timezone: str) -> str:
+        local = moment.astimezone(ZoneInfo(timezone))
+        return f"{moment:%Y-%m-%d %H:%M} UTC ({local:%H:%M} in {timezone})"
+
+    old_day, new_day = local_yesterday(old, now), local_yesterday(new, now)
+    old_pull, new_pull = next_local_midnight(now, old), next_local_midnight(now, new)
+    old_next, new_next = local_yesterday(old, old_pull), local_yesterday(new, new_pull)
+    said = [
+        f"Now: the nightly pull of {old_next:%Y-%m-%d} starts at {at(old_pull, old)}.",
+        f"After saving: the nightly pull of {new_next:%Y-%m-%d} starts at {at(new_pull, new)}.",
+    ]
+    if new_day > old_day:
+        said.append(
+            f"It is already past midnight in {new}: {new_day:%Y-%m-%d} is yesterday there, so "
+            "its missing groups are asked for at the next tick, within a minute of saving; "
+            "requests beyond 10 in 24 hours wait until the earlier ones are 24 hours old."
+        )
+    if new_next <= old_day:
+        said.append(
+            f"{new_next:%Y-%m-%d} is yesterday already: if it is stored, that pull asks Clarity "
+            f"for nothing, and the next new day waits for the following midnight in {new}."
+        )
+    said.append("Connections keep the timezone they were made with; change theirs to follow.")
+    return said

@@ -75,8 +75,9 @@ async def replay(
     since: datetime | None = None,
     default_timezone: str = "UTC",
     wait_s: float = 0.0,
+    dead_letter_id: str | None = None,
 ) -> list[Replayed]:
-    """Replay every dead letter that matches; returns what happened to each."""
+    """Replay every dead letter that matches (or the one ``dead_letter_id`` names)."""
     if stage is not None and stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}: replay takes {', '.join(STAGES)}")
     project_id = None
@@ -86,7 +87,14 @@ async def replay(
             raise NotFound(f"no project {project!r}; see `claritycast sources`")
         project_id = found.project_id
     results = []
-    for letter, _ in await store.dead_letters(stage=stage, project_id=project_id, since=since):
+    letters = await store.dead_letters(stage=stage, project_id=project_id, since=since)
+    if dead_letter_id is not None:
+        letters = [item for item in letters if item[0].dead_letter_id == dead_letter_id]
+        if not letters:
+            raise NotFound(
+                f"no dead letter {dead_letter_id!r} waiting; see `claritycast dead-letters`"
+            )
+    for letter, _ in letters:
         if letter.stage in FETCH_CHAIN:
             result = await _replay_fetch(store, send, letter, now, default_timezone)
         elif letter.stage == "store":

@@ -12,7 +12,10 @@ They come in every script: ``chart_text`` says which fonts draw them and how.
 
 The SVG is trimmed for the one thing it is for, the PNG (``chart_png``):
 pygal's tooltip data, its stylesheet once applied and the groups that only
-carried a class are dropped; what is drawn does not change.
+carried a class are dropped; what is drawn does not change. A chart drawn
+``interactive`` is for a web page instead: the same drawing, no PNG, and
+pygal's tooltip data turned into a ``<title>`` on each point or bar, which a
+browser shows on hover without pygal's script.
 """
 
 from __future__ import annotations
@@ -188,10 +191,23 @@ def _drop_interactive_parts(root: Any) -> None:
             if (
                 child.tag is etree.Comment
                 or tag == "script"
-                or (tag in {"desc", "title"} and parent is not root)
+                or (tag == "desc" and parent is not root)
+                or (tag == "title" and parent is not root and "reactive" not in _classes(parent))
                 or "tooltip-overlay" in _classes(child)
             ):
                 parent.remove(child)
+
+
+def _title_points(root: Any) -> None:
+    """Give each point or bar a ``<title>`` ("Nov 12: 1,234") from pygal's tooltip data."""
+    for group in list(root.iter("g")):
+        found = {" ".join(_classes(c)): c.text or "" for c in group if str(c.tag).endswith("desc")}
+        shape = next((c for c in group if "reactive" in _classes(c)), None)
+        if shape is not None and "value" in found:
+            label = found.get("x_label", "")
+            etree.SubElement(shape, "title").text = (
+                f"{label}: {found['value']}" if label else found["value"]
+            )
 
 
 def _finish_svg(
@@ -201,6 +217,7 @@ def _finish_svg(
     *,
     bars: bool,
     empty: bool,
+    interactive: bool = False,
 ) -> Callable[[Any], Any]:
     """An XML filter: drop scripts and comments, add the heading, title and description."""
 
@@ -211,6 +228,10 @@ def _finish_svg(
             _place_bar_values(root)
         else:
             _drop_day_lines(root)
+        if interactive:
+            _title_points(root)
+            root.set("role", "img")
+            root.set("aria-label", alt_text)
         _drop_interactive_parts(root)
         for child in root:
             if str(child.tag).endswith("title"):
@@ -273,10 +294,15 @@ def _to_chart(
     *,
     bars: bool,
     empty: bool,
+    interactive: bool,
 ) -> Chart:
-    graph.add_xml_filter(_finish_svg(title, alt_text, lines, bars=bars, empty=empty))
+    """The chart; an interactive one (for a page) has no PNG."""
+    graph.add_xml_filter(
+        _finish_svg(title, alt_text, lines, bars=bars, empty=empty, interactive=interactive)
+    )
     svg: bytes = graph.render()
-    return Chart(title, subtitle, alt_text, svg, svg_to_png(svg), WIDTH, HEIGHT)
+    png = b"" if interactive else svg_to_png(svg)
+    return Chart(title, subtitle, alt_text, svg, png, WIDTH, HEIGHT)
 
 
 def _alt_context(title: str, subtitle: str, note: str | None) -> str:
@@ -291,6 +317,7 @@ def line_chart(
     title: str | None = None,
     subtitle: str = "",
     note: str | None = None,
+    interactive: bool = False,
 ) -> Chart:
     """A daily series as a line; a ``None`` value breaks the line instead of dropping to 0."""
     title, subtitle = clean_label(title or metric.title), subtitle and clean_label(subtitle)
@@ -324,7 +351,8 @@ def line_chart(
     else:
         facts = f"{NO_DATA_TEXT}."
     alt_text = f"Line chart: {_alt_context(title, subtitle, note)} {facts}"
-    return _to_chart(graph, title, subtitle, alt_text, lines, bars=False, empty=not known)
+    return _to_chart(graph, title, subtitle, alt_text, lines, bars=False, empty=not known,
+                     interactive=interactive)  # fmt: skip
 
 
 def bar_chart(
@@ -334,6 +362,7 @@ def bar_chart(
     title: str | None = None,
     subtitle: str = "",
     note: str | None = None,
+    interactive: bool = False,
 ) -> Chart:
     """A breakdown as horizontal bars, largest at the top, labels cleaned and shortened."""
     title, subtitle = clean_label(title or metric.title), subtitle and clean_label(subtitle)
@@ -368,7 +397,8 @@ def bar_chart(
     else:
         facts = f"{NO_DATA_TEXT}."
     alt_text = f"Bar chart: {_alt_context(title, subtitle, note)} {facts}"
-    return _to_chart(graph, title, subtitle, alt_text, lines, bars=True, empty=not ranked)
+    return _to_chart(graph, title, subtitle, alt_text, lines, bars=True, empty=not ranked,
+                     interactive=interactive)  # fmt: skip
 
 
 def render_chart(
@@ -380,12 +410,14 @@ def render_chart(
     project_label: str,
     note: str | None = None,
     values_total: int = 0,
+    interactive: bool = False,
 ) -> Chart:
     """The chart of ``metric`` from ``first`` to ``last`` out of its group's stored days.
 
     A breakdown draws its top `TOP_N` and says how many values there were in
     all: those in the stored rows, or ``values_total`` when a very large
     answer was cut down for reading (`claritycast.clarity.big_answers`).
+    ``interactive``: for a web page (hover titles, no PNG).
     """
     if last < first:
         raise ValueError(f"the period ends ({last}) before it starts ({first})")
@@ -407,5 +439,9 @@ def render_chart(
         parts.append(f"{collected} of {days} days collected")
     subtitle = " · ".join(parts)
     if metric.is_breakdown:
-        return bar_chart(metric, ranked, title=title, subtitle=subtitle, note=note)
-    return line_chart(metric, points, title=title, subtitle=subtitle, note=note)
+        return bar_chart(
+            metric, ranked, title=title, subtitle=subtitle, note=note, interactive=interactive
+        )
+    return line_chart(
+        metric, points, title=title, subtitle=subtitle, note=note, interactive=interactive
+    )

@@ -67,6 +67,14 @@ class ProjectsMixin:
             )
         return result.matched_count == 1
 
+    async def set_organisation_name(self, org_id: str, name: str) -> bool:
+        """Rename an organisation; False when there is no such organisation."""
+        with translated("renaming an organisation"):
+            result = await self.db.organisations.update_one(
+                {"_id": org_id}, {"$set": {"name": name}}
+            )
+        return result.matched_count == 1
+
     async def organisations(self) -> list[Organisation]:
         with translated("listing organisations"):
             cursor = self.db.organisations.find().sort("name", ASCENDING)

@@ -140,6 +140,31 @@ class SnapshotsMixin:
             )
             return [Snapshot.from_document(doc, metrics) async for doc in cursor]
 
+    async def snapshots_for_many(
+        self,
+        project_ids: list[str],
+        first_date: str,
+        last_date: str,
+        group: str,
+        *,
+        metrics: Collection[str] | None = None,
+    ) -> dict[str, list[Snapshot]]:
+        """Several projects' snapshots of one group in [first_date, last_date], in one query.
+
+        For a page of sources, each with its sparkline; ``$lt`` as in `snapshots_for`.
+        """
+        after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
+        found: dict[str, list[Snapshot]] = {project_id: [] for project_id in project_ids}
+        query = {
+            "project_id": {"$in": project_ids},
+            "local_date": {"$gte": first_date, "$lt": after_last},
+            "group": group,
+        }
+        with translated("reading snapshots"):
+            async for doc in self.db.snapshots.find(query):
+                found[doc["project_id"]].append(Snapshot.from_document(doc, metrics))
+        return found
+
     async def groups_stored(self, project_id: str, local_date: str) -> set[str]:
         """Which fetch groups of one project and local date are stored."""
         with translated("listing stored groups"):

@@ -1,4 +1,4 @@
-"""The web process's ASGI app: the JSON API under ``/api/v1``, its OpenAPI, health and metrics.
+"""The web process's ASGI app: the JSON API under ``/api/v1``, the pages, health and metrics.
 
 The process reads MongoDB and sends commands on Kafka through the same
 publisher as the CLI; it never calls Clarity, Slack or SMTP itself (a
@@ -26,7 +26,7 @@ from claritycast.runtime.embedded import Endpoints
 from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings
 from claritycast.store.core import Store
-from claritycast.web import audit_trail, errors, monitoring
+from claritycast.web import audit_trail, errors, monitoring, pages
 from claritycast.web.auth import Viewer, WebContext
 from claritycast.web.routes import (
     accounts,
@@ -121,6 +121,8 @@ def create_web_app(
     app.include_router(monitoring.router)
     for router in API_ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
+
+    pages.install(app)  # after the API's routes and errors: page errors answer as pages
 
     @app.get(OPENAPI_URL, include_in_schema=False)
     async def openapi(_who: Viewer) -> JSONResponse:

@@ -1,0 +1,85 @@
+"""Operations, for admins: dead letters and replay, the quota table, workers and readiness.
+
+Replay is the CLI's `replay` (one letter, or every letter a filter matches),
+and what it did to each is said in its words; the quota table is the quota
+report the quota check trusts, a page of sources at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from claritycast.errors import ClarityCastError
+from claritycast.ingest.quota import DAILY_LIMIT
+from claritycast.ingest.replay import STAGES, replay
+from claritycast.web import pagination, views
+from claritycast.web.auth import Admin, Context
+from claritycast.web.pages.render import page, redirect
+from claritycast.web.routes.operations import dead_letters, status_view
+
+router = APIRouter()
+PAGE_SIZE = 50
+REPLAY_WAIT_S = 5.0
+
+
+@router.get("/operations")
+async def operations_page(
+    request: Request, who: Admin, ctx: Context, stage: str | None = None,
+    source: str | None = None, replayed: str | None = None,
+) -> Response:  # fmt: skip
+    chosen = stage if stage in STAGES else None
+    named = source.strip() if source and source.strip() else None
+    letters = await dead_letters(who, ctx, chosen, named, replayed == "on")
+    status = await status_view(ctx)
+    return await page(
+        request, "operations.html", section="operations", letters=letters, stages=STAGES,
+        stage=chosen or "", source=named or "", replayed=replayed == "on", readiness=status,
+    )  # fmt: skip
+
+
+@router.post("/operations/replay")
+async def replay_letters(request: Request, _who: Admin, ctx: Context) -> Response:
+    """One letter (``id``) or every waiting letter of a stage and source; what became of each."""
+    form = await request.form()
+    stage = str(form.get("stage", "")) or None
+    source = str(form.get("source", "")).strip() or None
+    letter = str(form.get("id", "")) or None
+    try:
+        results = await replay(
+            ctx.store, ctx.publisher.send, ctx.clock.now(), stage=stage, project=source,
+            default_timezone=ctx.settings.default_timezone, wait_s=REPLAY_WAIT_S,
+            dead_letter_id=letter,
+        )  # fmt: skip
+    except ClarityCastError as exc:
+        return redirect("/operations", f"Replay refused: {exc}", error=True)
+    if not results:
+        return redirect("/operations", "Nothing to replay: no dead letter matches.")
+    said = "; ".join(
+        f"{r.letter.stage} {r.letter.key}: {r.outcome}"
+        + (f" ({r.detail})" if r.detail else "")
+        + (f", then {r.end}" if r.end else "")
+        for r in results
+    )
+    return redirect("/operations", f"Replayed {len(results)}: {said}.")
+
+
+@router.get("/operations/quota")
+async def quota_page(
+    request: Request, _who: Admin, ctx: Context, cursor: str | None = None
+) -> Response:
+    after = pagination.decode(cursor, 2)
+    projects = await ctx.store.projects_page((after[0], after[1]) if after else None, PAGE_SIZE + 1)
+    shown = projects[:PAGE_SIZE]
+    rows = await views.sources(
+        ctx.store, shown, ctx.clock.now(), ctx.settings.default_timezone,
+        timedelta(seconds=ctx.settings.fetch_lease_s),
+    )  # fmt: skip
+    more = len(projects) > PAGE_SIZE and shown
+    next_cursor = pagination.encode([shown[-1].label, shown[-1].project_id]) if more else None
+    return await page(
+        request, "quota.html", section="operations", rows=rows, limit=DAILY_LIMIT,
+        next_cursor=next_cursor, first_page=not cursor,
+    )  # fmt: skip
