@@ -34,7 +34,7 @@ from models.clarity import GROUP_NAMES
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic"]
 WIDTHS = {"desktop": 1440, "phone": 375}
-PASSWORD = "screenshots-password-1"
+PASSWORD = "screenshots-password-1"  # noqa: S105 - a scratch installation's
 ADMIN = "ana@example.com"
 
 
@@ -46,7 +46,9 @@ def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
     return done.stdout
 
 
-async def shoot(browser: Browser, base: str, cookies: list, path: str, name: str, out: Path) -> None:
+async def shoot(
+    browser: Browser, base: str, cookies: list, path: str, name: str, out: Path
+) -> None:
     """One page at each width, the whole page long."""
     for kind, width in WIDTHS.items():
         context = await browser.new_context(
@@ -60,7 +62,6 @@ async def shoot(browser: Browser, base: str, cookies: list, path: str, name: str
 
 
 async def run(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     clock = SystemClock()
     slack = SlackStandin()
     slack.add_channel("web-metrics")
@@ -69,7 +70,7 @@ async def run(out: Path) -> None:
         blog = simulator.add_project("blog", sessions_per_day=300)
         simulator.set_fault("blog", "wrong-shape-200", only="Device", times=1)
         up = Up(
-            partitions="2", web_port="0", web_secret="screenshots-secret",
+            partitions="2", web_port="0", web_secret="screenshots-secret",  # noqa: S106
             clarity_api_url=simulator.export_url, slack_token=slack.token,
             slack_api_url=slack.base_url, smtp_host="127.0.0.1", smtp_port=str(smtp.port),
             smtp_security="none", tick_interval_s="0.5", delivery_grace_s="0",
@@ -182,6 +183,7 @@ async def steps(
         await page.locator('#delivery[data-final="true"]').wait_for(timeout=60_000)
     delivery_path = page.url.removeprefix(base)
 
+    await shoot(browser, base, cookies, "/operations", "operations", out)
     await page.goto("/operations")
     await page.get_by_role("button", name="Replay every waiting letter listed").click()
     await page.get_by_role("status").wait_for()
@@ -200,7 +202,7 @@ async def steps(
         ("/connections", "connections"),
         ("/deliveries", "deliveries"),
         (delivery_path, "delivery"),
-        ("/operations", "operations"),
+        ("/operations", "operations-replayed"),
         ("/operations/quota", "quota"),
         ("/settings/organisation", "settings-organisation"),
         ("/settings/access", "settings-access"),
@@ -208,5 +210,10 @@ async def steps(
         await shoot(browser, base, cookies, path, name, out)
 
 
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(out))
+
+
 if __name__ == "__main__":
-    asyncio.run(run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/screenshots")))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/screenshots"))

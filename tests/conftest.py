@@ -84,9 +84,8 @@ def test_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[str, Any]:
-    """Settings of one isolated test, as keyword values."""
+def isolated_settings(servers: Endpoints, test_id: str, folder: Path) -> dict[str, Any]:
+    """Settings of their own (app id, topics, database, data folder) on the session's servers."""
     return {
         "kafka_url": servers.kafka_url,
         "mongodb_url": servers.mongodb_url,
@@ -94,7 +93,7 @@ def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[st
         "app_id": f"t{test_id}",
         "topic_prefix": f"t{test_id}.",
         "mongodb_database": f"t_{test_id}",
-        "data_dir": tmp_path / "var",
+        "data_dir": folder / "var",
         "partitions": TEST_PARTITIONS,
         "broker_session_timeout_s": TEST_SESSION_TIMEOUT_S,
         # A web process on a free port (test runs overlap), signing with a test secret.
@@ -102,6 +101,19 @@ def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[st
         "web_secret": "test-web-secret-not-for-production",
         "secret_keys": TEST_SECRET_KEY,
     }
+
+
+def settings_as_env(values: dict[str, Any]) -> dict[str, str]:
+    """Settings as the environment of a subprocess, without the developer's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+    env.update({f"CLARITYCAST_{k.upper()}": str(v) for k, v in values.items()})
+    return env
+
+
+@pytest.fixture
+def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[str, Any]:
+    """Settings of one isolated test, as keyword values."""
+    return isolated_settings(servers, test_id, tmp_path)
 
 
 @pytest.fixture
@@ -112,9 +124,7 @@ def settings(settings_values: dict[str, Any]) -> Settings:
 @pytest.fixture
 def settings_env(settings_values: dict[str, Any]) -> dict[str, str]:
     """The same settings as environment variables, for subprocesses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
-    env.update({f"CLARITYCAST_{k.upper()}": str(v) for k, v in settings_values.items()})
-    return env
+    return settings_as_env(settings_values)
 
 
 @pytest.fixture

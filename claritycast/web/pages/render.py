@@ -75,6 +75,13 @@ def number(value: float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+def shown(value: object) -> str:
+    """A receipt's value for people: a list as its items, nothing as a dash."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) or "—"
+    return "—" if value is None or value == "" else str(value)
+
+
 def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
@@ -87,7 +94,9 @@ ENV = jinja2.Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
-ENV.filters.update(safe_href=safe_href, when=when, day=day, number=number, plural=plural)
+ENV.filters.update(
+    safe_href=safe_href, when=when, day=day, number=number, plural=plural, shown=shown
+)
 ENV.globals.update(version=__version__)
 
 
