@@ -412,3 +412,43 @@ async def test_the_main_flows_work_with_the_keyboard_alone(
     await tab_to(page, "button[value=save]")
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("status")).to_contain_text("Saved keyboard-sessions")
+
+
+async def test_the_forms_work_without_javascript(
+    browser: Browser, base: str, shop: dict[str, str]
+) -> None:
+    """Sign in, pause and resume, a preview: plain forms; a pull page refreshes itself."""
+    plain = await browser.new_context(base_url=base, java_script_enabled=False)
+    try:
+        page = await sign_in(plain)
+        await page.goto(f"/sources/{shop['id']}")
+        await page.get_by_role("button", name="Pause").click()
+        await expect(page.get_by_role("status")).to_contain_text("Paused")
+        await page.get_by_role("button", name="Resume").click()
+        await expect(page.get_by_role("status")).to_contain_text("Resumed")
+        await page.goto(f"/connections/new?source={shop['id']}")
+        await page.get_by_label("Slack channel").fill("#reports")
+        await page.get_by_role("button", name="Preview").click()
+        await expect(page.locator("#preview img")).to_be_visible()
+        await page.goto(f"/sources/{shop['id']}/pulls/{shop['pull']}")
+        await expect(page.locator("#pull-done")).to_be_visible()
+    finally:
+        await plain.close()
+
+
+async def test_sign_in_needs_its_form_token_and_keeps_the_api_limits(base: str) -> None:
+    """No double-submit token, no sign-in; failures are limited in the API's own words."""
+    async with httpx.AsyncClient(base_url=base) as client:
+        forged = await client.post("/sign-in", data={"email": ADMIN, "password": PASSWORD})
+        assert forged.status_code == 403 and "reload the page" in forged.text
+        form = await client.get("/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token and "claritycast_csrf" in form.headers["set-cookie"]
+        answers = []
+        for _ in range(6):
+            wrong = {"csrf_token": token.group(1), "email": "who@example.com", "password": "x"}
+            answers.append(await client.post("/sign-in", data=wrong))
+        assert [a.status_code for a in answers] == [401] * 5 + [429]
+        assert "the email or the password is wrong" in answers[0].text
+        assert "too many failed sign-ins" in answers[-1].text
+        assert "claritycast_session" not in client.cookies
