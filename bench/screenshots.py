@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,7 @@ async def run(out: Path) -> None:
             raise
         finally:
             up.kill()
+            shutil.rmtree(up.data_dir.parent, ignore_errors=True)
 
 
 async def _form(page: Page, fields: dict[str, str]) -> None:
@@ -141,7 +143,7 @@ async def steps(
     await page.locator(".field-error").wait_for()
     cookies = await context.cookies()
     await page.screenshot(path=str(out / "source-new-desktop.png"), full_page=True)
-    for label, token in (("Acme blog", blog_token), ("Acme shop", shop_token)):
+    for label, token in (("Acme ブログ · مدونة · בלוג 📝", blog_token), ("Acme shop", shop_token)):
         await page.goto("/sources/new")
         await _form(page, {"Data Export token": token, "Label": label})
         await page.get_by_label("Organisation").select_option(label="Acme (Europe/Paris)")
@@ -159,6 +161,7 @@ async def steps(
     await store.close()
 
     await page.goto(source_path)
+    await page.screenshot(path=str(out / "source-top-desktop.png"))
     await page.get_by_role("button", name="Refresh now").click()
     await page.get_by_role("alert").wait_for()
     await page.screenshot(path=str(out / "refresh-refused-desktop.png"))
