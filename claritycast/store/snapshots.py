@@ -160,8 +160,17 @@ class SnapshotsMixin:
             "local_date": {"$gte": first_date, "$lt": after_last},
             "group": group,
         }
+        projection = None
+        if metrics is not None and len(metrics) == 1:  # a sparkline's: only that block is sent
+            fields = (
+                "project_id", "local_date", "group", "window_start", "window_end", "fetched_at",
+                "late", "stored_at", "blocks_ref", "rows_total", "cut_down",
+            )  # fmt: skip
+            projection = dict.fromkeys(fields, 1) | {
+                "blocks": {"$elemMatch": {"metric": next(iter(metrics))}}
+            }
         with translated("reading snapshots"):
-            async for doc in self.db.snapshots.find(query):
+            async for doc in self.db.snapshots.find(query, projection):
                 found[doc["project_id"]].append(Snapshot.from_document(doc, metrics))
         return found
 
