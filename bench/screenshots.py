@@ -188,7 +188,7 @@ async def steps(
 
     await shoot(browser, base, cookies, "/operations", "operations", out)
     await page.goto("/operations")
-    await page.get_by_role("button", name="Replay every waiting letter listed").click()
+    await page.get_by_role("button", name="Replay every waiting letter that matches").click()
     await page.get_by_role("status").wait_for()
 
     await page.goto("/settings/organisation")

@@ -27,6 +27,8 @@ from playwright.async_api import Page, async_playwright
 
 from bench.embedded import Up
 from bench.web import DAYS, SOURCES, seed
+from claritycast.keyfile import KEY_FILE_NAME
+from claritycast.keyring import parse_keys
 from claritycast.localtime import local_yesterday
 from claritycast.standins.history import history_snapshot
 from claritycast.store.core import Store
@@ -78,7 +80,8 @@ async def measure(page: Page, path: str, loads: int) -> dict[str, float]:
 
 async def run(up: Up, loads: int, sources: int) -> None:
     state = up.state()
-    store = Store.connect(str(state["mongodb_url"]), "claritycast")
+    keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())  # as bench.web seals
+    store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
     began = time.monotonic()
     source = await seed(store, sources)
     await seed_groups(store, source)

@@ -176,9 +176,9 @@ async def sign_in(context: BrowserContext, email: str = ADMIN) -> Page:
 
 
 async def test_a_person_connects_a_project_and_watches_its_groups_arrive(
-    context: BrowserContext, standins: tuple[Any, ...]
+    context: BrowserContext, standins: tuple[Any, ...], db: Store
 ) -> None:
-    """Sign in; a malformed token is refused by its field; a good one shows 7 groups arrive."""
+    """Sign in; a bad token is refused by its field; 7 groups arrive; a token replaced; audited."""
     simulator = standins[0]
     project = simulator.add_project("acme", sessions_per_day=800)
     simulator.set_fault("acme", "server-error", only="Device", times=1)
@@ -206,6 +206,23 @@ async def test_a_person_connects_a_project_and_watches_its_groups_arrive(
     await page.get_by_role("link", name="Open Acme shop").click()
     await expect(page.get_by_role("heading", name="Traffic")).to_be_visible()
     assert len(simulator.requests_for("acme")) == 7
+
+    await page.get_by_role("link", name="Replace token…").click()
+    await page.get_by_label("New Data Export token").fill("still-not-a-token")
+    await page.get_by_role("button", name="Replace the token").click()
+    await expect(page.locator("#token-error")).to_contain_text("token")
+    await page.get_by_label("New Data Export token").fill(project.token)
+    await page.get_by_role("button", name="Replace the token").click()
+    await expect(page.get_by_role("status")).to_contain_text("Token replaced")
+    source = page.url.rsplit("/", 1)[1]
+    trail = [
+        (e.action, e.outcome[:7]) for e in await db.audit_events(object_name=f"project:{source}")
+    ]
+    assert trail == [("project.connect", "ok"), ("project.set-token", "refused"),
+                     ("project.set-token", "ok")], trail  # fmt: skip
+    assert all(
+        e.actor_name == ADMIN for e in await db.audit_events(object_name=f"project:{source}")
+    )
 
 
 async def test_connections_preview_send_now_and_the_log(

@@ -11,6 +11,8 @@ from claritycast.ingest.projects import timezone_change
 from claritycast.reports import charts
 from claritycast.reports.sparkline import sparkline
 from claritycast.standins.history import history_snapshot
+from claritycast.web.audit_trail import PAGES_AUDITED, PAGES_READ_ONLY
+from claritycast.web.pages import connections, deliveries, operations, settings, signin, sources
 from claritycast.web.pages.render import ENV, local_path, safe_href, trusted_svg
 from models import catalogue
 from models.clarity import ClarityResponse
@@ -102,3 +104,15 @@ def test_the_page_chart_is_the_reports_chart_with_hover_titles() -> None:
     plain = charts.render_chart(metric, by_day, last - timedelta(days=6), last,
                                 project_label="Shop")  # fmt: skip
     assert plain.png.startswith(b"\x89PNG") and b"<title>&lt;img" not in plain.svg
+
+
+def test_every_page_form_that_changes_something_is_audited() -> None:
+    """A page's post is on the audit trail as the API's route is, or says it changes nothing."""
+    posts = {
+        ("POST", route.path)
+        for module in (signin, sources, connections, deliveries, operations, settings)
+        for route in module.router.routes
+        if "POST" in (getattr(route, "methods", None) or ())
+    }
+    assert len(posts) > 15
+    assert posts - PAGES_READ_ONLY == set(PAGES_AUDITED)

@@ -87,13 +87,15 @@ async def replay(
             raise NotFound(f"no project {project!r}; see `claritycast sources`")
         project_id = found.project_id
     results = []
-    letters = await store.dead_letters(stage=stage, project_id=project_id, since=since)
     if dead_letter_id is not None:
-        letters = [item for item in letters if item[0].dead_letter_id == dead_letter_id]
-        if not letters:
+        found = await store.get_dead_letter(dead_letter_id)
+        if found is None or found[1] != "dead":
             raise NotFound(
                 f"no dead letter {dead_letter_id!r} waiting; see `claritycast dead-letters`"
             )
+        letters = [found]
+    else:
+        letters = await store.dead_letters(stage=stage, project_id=project_id, since=since)
     for letter, _ in letters:
         if letter.stage in FETCH_CHAIN:
             result = await _replay_fetch(store, send, letter, now, default_timezone)

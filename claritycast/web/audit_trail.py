@@ -67,12 +67,47 @@ READ_ONLY = {
     ("POST", f"{API}/connections/preview"),  # draws a chart from stored history
 }
 
+# The web pages' forms (`claritycast.web.pages`): the same actions as the API's routes.
+PAGES_AUDITED: dict[tuple[str, str], tuple[str, str]] = {
+    ("POST", "/sign-in"): (Action.ACCOUNT_SIGN_IN, "account:unknown"),
+    ("POST", "/sign-out"): (Action.ACCOUNT_SIGN_OUT, "account:{who}"),
+    ("POST", "/sources/new"): (Action.PROJECT_CONNECT, "project:new"),
+    ("POST", "/sources/{source_id}/token"): (Action.PROJECT_SET_TOKEN, "project:{source_id}"),
+    ("POST", "/sources/{source_id}/refresh"): (Action.PROJECT_REFRESH, "project:{source_id}"),
+    ("POST", "/sources/{source_id}/pause"): (Action.PROJECT_PAUSE, "project:{source_id}"),
+    ("POST", "/sources/{source_id}/resume"): (Action.PROJECT_RESUME, "project:{source_id}"),
+    ("POST", "/sources/{source_id}/remove"): (Action.PROJECT_REMOVE, "project:{source_id}"),
+    ("POST", "/connections/new"): (Action.CONNECTION_ADD, "connection:new"),
+    ("POST", "/connections/{name}/pause"): (Action.CONNECTION_PAUSE, "connection:{name}"),
+    ("POST", "/connections/{name}/resume"): (Action.CONNECTION_RESUME, "connection:{name}"),
+    ("POST", "/connections/{name}/remove"): (Action.CONNECTION_REMOVE, "connection:{name}"),
+    ("POST", "/connections/{name}/send"): (Action.DELIVERY_SEND_NOW, "connection:{name}"),
+    ("POST", "/operations/replay"): (Action.DEAD_LETTERS_REPLAY, "dead-letters:all"),
+    ("POST", "/settings/organisations"): (Action.ORGANISATION_ADD, "organisation:new"),
+    ("POST", "/settings/organisations/{org_id}"): (
+        Action.ORGANISATION_CHANGE, "organisation:{org_id}"),
+    ("POST", "/settings/users"): (Action.USER_ADD, "user:new"),
+    ("POST", "/settings/users/{email}/remove"): (Action.USER_REMOVE, "user:{email}"),
+    ("POST", "/settings/api-keys"): (Action.API_KEY_CREATE, "api-key-id:new"),
+    ("POST", "/settings/api-keys/{key_id}/revoke"): (
+        Action.API_KEY_REVOKE, "api-key-id:{key_id}"),
+}  # fmt: skip
+PAGES_READ_ONLY = {
+    ("POST", "/connections/preview"),  # draws what would be sent; saves nothing
+    ("POST", "/settings/organisations/{org_id}/review"),  # says what a change would do
+}
+
 
 def name_object(request: Request, object: str, detail: str | None = None) -> None:
     """A route's word on what it acted on (a new id), and a detail for the trail."""
     request.state.audit_object = object
     if detail is not None:
         request.state.audit_detail = detail
+
+
+def name_refusal(request: Request, message: str) -> None:
+    """A page said no in its own words and answered with a redirect: on the trail as refused."""
+    request.state.audit_outcome = f"refused: {message}"
 
 
 def name_actor(request: Request, actor: Actor) -> None:
@@ -112,7 +147,8 @@ def install(app: FastAPI) -> None:
         if request.method not in UNSAFE:
             return response
         route = getattr(request.scope.get("route"), "path", None)
-        entry = AUDITED.get((request.method, route)) if route else None
+        entry = (AUDITED.get((request.method, route)) or PAGES_AUDITED.get((request.method, route))
+                 if route else None)  # fmt: skip
         if entry is None:
             return response
         action, template = entry
@@ -128,8 +164,8 @@ def install(app: FastAPI) -> None:
                 ctx.store, ctx.publisher.send, actor=actor, action=action,
                 object=_object(template, request, principal),
                 # the error handlers keep the answer's words (`claritycast.web.errors`)
-                outcome=outcome_of(response.status_code,
-                                   getattr(request.state, "audit_message", None)),
+                outcome=getattr(request.state, "audit_outcome", None) or outcome_of(
+                    response.status_code, getattr(request.state, "audit_message", None)),
                 detail=getattr(request.state, "audit_detail", None), at=ctx.clock.now(),
             )  # fmt: skip
         except ClarityCastError as exc:

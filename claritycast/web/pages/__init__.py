@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from claritycast.errors import ClarityCastError
 from claritycast.logs import get_logger
+from claritycast.redact import redact
 from claritycast.web.errors import ApiError, from_error
 from claritycast.web.pages import connections, deliveries, operations, settings, signin, sources
 from claritycast.web.pages.render import SECURITY_HEADERS, page
@@ -62,6 +63,7 @@ def _html_for_pages(json_handler: Handler) -> Handler:
         if not is_page(request):
             return await json_handler(request, exc)
         error = _as_error(request, exc)
+        request.state.audit_message = redact(error.message)  # the audit trail's outcome
         if error.status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(

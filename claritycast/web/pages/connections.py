@@ -19,9 +19,10 @@ from claritycast.delivery import connections as conns
 from claritycast.delivery.preview import preview_report
 from claritycast.errors import ClarityCastError
 from claritycast.web import pagination, views
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context, Viewer
 from claritycast.web.errors import from_error
-from claritycast.web.pages.render import page, redirect, when
+from claritycast.web.pages.render import page, redirect, refused, when
 from models import catalogue
 from models.catalogue import Category
 from models.delivery import WEEKDAYS, WINDOWS
@@ -93,6 +94,7 @@ async def _form(
         request, "connection_new.html", section="connections", projects=projects,
         metrics=metric_choices(), schedules=SCHEDULES, windows=WINDOWS, values=values,
         errors=errors or {}, preview=preview, status=status,
+        refusal="; ".join((errors or {}).values()) or None,
     )  # fmt: skip
 
 
@@ -112,19 +114,34 @@ def _field_of(field: str | None) -> str:
     return {"project": "source", None: "form"}.get(field, field or "form")
 
 
-@router.post("/connections/new")
-async def save_or_preview(request: Request, _who: Admin, ctx: Context) -> Response:
+async def _values(request: Request) -> tuple[dict[str, str], dict[str, Any]]:
     form = await request.form()
-    values = {name: str(form.get(name, "")) for name in FIELDS}
-    arguments = _arguments(form)
+    return {name: str(form.get(name, "")) for name in FIELDS}, _arguments(form)
+
+
+@router.post("/connections/new")
+async def save(request: Request, _who: Admin, ctx: Context) -> Response:
+    """Every field checked by `create_connection`; a refusal is shown by its field."""
+    values, arguments = await _values(request)
     now = ctx.clock.now()
     try:
-        if form.get("action") == "save":
-            saved = await conns.create_connection(ctx.store, now=now, **arguments)
-            due = views.connection(saved, now).next_due_at
-            return redirect(
-                "/connections", f"Saved {saved.name}: the first report goes out {when(due)}."
-            )
+        saved = await conns.create_connection(ctx.store, now=now, **arguments)
+    except ClarityCastError as exc:
+        error = from_error(exc)
+        errors = {_field_of(error.field): error.message}
+        return await _form(request, ctx, values, errors=errors, status=error.status)
+    name_object(request, f"connection:{saved.name}", f"{saved.metric_id} to "
+                f"{saved.destination.describe()}, {saved.schedule.describe()}")  # fmt: skip
+    due = views.connection(saved, now).next_due_at
+    return redirect("/connections", f"Saved {saved.name}: the first report goes out {when(due)}.")
+
+
+@router.post("/connections/preview")
+async def preview(request: Request, _who: Admin, ctx: Context) -> Response:
+    """What this connection would send now: checked like a new one, saved and sent nowhere."""
+    values, arguments = await _values(request)
+    now = ctx.clock.now()
+    try:
         connection = await conns.check_connection(ctx.store, now=now, **arguments)
         period = conns.local_today(connection, now)
         report, source = await preview_report(ctx.store, connection, period, ctx.settings)
@@ -132,14 +149,14 @@ async def save_or_preview(request: Request, _who: Admin, ctx: Context) -> Respon
         error = from_error(exc)
         errors = {_field_of(error.field): error.message}
         return await _form(request, ctx, values, errors=errors, status=error.status)
-    preview = {
+    shown = {
         "report": report,
         "summary_source": source,
         "png": base64.b64encode(report.png).decode() if report.png else None,
         "destination": connection.destination.describe(),
         "schedule": connection.schedule.describe(),
     }
-    return await _form(request, ctx, values, preview=preview)
+    return await _form(request, ctx, values, preview=shown)
 
 
 @router.post("/connections/{name}/pause")
@@ -155,12 +172,12 @@ async def resume(name: str, _who: Admin, ctx: Context) -> Response:
 
 
 @router.post("/connections/{name}/send")
-async def send_now(name: str, _who: Admin, ctx: Context) -> Response:
+async def send_now(name: str, request: Request, _who: Admin, ctx: Context) -> Response:
     """Today's report, outside the schedule, through the workers; its page follows it."""
     try:
         due = await conns.send_now(ctx.store, name, ctx.clock.now())
     except ClarityCastError as exc:
-        return redirect("/connections", str(exc), error=True)
+        return refused(request, "/connections", str(exc))
     await ctx.publisher.send(DELIVERIES_DUE, due.connection, due)
     return redirect(f"/deliveries/{due.delivery_key}", f"Sending {name} now, through the workers.")
 

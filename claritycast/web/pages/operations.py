@@ -8,6 +8,7 @@ report the quota check trusts, a page of sources at a time.
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,8 +17,9 @@ from claritycast.errors import ClarityCastError
 from claritycast.ingest.quota import DAILY_LIMIT
 from claritycast.ingest.replay import STAGES, replay
 from claritycast.web import pagination, views
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context
-from claritycast.web.pages.render import page, redirect
+from claritycast.web.pages.render import page, redirect, refused
 from claritycast.web.routes.operations import dead_letters, status_view
 
 router = APIRouter()
@@ -28,14 +30,16 @@ REPLAY_WAIT_S = 5.0
 @router.get("/operations")
 async def operations_page(
     request: Request, who: Admin, ctx: Context, stage: str | None = None,
-    source: str | None = None, replayed: str | None = None,
+    source: str | None = None, replayed: str | None = None, cursor: str | None = None,
 ) -> Response:  # fmt: skip
     chosen = stage if stage in STAGES else None
     named = source.strip() if source and source.strip() else None
-    letters = await dead_letters(who, ctx, chosen, named, replayed == "on")
+    letters = await dead_letters(who, ctx, chosen, named, replayed == "on", cursor, PAGE_SIZE)
     status = await status_view(ctx)
+    query = urlencode({"stage": chosen or "", "source": named or "", "replayed": replayed or ""})
     return await page(
-        request, "operations.html", section="operations", letters=letters, stages=STAGES,
+        request, "operations.html", section="operations", letters=letters.items,
+        next_cursor=letters.next_cursor, first_page=not cursor, query=query, stages=STAGES,
         stage=chosen or "", source=named or "", replayed=replayed == "on", readiness=status,
     )  # fmt: skip
 
@@ -54,7 +58,10 @@ async def replay_letters(request: Request, _who: Admin, ctx: Context) -> Respons
             dead_letter_id=letter,
         )  # fmt: skip
     except ClarityCastError as exc:
-        return redirect("/operations", f"Replay refused: {exc}", error=True)
+        return refused(request, "/operations", f"Replay refused: {exc}")
+    which = f"dead-letter:{letter}" if letter else (
+        f"dead-letters:{stage or 'all'}" + (f" of {source}" if source else ""))  # fmt: skip
+    name_object(request, which, f"{len(results)} replayed")
     if not results:
         return redirect("/operations", "Nothing to replay: no dead letter matches.")
     said = "; ".join(

@@ -27,6 +27,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
 
 from claritycast import __version__
+from claritycast.redact import redact
+from claritycast.web.audit_trail import name_refusal
 from claritycast.web.auth import current_session
 
 FLASH_COOKIE = "claritycast_flash"
@@ -122,9 +124,15 @@ def _read_flash(request: Request) -> dict[str, str] | None:
 
 
 async def page(
-    request: Request, template: str, *, status: int = 200, **values: Any
-) -> HTMLResponse:
-    """A template rendered for the signed-in person (or nobody), with what the last change said."""
+    request: Request, template: str, *, status: int = 200, refusal: str | None = None,
+    **values: Any,
+) -> HTMLResponse:  # fmt: skip
+    """A template rendered for the signed-in person (or nobody), with what the last change said.
+
+    ``refusal``: the words a form was refused with, for the audit trail.
+    """
+    if refusal is not None:
+        request.state.audit_message = redact(refusal)
     session = await current_session(request)
     who = getattr(request.state, "principal", None) or (session.principal if session else None)
     flash = _read_flash(request)
@@ -151,6 +159,12 @@ def redirect(url: str, said: str | None = None, *, error: bool = False) -> Redir
             FLASH_COOKIE, value, max_age=60, httponly=True, samesite="lax", path="/"
         )
     return response
+
+
+def refused(request: Request, url: str, said: str) -> RedirectResponse:
+    """Back to ``url``, saying why not; the audit trail records the refusal in those words."""
+    name_refusal(request, redact(said))
+    return redirect(url, said, error=True)
 
 
 def local_path(target: str | None, default: str = "/sources") -> str:

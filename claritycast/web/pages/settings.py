@@ -24,9 +24,10 @@ from claritycast.ingest.projects import (
     set_timezone,
     timezone_change,
 )
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context, Viewer
 from claritycast.web.errors import from_error
-from claritycast.web.pages.render import page, redirect
+from claritycast.web.pages.render import page, redirect, refused
 from claritycast.web.routes.accounts import api_keys, users
 
 router = APIRouter()
@@ -46,6 +47,7 @@ async def _organisations(
         request, "settings_organisation.html", section="settings",
         organisations=await ctx.store.organisations(), timezones=timezones(),
         review=review, errors=errors or {}, status=status,
+        refusal="; ".join((errors or {}).values()) or None,
     )  # fmt: skip
 
 
@@ -69,31 +71,48 @@ async def add(request: Request, _who: Admin, ctx: Context) -> Response:
         error = from_error(exc)
         errors = {f"new.{error.field or 'name'}": error.message}
         return await _organisations(request, ctx, errors=errors, status=error.status)
+    name_object(request, f"organisation:{org.org_id}", f"{org.name}, {org.timezone}")
     return redirect("/settings/organisation", f"Added {org.name}, in {org.timezone}.")
 
 
-@router.post("/settings/organisations/{org_id}")
-async def change(org_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
-    """``action=review`` says what the change would do; ``action=save`` makes it."""
+async def _change(request: Request) -> tuple[str, str]:
     form = await request.form()
+    return str(form.get("name", "")).strip(), str(form.get("timezone", "")).strip()
+
+
+@router.post("/settings/organisations/{org_id}/review")
+async def review(org_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
+    """What a new name and timezone would do, said before anything is saved."""
     org = await get_organisation(ctx.store, org_id)
-    name = str(form.get("name", "")).strip()
-    timezone = str(form.get("timezone", "")).strip()
+    name, timezone = await _change(request)
     try:
         effects = timezone_change(org.timezone, timezone, ctx.clock.now())
-        if form.get("action") == "save":
-            await rename_organisation(ctx.store, org.org_id, name)
-            changed = await set_timezone(ctx.store, org.org_id, timezone)
-            return redirect(
-                "/settings/organisation",
-                f"Saved {changed.name}, in {changed.timezone}. " + " ".join(effects[:2]),
-            )
     except ClarityCastError as exc:
         error = from_error(exc)
         errors = {f"{org.org_id}.{error.field or 'name'}": error.message}
         return await _organisations(request, ctx, errors=errors, status=error.status)
-    review = {"org": org.org_id, "name": name, "timezone": timezone, "effects": effects}
-    return await _organisations(request, ctx, review=review)
+    shown = {"org": org.org_id, "name": name, "timezone": timezone, "effects": effects}
+    return await _organisations(request, ctx, review=shown)
+
+
+@router.post("/settings/organisations/{org_id}")
+async def change(org_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
+    """The reviewed change: its name, then its timezone (`set_timezone`)."""
+    org = await get_organisation(ctx.store, org_id)
+    name, timezone = await _change(request)
+    try:
+        effects = timezone_change(org.timezone, timezone, ctx.clock.now())
+        await rename_organisation(ctx.store, org.org_id, name)
+        changed = await set_timezone(ctx.store, org.org_id, timezone)
+    except ClarityCastError as exc:
+        error = from_error(exc)
+        errors = {f"{org.org_id}.{error.field or 'name'}": error.message}
+        return await _organisations(request, ctx, errors=errors, status=error.status)
+    name_object(request, f"organisation:{org.org_id}", f"{changed.name}, {changed.timezone}")
+    return redirect(
+        "/settings/organisation",
+        f"Saved {changed.name}, in {changed.timezone}. " + " ".join(effects[:2]),
+    )
 
 
 async def _access(
@@ -104,7 +123,7 @@ async def _access(
         request, "settings_access.html", section="settings", users=await users(who, ctx),
         keys=await api_keys(who, ctx), new_key=new_key, errors=errors or {},
         values=values or {}, roles=access.ROLES, min_password=access.MIN_PASSWORD_CHARS,
-        status=status,
+        status=status, refusal="; ".join((errors or {}).values()) or None,
     )  # fmt: skip
 
 
@@ -126,14 +145,15 @@ async def add_user(request: Request, who: Admin, ctx: Context) -> Response:
         errors = {f"user.{error.field or 'email'}": error.message}
         values = {"email": email, "role": role}  # never the password
         return await _access(request, who, ctx, errors=errors, values=values, status=error.status)
+    name_object(request, f"user:{added.name}", added.role)
     return redirect("/settings/access", f"Added {added.name} ({added.role}); they can sign in now.")
 
 
 @router.post("/settings/users/{email}/remove")
-async def remove_user(email: str, who: Admin, ctx: Context) -> Response:
+async def remove_user(email: str, request: Request, who: Admin, ctx: Context) -> Response:
     address = access.normalise_email(email)
     if address == who.name:
-        return redirect("/settings/access", "You cannot remove yourself.", error=True)
+        return refused(request, "/settings/access", "You cannot remove yourself.")
     if not await ctx.store.remove_user(address):
         raise NotFound(f"no user {email!r}", field="email")
     return redirect("/settings/access", f"Removed {address}; their sessions ended at once.")
@@ -145,12 +165,13 @@ async def create_key(request: Request, who: Admin, ctx: Context) -> Response:
     form = await request.form()
     name, role = str(form.get("name", "")), str(form.get("role", "viewer"))
     try:
-        key, _ = await access.create_api_key(ctx.store, name, role, ctx.clock.now(), who.actor)
+        key, made = await access.create_api_key(ctx.store, name, role, ctx.clock.now(), who.actor)
     except ClarityCastError as exc:
         error = from_error(exc)
         errors = {f"key.{error.field or 'name'}": error.message}
         values = {"key_name": name, "key_role": role}
         return await _access(request, who, ctx, errors=errors, values=values, status=error.status)
+    name_object(request, f"api-key-id:{made.key_id}", f"{made.name} ({made.role})")
     return await _access(request, who, ctx, new_key=key)
 
 

@@ -19,11 +19,13 @@ from claritycast.ingest.connect import start_connect
 from claritycast.ingest.projects import get_project, pause_project, remove_project, resume_project
 from claritycast.ingest.quota import DAILY_LIMIT
 from claritycast.ingest.refresh import start_refresh
+from claritycast.ingest.tokens import set_token
 from claritycast.web import pagination, views
+from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context, Viewer
 from claritycast.web.errors import from_error
 from claritycast.web.pages.charts import source_charts, sparklines
-from claritycast.web.pages.render import page, plural, redirect, when
+from claritycast.web.pages.render import page, plural, redirect, refused, when
 from claritycast.web.routes.sources import one_source, read_pull
 from claritycast.web.schemas import Source
 from models.clarity import GROUP_NAMES
@@ -99,6 +101,7 @@ async def _new_form(
     return await page(
         request, "source_new.html", section="sources", organisations=organisations,
         errors=errors or {}, values=values or {}, status=status,
+        refusal="; ".join((errors or {}).values()) or None,
     )  # fmt: skip
 
 
@@ -114,6 +117,7 @@ async def connect(request: Request, _who: Admin, ctx: Context) -> Response:
     token, label = str(form.get("token", "")), str(form.get("label", ""))
     organisation = str(form.get("organisation", "")) or None
     values = {"label": label, "organisation": organisation or ""}  # never the token
+    name_object(request, "project:new", f"label {label!r}")
     if not token.strip():
         errors = {"token": "paste the project's Data Export token"}
         return await _new_form(request, ctx, errors=errors, values=values, status=422)
@@ -126,6 +130,7 @@ async def connect(request: Request, _who: Admin, ctx: Context) -> Response:
         error = from_error(exc)
         errors = {error.field or "organisation": error.message}
         return await _new_form(request, ctx, errors=errors, values=values, status=error.status)
+    name_object(request, f"project:{project.project_id}", f"label {project.label!r}")
     return redirect(f"/sources/{project.project_id}/pulls/{pull.pull_id}")
 
 
@@ -162,7 +167,7 @@ async def source_page(
 
 
 @router.post("/sources/{source_id}/refresh")
-async def refresh(source_id: str, _who: Admin, ctx: Context) -> Response:
+async def refresh(source_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
     """Yesterday's missing groups now; a refusal comes back in the quota's own words."""
     try:
         pull = await start_refresh(
@@ -170,16 +175,16 @@ async def refresh(source_id: str, _who: Admin, ctx: Context) -> Response:
             default_timezone=ctx.settings.default_timezone,
         )  # fmt: skip
     except ClarityCastError as exc:
-        return redirect(f"/sources/{source_id}", f"Refresh refused: {exc}", error=True)
+        return refused(request, f"/sources/{source_id}", f"Refresh refused: {exc}")
     return redirect(f"/sources/{pull.project_id}/pulls/{pull.pull_id}")
 
 
 @router.post("/sources/{source_id}/pause")
-async def pause(source_id: str, _who: Admin, ctx: Context) -> Response:
+async def pause(source_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
     try:
         project = await pause_project(ctx.store, source_id)
     except ClarityCastError as exc:
-        return redirect(f"/sources/{source_id}", str(exc), error=True)
+        return refused(request, f"/sources/{source_id}", str(exc))
     return redirect(
         f"/sources/{project.project_id}",
         f"Paused {project.label}: nothing is asked of Clarity for it until it is resumed.",
@@ -187,11 +192,11 @@ async def pause(source_id: str, _who: Admin, ctx: Context) -> Response:
 
 
 @router.post("/sources/{source_id}/resume")
-async def resume(source_id: str, _who: Admin, ctx: Context) -> Response:
+async def resume(source_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
     try:
         project = await resume_project(ctx.store, source_id)
     except ClarityCastError as exc:
-        return redirect(f"/sources/{source_id}", str(exc), error=True)
+        return refused(request, f"/sources/{source_id}", str(exc))
     return redirect(
         f"/sources/{project.project_id}",
         f"Resumed {project.label}: the next tick pulls what yesterday is missing.",
@@ -214,9 +219,50 @@ async def remove(source_id: str, request: Request, _who: Admin, ctx: Context) ->
     removed = await remove_project(
         ctx.store, source_id, with_snapshots=form.get("with_snapshots") == "yes"
     )
+    detail = f"{len(removed.connections)} connections, {removed.snapshots} snapshots deleted"
+    name_object(request, f"project:{removed.project.project_id}", detail)
     kept = "deleted" if removed.snapshots else "kept"
     return redirect(
         "/sources",
         f"Removed {removed.project.label}, its "
         f"{plural(len(removed.connections), 'connection')}; its snapshots were {kept}.",
     )
+
+
+async def _token_form(
+    request: Request, ctx: Context, source_id: str, *, error: str | None = None, status: int = 200
+) -> Response:
+    source = await one_source(ctx, source_id)
+    return await page(
+        request, "source_token.html", section="sources", source=source, error=error,
+        status=status, refusal=error,
+    )  # fmt: skip
+
+
+@router.get("/sources/{source_id}/token")
+async def token_page(source_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
+    return await _token_form(request, ctx, source_id)
+
+
+@router.post("/sources/{source_id}/token")
+async def replace_token(source_id: str, request: Request, _who: Admin, ctx: Context) -> Response:
+    """`set_token`: checked locally first, stored sealed; a refused source is active again."""
+    project = await get_project(ctx.store, source_id)
+    name_object(request, f"project:{project.project_id}")
+    token = str((await request.form()).get("token", ""))
+    if not token.strip():
+        error = "paste the project's new Data Export token"
+        return await _token_form(request, ctx, project.project_id, error=error, status=422)
+    try:
+        result = await set_token(ctx.store, project.project_id, token, ctx.clock)
+    except ClarityCastError as exc:
+        error = from_error(exc)
+        return await _token_form(
+            request, ctx, project.project_id, error=error.message, status=error.status
+        )
+    name_object(request, f"project:{project.project_id}",
+                f"was {result.previous_status}, now {result.project.status}")  # fmt: skip
+    again = (
+        " It is active again: the next tick pulls what is missing." if result.reactivated else ""
+    )
+    return redirect(f"/sources/{project.project_id}", f"Token replaced.{again}")
