@@ -65,3 +65,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.render
 	$(BIN)/python -m bench.scale 200 200
 	$(BIN)/python -m bench.failover 12 3
+	$(BIN)/python -m bench.webpages 20 1000
