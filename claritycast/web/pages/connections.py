@@ -8,6 +8,7 @@ and saves nothing; Save calls `create_connection`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -58,7 +59,9 @@ async def connections_page(
     found = await ctx.store.connections_page(after[0] if after else None, PAGE_SIZE + 1, None)
     shown = found[:PAGE_SIZE]
     now = ctx.clock.now()
-    labels = {project.project_id: project.label for project in await ctx.store.projects()}
+    shown_ids = sorted({c.project_id for c in shown})
+    projects = await asyncio.gather(*(ctx.store.get_project(pid) for pid in shown_ids))
+    labels = {p.project_id: p.label for p in projects if p is not None}
     next_cursor = pagination.encode([shown[-1].name]) if len(found) > PAGE_SIZE else None
     return await page(
         request, "connections.html", section="connections",
