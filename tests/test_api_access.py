@@ -165,4 +165,12 @@ async def test_a_session_ends_after_its_idle_time(store: Store) -> None:
     assert await sessions.read(cookie, now + timedelta(minutes=29)) is not None
     assert await sessions.read(cookie, now + timedelta(minutes=58)) is not None, "renewed"
     assert await sessions.read(cookie, now + timedelta(minutes=89)) is None
-    assert await sessions.read(cookie[:-1] + "x", now) is None, "a forged signature"
+    fresh, _ = await sessions.open(who, now)
+    value, signature = fresh.rsplit(".", 1)
+    forged = f"{value}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    assert await sessions.read(forged, now) is None, "a forged signature"
+    for last in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+        if last != fresh[-1]:
+            variant = fresh[:-1] + last
+            assert await sessions.read(variant, now) is None, f"a variant ending in {last}"
+    assert await sessions.read(fresh, now) is not None

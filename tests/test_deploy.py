@@ -111,8 +111,11 @@ def test_example_production_config_loads(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not settings.embedded_kafka
 
 
-def test_only_the_services_that_fetch_hold_the_key() -> None:
-    """The key that opens Clarity tokens reaches the fetch stage's containers and no other."""
+def test_only_the_services_that_fetch_or_seal_hold_the_key() -> None:
+    """The key reaches the fetch stage's containers (they open tokens) and the web process
+    (it seals the tokens people give), and no other."""
+    assert "web" in CLARITYCAST_SERVICES
     for name, service in CLARITYCAST_SERVICES.items():
         holds_key = "CLARITYCAST_SECRET_KEYS" in service["environment"]
-        assert holds_key == ("fetch" in agents.GROUPS[name]), name
+        needs_key = name == "web" or "fetch" in agents.GROUPS[name]
+        assert holds_key == needs_key, name

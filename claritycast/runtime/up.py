@@ -54,6 +54,7 @@ async def run_up(
     run_dir = RunDir(settings.run_dir)
     run_dir.acquire()
     try:
+        web_port = _web_port(settings)  # a taken port says so before anything is made
         # The embedded default makes its key on the first start; an external MongoDB
         # without CLARITYCAST_SECRET_KEYS stops here, before anything is started. The
         # web process always needs it (it seals the tokens people give), the worker
@@ -68,7 +69,6 @@ async def run_up(
         loop.add_signal_handler(signum, stop.set)
     children: list[ChildProcess] = []
     try:
-        web_port = _web_port(settings)
         servers = await start_servers(settings)
         children.extend(servers)
         state = new_state(settings, servers)

@@ -17,6 +17,7 @@ same words whichever limit was reached, so an attacker learns nothing.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -112,6 +113,10 @@ class Sessions:
         try:
             session_id = self.signer.unsign(cookie).decode()
         except BadSignature:
+            return None
+        # base64 leaves spare bits in the signature's last character: only the
+        # exact cookie this process signed is accepted, never a variant of it
+        if not hmac.compare_digest(self.signer.sign(session_id).decode(), cookie):
             return None
         session_hash = _hash(session_id)
         document = await self.store.get_session(session_hash)
