@@ -103,6 +103,22 @@ def test_dockerfile_installs_the_project_and_fonts() -> None:
         assert f"COPY {package} ./{package}" in dockerfile
 
 
+def test_ci_installs_the_browser_and_the_libraries_the_page_tests_drive() -> None:
+    """On a fresh Debian machine .ci/run installs chromium; `make` installs Playwright and axe."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    listed = re.search(r"^APT_PACKAGES=\(([^)]*)\)", ci, re.MULTILINE)
+    assert listed is not None
+    assert {"chromium", "fonts-dejavu-core"} <= set(listed.group(1).split())
+    pages_tests = (ROOT / "tests" / "test_pages.py").read_text()
+    assert 'CHROMIUM = "/usr/bin/chromium"' in pages_tests  # where Debian's package puts it
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    names = {
+        re.split(r"[<>=\[ ]", d)[0] for d in pyproject["project"]["optional-dependencies"]["test"]
+    }
+    assert {"playwright", "axe-playwright-python"} <= names
+    assert "pip install --quiet -e '.[test]'" in (ROOT / "Makefile").read_text()
+
+
 def test_example_production_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     """deploy/claritycast.example.toml is a valid settings file."""
     monkeypatch.setenv("CLARITYCAST_CONFIG_FILE", str(ROOT / "deploy" / "claritycast.example.toml"))

@@ -11,14 +11,18 @@ Waits are on what the page shows (Playwright's auto-waiting), never sleeps.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
+import zoneinfo
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pangocffi
 import pytest
 import pytest_asyncio
 from axe_playwright_python.async_playwright import Axe
@@ -26,17 +30,20 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from claritycast.clock import SystemClock
 from claritycast.localtime import local_yesterday
+from claritycast.reports import chart_text
 from claritycast.runtime.embedded import Endpoints
 from claritycast.standins.clarity import ClaritySimulator
-from claritycast.standins.history import seed_history
+from claritycast.standins.history import history_snapshot, seed_history
 from claritycast.standins.slack import SlackStandin
 from claritycast.standins.smtp import SmtpCatcher
 from claritycast.store.core import Store
+from claritycast.web.audit_trail import PAGES_AUDITED, PAGES_READ_ONLY
 from models.clarity import GROUP_NAMES
-from models.documents import Call
+from models.documents import Call, Snapshot
 from tests.conftest import isolated_settings, settings_as_env
 from tests.helpers import run_cli
 from tests.test_api import web_url
+from tests.test_chart_scripts import PAGE_TITLES, drawable, unknown_glyphs
 from tests.test_up import UpProcess
 
 pytestmark = [
@@ -75,7 +82,9 @@ def env(module_settings: dict[str, Any], standins: tuple[Any, ...]) -> dict[str,
         "CLARITYCAST_SMTP_HOST": "127.0.0.1",
         "CLARITYCAST_SMTP_PORT": str(smtp.port),
         "CLARITYCAST_SMTP_SECURITY": "none",
-        "CLARITYCAST_TICK_INTERVAL_S": "0.5",
+        # Every pull here is a person's (connect, refresh, replay): a nightly tick racing a
+        # connect would take some of its groups ("not due" on the page), so it never comes.
+        "CLARITYCAST_TICK_INTERVAL_S": "3600",
         "CLARITYCAST_DELIVERY_GRACE_S": "0",
         "CLARITYCAST_WEB_PORT": "0",
         "CLARITYCAST_WEB_SECRET": "test-web-secret-not-for-production",
@@ -124,28 +133,40 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shop(
-    base: str, env: dict[str, str], db: Store, standins: tuple[Any, ...]
-) -> dict[str, str]:
-    """A source connected over the API (its label hostile), 20 days of history, a delivery sent."""
-    simulator = standins[0]
-    project = simulator.add_project("shop")
+async def api(base: str, env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """The JSON API with an admin's key: what a test sets up, it sets up over it."""
     code, out, err = await run_cli(env, "api-keys", "create", "fixture", "--role", "admin")
     assert code == 0, err
     headers = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
-        made = await client.post(
-            "/api/v1/sources", json={"token": project.token, "label": f"Shop {HOSTILE}"}
-        )
-        assert made.status_code == 202, made.text
-        answer = made.json()
-        events = await client.get(made.headers["location"] + "/events")
-        assert events.status_code == 200
-        mail = {"source": answer["source"]["id"], "metric": "sessions", "name": "fixture-mail",
-                "emails": "fixture@example.com"}  # fmt: skip
-        assert (await client.post("/api/v1/connections", json=mail)).status_code == 201
-        sent = await client.post("/api/v1/connections/fixture-mail/send", json={"wait_s": 60})
-        assert sent.json()["delivery"]["state"] == "sent", sent.text
+        yield client
+
+
+async def connect_over_api(
+    api: httpx.AsyncClient, simulator: ClaritySimulator, name: str, label: str,
+    fault: str | None = None, only: str = "Device", times: int | None = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """A simulated project connected (``fault`` on one group's requests); its pull ended."""
+    project = simulator.add_project(name)
+    if fault is not None:
+        simulator.set_fault(name, fault, only=only, times=times)
+    made = await api.post("/api/v1/sources", json={"token": project.token, "label": label})
+    assert made.status_code == 202, made.text
+    events = await api.get(made.headers["location"] + "/events")
+    assert events.status_code == 200
+    answer: dict[str, Any] = made.json()
+    return answer
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shop(api: httpx.AsyncClient, db: Store, standins: tuple[Any, ...]) -> dict[str, str]:
+    """A source connected over the API (its label hostile), 20 days of history, a delivery sent."""
+    answer = await connect_over_api(api, standins[0], "shop", f"Shop {HOSTILE}")
+    mail = {"source": answer["source"]["id"], "metric": "sessions", "name": "fixture-mail",
+            "emails": "fixture@example.com"}  # fmt: skip
+    assert (await api.post("/api/v1/connections", json=mail)).status_code == 201
+    sent = await api.post("/api/v1/connections/fixture-mail/send", json={"wait_s": 60})
+    assert sent.json()["delivery"]["state"] == "sent", sent.text
     source = answer["source"]["id"]
     yesterday = local_yesterday("UTC", datetime.now(UTC))
     skip = [(yesterday - timedelta(days=5), group) for group in GROUP_NAMES]
@@ -332,19 +353,22 @@ async def test_text_from_clarity_is_shown_as_text_and_runs_nothing(
     assert dialogs == []
 
 
-async def pages_of(base: str, context: BrowserContext, shop: dict[str, str]) -> list[str]:
+async def pages_of(context: BrowserContext, shop: dict[str, str]) -> list[str]:
     """Every page an admin can open, with a delivery to show."""
     page = await context.new_page()
     await page.goto("/deliveries")
     keys = await page.locator("tbody th a").evaluate_all("links => links.map(a => a.pathname)")
     await page.close()
-    return [
-        "/sources", "/sources/new", f"/sources/{shop['id']}/pulls/{shop['pull']}",
-        f"/sources/{shop['id']}", f"/sources/{shop['id']}/remove", "/connections",
-        "/connections/new", "/deliveries", *keys[:1], "/operations", "/operations/quota",
-        "/settings/organisation", "/settings/access", "/sources/no-such-source",
-    ]  # fmt: skip
     assert keys, "the fixture sent one"
+    source = f"/sources/{shop['id']}"
+    return [
+        "/sources", "/sources/new", f"{source}/pulls/{shop['pull']}", source,
+        f"{source}?days=7", f"{source}?days=90", f"{source}/token", f"{source}/remove",
+        "/connections", "/connections/new", "/connections/fixture-mail/remove", "/deliveries",
+        "/deliveries?connection=fixture-mail&state=sent", keys[0], "/operations",
+        "/operations?replayed=on", "/operations/quota", "/settings/organisation",
+        "/settings/access", "/sources/no-such-source",
+    ]  # fmt: skip
 
 
 async def test_every_page_is_accessible_labelled_and_fits_a_phone_and_a_desktop(
@@ -358,7 +382,7 @@ async def test_every_page_is_accessible_labelled_and_fits_a_phone_and_a_desktop(
     await sign_in_page.goto("/sign-in")
     await check_page(axe, sign_in_page, "/sign-in")
     await anonymous.close()
-    for path in await pages_of(base, context, shop):
+    for path in await pages_of(context, shop):
         answer = await page.goto(path)
         assert answer is not None and answer.status == (404 if "no-such" in path else 200), path
         await check_page(axe, page, path)
@@ -377,6 +401,10 @@ async def check_page(axe: Axe, page: Page, path: str) -> None:
         ".map(f => f.name)"
     )
     assert unlabelled == [], (path, unlabelled)
+    tokens = await page.locator("form[method=post]").evaluate_all(
+        "forms => forms.map(f => f.elements.namedItem('csrf_token')?.value || '')"
+    )
+    assert all(tokens), (path, "a form that changes something carries the form token")
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": 900})
         overflow = await page.evaluate(
@@ -451,6 +479,270 @@ async def test_the_forms_work_without_javascript(
         await expect(page.locator("#pull-done")).to_be_visible()
     finally:
         await plain.close()
+
+
+async def test_an_organisations_timezone_is_found_reviewed_and_only_then_saved(
+    context: BrowserContext, db: Store
+) -> None:
+    """Every IANA name to search; a wrong one by its field; tonight's pull said before saving."""
+    page = await sign_in(context)
+    await page.goto("/settings/organisation")
+    names = await page.locator("datalist#timezones option").evaluate_all(
+        "options => options.map(o => o.value)"
+    )
+    assert set(names) == zoneinfo.available_timezones()
+    await page.locator("#new-name").fill("Tokyo office")
+    await page.get_by_role("button", name="Add", exact=True).click()
+    await expect(page.get_by_role("status")).to_contain_text("Added Tokyo office, in UTC")
+    org = next(o for o in await db.organisations() if o.name == "Tokyo office")
+    timezone = page.locator(f"#tz-{org.org_id}")
+    await expect(timezone).to_have_attribute("list", "timezones")
+    card = page.locator("section.card", has=timezone)
+
+    await timezone.fill("Mars/Olympus")
+    await card.get_by_role("button", name="Review the change").click()
+    await expect(page.locator(f"#{org.org_id}-timezone-error")).to_contain_text("Mars/Olympus")
+    await expect(page.locator(f"#tz-{org.org_id}")).to_have_attribute("aria-invalid", "true")
+
+    await page.locator(f"#tz-{org.org_id}").fill("Asia/Tokyo")
+    await page.locator(f"#tz-{org.org_id}").press("Enter")  # Enter reviews, never saves
+    review = page.locator(".review")
+    await expect(review).to_contain_text("Timezone: UTC → Asia/Tokyo.")
+    effects = await review.locator("li").all_inner_texts()
+    assert effects and any("nightly pull" in line for line in effects), effects
+    assert (await db.get_organisation(org.org_id)).timezone == "UTC", "nothing saved yet"
+    await review.get_by_role("button", name="Save the change").click()
+    await expect(page.get_by_role("status")).to_contain_text("Saved Tokyo office, in Asia/Tokyo.")
+    assert (await db.get_organisation(org.org_id)).timezone == "Asia/Tokyo"
+    trail = [(e.action, e.outcome) for e in
+             await db.audit_events(object_name=f"organisation:{org.org_id}")]  # fmt: skip
+    assert trail == [("organisation.add", "ok"), ("organisation.change", "ok")], trail
+
+
+async def test_an_admin_adds_a_person_and_makes_and_revokes_an_api_key(
+    context: BrowserContext, base: str, db: Store
+) -> None:
+    """A short password is refused by its field; a key is shown once, works, and stops at once."""
+    page = await sign_in(context)
+    await page.goto("/settings/access")
+    await page.locator("#user-email").fill("nina@example.com")
+    await page.locator("#user-password").fill("short")
+    await page.get_by_role("button", name="Add the person").click()
+    await expect(page.locator("#user-password-error")).to_be_visible()
+    await expect(page.locator("#user-password")).to_have_value("")  # never echoed back
+    await expect(page.locator("#user-email")).to_have_value("nina@example.com")
+    await page.locator("#user-password").fill(PASSWORD)
+    await page.get_by_role("button", name="Add the person").click()
+    await expect(page.get_by_role("status")).to_contain_text("Added nina@example.com (viewer)")
+    await expect(page.get_by_role("rowheader", name="nina@example.com")).to_be_visible()
+
+    await page.locator("#key-name").fill("page-key")
+    await page.get_by_role("button", name="Make the key").click()
+    key = await page.get_by_label("API key", exact=True).input_value()
+    async with httpx.AsyncClient(base_url=base) as client:
+        bearer = {"Authorization": f"Bearer {key}"}
+        assert (await client.get("/api/v1/sources", headers=bearer)).status_code == 200
+        await page.goto("/settings/access")
+        assert key not in await page.content(), "shown once"
+        await page.get_by_role("button", name="Revoke page-key").click()
+        await expect(page.get_by_role("status")).to_contain_text("Revoked page-key")
+        assert (await client.get("/api/v1/sources", headers=bearer)).status_code == 401
+
+    await page.get_by_role("button", name="Remove nina@example.com").click()
+    await expect(page.get_by_role("status")).to_contain_text("Removed nina@example.com")
+    assert await db.get_user("nina@example.com") is None
+    assert await page.get_by_role("button", name=f"Remove {ADMIN}").count() == 0
+
+
+async def test_connections_and_a_source_are_paused_resumed_and_removed_as_said(
+    context: BrowserContext, api: httpx.AsyncClient, standins: tuple[Any, ...], db: Store
+) -> None:
+    """Pause, resume, remove a connection; a source's removal says what goes, then does that."""
+    answer = await connect_over_api(api, standins[0], "doomed", "Doomed shop")
+    source = answer["source"]["id"]
+    for name, to in (("doomed-mail", {"emails": "d@example.com"}),
+                     ("doomed-slack", {"slack_channel": "#reports"})):  # fmt: skip
+        made = await api.post(
+            "/api/v1/connections", json={"source": source, "metric": "sessions", "name": name} | to
+        )
+        assert made.status_code == 201, made.text
+    page = await sign_in(context)
+    await page.goto("/connections")
+    row = page.locator("tbody tr", has=page.get_by_role("rowheader", name="doomed-mail"))
+    await row.get_by_role("button", name="Pause doomed-mail").click()
+    await expect(page.get_by_role("status")).to_contain_text("Paused doomed-mail")
+    await expect(row.locator(".badge")).to_have_text("paused")
+    assert await row.get_by_role("button", name="Send doomed-mail now").count() == 0
+    await row.get_by_role("button", name="Resume doomed-mail").click()
+    await expect(page.get_by_role("status")).to_contain_text("Resumed doomed-mail")
+    await expect(row.locator(".badge")).to_have_text("active")
+    await row.get_by_role("link", name="Remove doomed-mail").click()
+    await expect(page.get_by_role("heading", name="Remove doomed-mail?")).to_be_visible()
+    await page.get_by_role("button", name="Remove doomed-mail").click()
+    await expect(page.get_by_role("status")).to_contain_text("Removed doomed-mail")
+    assert await page.get_by_role("rowheader", name="doomed-mail").count() == 0
+
+    snapshots = await db.count_snapshots(source)
+    assert snapshots == len(GROUP_NAMES)
+    await page.goto(f"/sources/{source}")
+    await page.get_by_role("link", name="Remove…").click()
+    said = page.locator("main ul")
+    await expect(said).to_contain_text("removes its 1 connection (doomed-slack)")
+    await expect(said).to_contain_text(f"keeps its {snapshots} stored snapshots")
+    await page.get_by_label(f"Also delete its {snapshots} stored snapshots").check()
+    await page.get_by_role("button", name="Remove Doomed shop").click()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "Removed Doomed shop, its 1 connection; its snapshots were deleted."
+    )
+    assert await page.get_by_role("link", name="Doomed shop").count() == 0
+    assert await db.count_snapshots(source) == 0 and await db.get_project(source) is None
+    assert [c.name for c in await db.connections(project_id=source)] == []
+
+
+async def test_an_admin_replays_a_dead_letter_and_reads_the_quota_and_the_workers(
+    context: BrowserContext, api: httpx.AsyncClient, standins: tuple[Any, ...]
+) -> None:
+    """A pull's broken answer is a dead letter with its reason; replayed from its row, gone."""
+    answer = await connect_over_api(
+        api, standins[0], "broken", "Broken shop", fault="wrong-shape-200"
+    )
+    source = answer["source"]["id"]
+    page = await sign_in(context)
+    await page.goto(f"/operations?source={source}")
+    rows = page.locator("tbody tr", has=page.locator("td[data-label=Why]"))
+    await expect(rows).to_have_count(1)
+    await expect(rows.locator("td[data-label=Stage]")).to_have_text("fetch")
+    await expect(rows.locator("td[data-label=What]")).to_contain_text(source)
+    await expect(rows.locator("td[data-label=Why]")).to_contain_text("dimension1=Device")
+    assert int(await rows.locator("td[data-label=Attempts]").inner_text()) >= 1
+    await rows.get_by_role("button", name=re.compile("^Replay fetch")).click()
+    await expect(page.get_by_role("status")).to_contain_text("Replayed 1: fetch")
+    await page.goto(f"/sources/{source}/pulls/{answer['pull']['id']}")
+    await page.goto(f"/operations?source={source}")
+    await expect(page.get_by_text("No dead letter matches")).to_be_visible()
+    await page.goto(f"/operations?source={source}&replayed=on")
+    await expect(rows.locator("td[data-label=Replay]")).not_to_have_text("")
+    assert await rows.get_by_role("button").count() == 0, "a replayed letter is not replayed twice"
+
+    workers = page.locator("table", has=page.get_by_role("columnheader", name="Stages"))
+    assert await workers.locator("tbody tr").count() >= 1
+    await expect(page.locator("#ready-title .badge")).to_have_text("ready")
+    for link in ("/metrics", "/readyz", "/healthz"):
+        await expect(page.get_by_role("link", name=link, exact=True)).to_have_attribute(
+            "href", link
+        )
+    for link in ("/readyz", "/healthz"):
+        assert (await page.request.get(link)).status == 200, link
+    await page.get_by_role("link", name="Quota", exact=True).click()
+    row = page.locator("tbody tr", has=page.get_by_role("link", name="Broken shop"))
+    await expect(row.get_by_role("img")).to_have_attribute(  # yesterday is whole: none kept
+        "aria-label", "8 of 10 requests used in 24 hours, 0 kept for tonight, 2 refreshes left"
+    )
+
+
+async def test_every_page_form_needs_the_sessions_form_token(
+    context: BrowserContext, shop: dict[str, str], db: Store
+) -> None:
+    """Each page route that posts, with an admin's cookie and no token or a wrong one: 403."""
+    page = await sign_in(context)
+    values = {"source_id": shop["id"], "name": "fixture-mail", "org_id": "default",
+              "email": VIEWER, "key_id": "none"}  # fmt: skip
+    routes = sorted(path for _, path in set(PAGES_AUDITED) | PAGES_READ_ONLY)
+    assert len(routes) > 15
+    for path in routes:
+        if path == "/sign-in":  # before any session: its own double-submit token (below)
+            continue
+        for data in ({"name": "x", "timezone": "UTC"}, {"csrf_token": "forged", "id": "x"}):
+            answer = await page.request.post(path.format(**values), form=data, max_redirects=0)
+            assert answer.status == 403, (path, answer.status)
+            assert "reload the page" in await answer.text(), path
+    assert await db.get_user(VIEWER) is not None
+    assert [c.status for c in await db.connections(project_id=shop["id"])
+            if c.name == "fixture-mail"] == ["active"]  # fmt: skip
+    await page.goto(f"/sources/{shop['id']}")
+    await expect(page.locator(".badge").first).to_have_text("active")  # still signed in
+
+
+async def test_page_titles_in_every_script_are_drawn_from_fonts_that_have_them(
+    context: BrowserContext, api: httpx.AsyncClient, standins: tuple[Any, ...], db: Store
+) -> None:
+    """CJK, Arabic, Hebrew, emoji… in a label and in page URLs: every letter from a font with it.
+
+    Chromium says which fonts it drew each element's text with (DevTools'
+    ``CSS.getPlatformFontsForNode``); a character none of them has would be a box.
+    """
+    label = "Scripts " + PAGE_TITLES["japanese"] + " · " + PAGE_TITLES["emoji"]
+    answer = await connect_over_api(  # its pages group never stored but for the titled day
+        api, standins[0], "scripts", label, fault="wrong-shape-200", only="URL", times=None
+    )
+    source = answer["source"]["id"]
+    day = local_yesterday("UTC", datetime.now(UTC))
+    assert await db.save_snapshot(titled_snapshot(source, day))
+    page = await sign_in(context)
+    await page.goto(f"/sources/{source}?days=7")
+    for summary in await page.locator("#top_pages_by_sessions details summary").all():
+        await summary.click()
+    marked = await page.evaluate(MARK_SCRIPT_TEXTS, "h1, #top_pages_by_sessions")  # drawn ones
+    texts = [text for text, _ in marked]
+    for script, title in PAGE_TITLES.items():
+        assert title in "".join(texts), (script, "not on the page")
+    in_chart = "".join(text for text, in_svg in marked if in_svg)
+    for script in ("japanese", "arabic", "hebrew", "emoji"):  # the chart's labels, maybe cut
+        assert set(drawable(PAGE_TITLES[script])) & set(in_chart), (script, in_chart)
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("DOM.enable")
+    await cdp.send("CSS.enable")
+    root = (await cdp.send("DOM.getDocument", {"depth": -1}))["root"]["nodeId"]
+    found = await cdp.send(
+        "DOM.querySelectorAll", {"nodeId": root, "selector": "[data-script-check]"}
+    )
+    assert len(found["nodeIds"]) == len(texts)
+    for node, text in zip(found["nodeIds"], texts, strict=True):
+        fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})
+        families = [font["familyName"] for font in fonts["fonts"]]
+        lacking = [c for c in drawable(text) if not any(family_has(f, c) for f in families)]
+        assert lacking == [], (text, families, [f"U+{ord(c):04X}" for c in lacking])
+
+
+MARK_SCRIPT_TEXTS = """selector => {
+  const marked = [];
+  for (const scope of document.querySelectorAll(selector)) {
+    for (const element of [scope, ...scope.querySelectorAll("*")]) {
+      if (element.closest("title, desc") || !element.getClientRects().length) continue;
+      const own = [...element.childNodes].filter(n => n.nodeType === Node.TEXT_NODE)
+        .map(n => n.textContent).join("");
+      if (/[^\\x00-\\x7f]/.test(own)) {
+        element.setAttribute("data-script-check", "");
+        marked.push([own, element.closest("svg") !== null]);
+      }
+    }
+  }
+  return marked;
+}"""
+
+
+def titled_snapshot(source: str, day: date) -> Snapshot:
+    """A day of the pages group whose URLs end in a page title of each script."""
+    snapshot = history_snapshot(source, day, "url", "UTC")
+    titles = list(PAGE_TITLES.values())
+    renamed: dict[str, str] = {}
+    for block in snapshot.blocks:
+        for row in block["rows"]:
+            url = row["dims"].get("URL")
+            if url:
+                title = titles[len(renamed) % len(titles)] if url not in renamed else ""
+                renamed.setdefault(url, f"https://shop.example.com/{title}")
+                row["dims"]["URL"] = renamed[url]
+    return replace(snapshot, blocks=snapshot.blocks)
+
+
+@functools.cache
+def family_has(family: str, char: str) -> bool:
+    """Whether the font ``family`` (fontconfig's, as Chromium's) has a glyph for ``char``."""
+    laid = chart_text.layout(chart_text._measuring_context(), char, 13, families=family)
+    no_fallback = pangocffi.Attribute.from_fallback(False, end_index=chart_text.WHOLE_TEXT)
+    laid.attributes = chart_text.attribute_list(no_fallback)
+    return unknown_glyphs(laid) == 0
 
 
 async def test_sign_in_needs_its_form_token_and_keeps_the_api_limits(base: str) -> None:

@@ -14,6 +14,7 @@ from claritycast.standins.history import history_snapshot
 from claritycast.web.audit_trail import PAGES_AUDITED, PAGES_READ_ONLY
 from claritycast.web.pages import connections, deliveries, operations, settings, signin, sources
 from claritycast.web.pages.render import ENV, local_path, safe_href, trusted_svg
+from claritycast.web.schemas import Quota, Source
 from models import catalogue
 from models.clarity import ClarityResponse
 
@@ -116,3 +117,44 @@ def test_every_page_form_that_changes_something_is_audited() -> None:
     }
     assert len(posts) > 15
     assert posts - PAGES_READ_ONLY == set(PAGES_AUDITED)
+
+
+RESET = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+
+def a_source(status: str, **quota: object) -> Source:
+    numbers = {"used": 0, "reserved": 7, "left": 10, "refreshes_left": 3, "next_reset_at": None,
+               "exhausted_until": None, "deferred_until": None} | quota  # fmt: skip
+    return Source(
+        id="p", label="Shop", organisation="default", timezone="UTC", status=status,
+        status_reason=None, token="valid", token_fingerprint=None,
+        connected_at=datetime(2026, 11, 1, tzinfo=UTC), last_day_stored=None, days_collected=0,
+        local_date=date(2026, 11, 23), quota=Quota.model_validate(numbers),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("source", "badge", "said"),
+    [
+        (a_source("active"), ("active", "ok"), "3 refreshes left now (0 of 10"),
+        (a_source("paused"), ("paused", "muted"), "3 refreshes left now"),
+        (a_source("token invalid"), ("token invalid", "bad"), "3 refreshes left now"),
+        (
+            a_source("active", used=10, left=0, refreshes_left=0, next_reset_at=RESET),
+            ("active", "ok"),
+            "No refresh left now (10 of 10 requests used in the last 24 hours; 7 kept for "
+            "tonight's pull); the next is possible after 2026-11-24 03:00 UTC.",
+        ),
+        (
+            a_source("active", exhausted_until=datetime(2026, 11, 24, 0, 0, tzinfo=UTC)),
+            ("exhausted until 2026-11-24 00:00 UTC", "bad"),
+            "nothing is asked before 2026-11-24 00:00 UTC",
+        ),
+    ],
+)
+def test_a_sources_badge_and_headroom_say_its_state(
+    source: Source, badge: tuple[str, str], said: str
+) -> None:
+    """Active, paused, token invalid, exhausted until …; the refreshes left before the button."""
+    assert sources.status_words(source) == badge
+    assert said in sources.headroom(source)
