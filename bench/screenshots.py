@@ -1,7 +1,8 @@
 """Screenshots of every page, from the real app: `claritycast up`, the stand-ins, Chromium.
 
 `claritycast up` runs on a scratch data folder with the Clarity simulator,
-the Slack stand-in and an SMTP catcher; a person's steps are taken in the
+the Slack stand-in and an SMTP catcher (no nightly tick: every pull shown is
+a person's, so none races a connect for its groups); a person's steps are taken in the
 pages themselves (sign in, add an organisation, Test & Connect, a connection
 previewed and saved, send now, a replay). Older days are stored directly, as
 if pulled night by night, a few left out so the charts show their gaps.
@@ -74,7 +75,7 @@ async def run(out: Path) -> None:
             partitions="2", web_port="0", web_secret="screenshots-secret",  # noqa: S106
             clarity_api_url=simulator.export_url, slack_token=slack.token,
             slack_api_url=slack.base_url, smtp_host="127.0.0.1", smtp_port=str(smtp.port),
-            smtp_security="none", tick_interval_s="0.5", delivery_grace_s="0",
+            smtp_security="none", tick_interval_s="3600", delivery_grace_s="0",
         )  # fmt: skip
         try:
             up.wait_ready(120)
@@ -143,6 +144,9 @@ async def steps(
     await page.locator(".field-error").wait_for()
     cookies = await context.cookies()
     await page.screenshot(path=str(out / "source-new-desktop.png"), full_page=True)
+    await page.set_viewport_size({"width": WIDTHS["phone"], "height": 900})
+    await page.screenshot(path=str(out / "source-new-phone.png"), full_page=True)
+    await page.set_viewport_size({"width": WIDTHS["desktop"], "height": 900})
     for label, token in (("Acme ブログ · مدونة · בלוג 📝", blog_token), ("Acme shop", shop_token)):
         await page.goto("/sources/new")
         await _form(page, {"Data Export token": token, "Label": label})

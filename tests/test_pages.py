@@ -387,15 +387,30 @@ async def test_every_page_is_accessible_labelled_and_fits_a_phone_and_a_desktop(
         assert answer is not None and answer.status == (404 if "no-such" in path else 200), path
         await check_page(axe, page, path)
 
+    await page.set_viewport_size({"width": 1440, "height": 900})
+    await page.goto(f"/sources/{shop['id']}")  # a phone: charts keep their size and scroll
+    chart = page.locator("#sessions .chart-scroll")
+    await expect(chart).not_to_have_attribute("tabindex", "0")
+    await page.set_viewport_size({"width": 375, "height": 900})
+    await expect(chart).to_have_attribute("tabindex", "0")
+    assert (await chart.locator("svg").bounding_box() or {}).get("width", 0) >= 560
+
 
 async def check_page(axe: Axe, page: Page, path: str) -> None:
-    results = await axe.run(page)
-    grave = [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert grave == [], (path, grave)
+    """axe-core at a desktop's width and a phone's; labels, form tokens; no sideways scroll."""
+    for width in WIDTHS[::-1]:
+        await page.set_viewport_size({"width": width, "height": 900})
+        results = await axe.run(page)
+        grave = [
+            f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert grave == [], (path, width, grave)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, (path, width, overflow)
     unlabelled = await page.locator("input:not([type=hidden]), select, textarea").evaluate_all(
         "fields => fields.filter(f => !f.labels.length && !f.getAttribute('aria-label'))"
         ".map(f => f.name)"
@@ -405,13 +420,6 @@ async def check_page(axe: Axe, page: Page, path: str) -> None:
         "forms => forms.map(f => f.elements.namedItem('csrf_token')?.value || '')"
     )
     assert all(tokens), (path, "a form that changes something carries the form token")
-    for width in WIDTHS:
-        await page.set_viewport_size({"width": width, "height": 900})
-        overflow = await page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, (path, width, overflow)
-    await page.set_viewport_size({"width": 1440, "height": 900})
 
 
 async def tab_to(page: Page, selector: str, presses: int = 60) -> None:

@@ -7,6 +7,7 @@ report the quota check trusts, a page of sources at a time.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -36,11 +37,14 @@ async def operations_page(
     named = source.strip() if source and source.strip() else None
     letters = await dead_letters(who, ctx, chosen, named, replayed == "on", cursor, PAGE_SIZE)
     status = await status_view(ctx)
+    shown_ids = sorted({letter.source for letter in letters.items})
+    projects = await asyncio.gather(*(ctx.store.get_project(pid) for pid in shown_ids))
     query = urlencode({"stage": chosen or "", "source": named or "", "replayed": replayed or ""})
     return await page(
         request, "operations.html", section="operations", letters=letters.items,
         next_cursor=letters.next_cursor, first_page=not cursor, query=query, stages=STAGES,
         stage=chosen or "", source=named or "", replayed=replayed == "on", readiness=status,
+        labels={p.project_id: p.label for p in projects if p is not None},
     )  # fmt: skip
 
 

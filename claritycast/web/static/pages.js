@@ -3,6 +3,8 @@
 //   events of /api/v1/sources/{id}/pulls/{pull}/events; if the stream fails, the poll
 //   endpoint is read every second instead.
 // - A delivery being sent: its page reloads once the delivery log says it is final.
+// - A chart wider than a phone scrolls sideways in its box: that box takes the focus, so
+//   the arrow keys scroll it too (only while it scrolls: no idle stops on a desktop).
 "use strict";
 
 function showGroup(row, group) {
@@ -51,7 +53,16 @@ function followDelivery(section) {
   setTimeout(check, 1000);
 }
 
+function focusWhereScrolling() {
+  for (const box of document.querySelectorAll(".chart-scroll")) {
+    if (box.scrollWidth > box.clientWidth) box.setAttribute("tabindex", "0");
+    else box.removeAttribute("tabindex");
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  focusWhereScrolling();
+  window.addEventListener("resize", focusWhereScrolling);
   const pull = document.getElementById("pull");
   if (pull && pull.dataset.done === "false") followPull(pull);
   const delivery = document.getElementById("delivery");
