@@ -559,6 +559,10 @@ async def test_an_admin_adds_a_person_and_makes_and_revokes_an_api_key(
     await page.get_by_role("button", name="Remove nina@example.com").click()
     await expect(page.get_by_role("status")).to_contain_text("Removed nina@example.com")
     assert await db.get_user("nina@example.com") is None
+    trail = [(e.action, e.outcome[:7], e.actor_name)
+             for e in await db.audit_events(object_name="user:nina@example.com")]  # fmt: skip
+    assert trail == [("user.add", "refused", ADMIN), ("user.add", "ok", ADMIN),
+                     ("user.remove", "ok", ADMIN)], trail  # fmt: skip
     assert await page.get_by_role("button", name=f"Remove {ADMIN}").count() == 0
 
 

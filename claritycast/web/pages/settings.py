@@ -136,6 +136,7 @@ async def access_page(request: Request, who: Admin, ctx: Context) -> Response:
 async def add_user(request: Request, who: Admin, ctx: Context) -> Response:
     form = await request.form()
     email, role = str(form.get("email", "")), str(form.get("role", "viewer"))
+    name_object(request, f"user:{email.strip().lower() or 'new'}", role)  # refused ones too
     try:
         added = await access.add_user(
             ctx.store, email, str(form.get("password", "")), role, ctx.clock.now()
