@@ -38,6 +38,8 @@ from claritycast.standins.slack import SlackStandin
 from claritycast.standins.smtp import SmtpCatcher
 from claritycast.store.core import Store
 from claritycast.web.audit_trail import PAGES_AUDITED, PAGES_READ_ONLY
+from models import catalogue
+from models.catalogue import Category
 from models.clarity import GROUP_NAMES
 from models.documents import Call, Snapshot
 from tests.conftest import isolated_settings, settings_as_env
@@ -340,6 +342,7 @@ async def test_text_from_clarity_is_shown_as_text_and_runs_nothing(
     await page.goto("/sources")
     await expect(page.get_by_role("link", name=shop["label"])).to_be_visible()
     await page.get_by_role("link", name=shop["label"]).click()
+    await expect(page.locator("#top_sources")).to_be_visible()  # the source's page, loaded
     for summary in await page.locator("details summary").all():
         await summary.click()
     values = page.locator("#top_sources table")
@@ -629,7 +632,6 @@ async def test_an_admin_replays_a_dead_letter_and_reads_the_quota_and_the_worker
     assert int(await rows.locator("td[data-label=Attempts]").inner_text()) >= 1
     await rows.get_by_role("button", name=re.compile("^Replay fetch")).click()
     await expect(page.get_by_role("status")).to_contain_text("Replayed 1: fetch")
-    await page.goto(f"/sources/{source}/pulls/{answer['pull']['id']}")
     await page.goto(f"/operations?source={source}")
     await expect(page.get_by_text("No dead letter matches")).to_be_visible()
     await page.goto(f"/operations?source={source}&replayed=on")
@@ -755,6 +757,55 @@ def family_has(family: str, char: str) -> bool:
     no_fallback = pangocffi.Attribute.from_fallback(False, end_index=chart_text.WHOLE_TEXT)
     laid.attributes = chart_text.attribute_list(no_fallback)
     return unknown_glyphs(laid) == 0
+
+
+async def test_the_sources_list_and_a_sources_charts_say_what_is_collected(
+    context: BrowserContext, api: httpx.AsyncClient, shop: dict[str, str]
+) -> None:
+    """A row's days, quota bar and sparkline; four categories of charts at 7, 30 and 90 days."""
+    source = (await api.get(f"/api/v1/sources/{shop['id']}")).json()
+    page = await sign_in(context)
+    row = page.locator("tbody tr", has=page.get_by_role("link", name=shop["label"]))
+    await expect(row.locator("td[data-label=History]")).to_have_text(
+        f"{source['days_collected']} of 30 days collected"
+    )
+    await expect(row.locator("td[data-label='Today\\'s quota'] [role=img]")).to_have_attribute(
+        "aria-label", re.compile(rf"^{source['quota']['used']} of 10 requests used in 24 hours")
+    )
+    spark = row.locator("td[data-label='Sessions, 30 days'] svg")
+    await expect(spark).to_have_attribute(
+        "aria-label", re.compile(rf"^Sessions, last 30 days: {source['days_collected']} of 30")
+    )
+    assert await spark.locator("polyline").count() >= 2, "a day not collected breaks the line"
+
+    await row.get_by_role("link", name=shop["label"]).click()
+    await expect(page.get_by_role("heading", name="Breakdowns")).to_be_visible()
+    headings = await page.get_by_role("heading", level=2).all_text_contents()
+    assert [h for h in headings if h in {c.value for c in Category}] == [c.value for c in Category]
+    charts = page.locator("figure.chart svg[role=img]")
+    await expect(charts).to_have_count(len(catalogue.METRICS))
+    assert await charts.first.locator("title").count() > 0, "hover titles"
+    for days in (7, 90, 30):
+        await page.get_by_role("link", name=f"{days} days", exact=True).click()
+        await expect(page.get_by_role("link", name=f"{days} days")).to_have_attribute(
+            "aria-current", "page"
+        )
+        note = page.get_by_role("note")
+        await expect(note).to_contain_text(re.compile(rf"Filling in day by day: \d+ of {days} "))
+        collected = int(re.findall(r"(\d+) of", await note.inner_text())[0])
+        assert 0 < collected < days
+
+
+async def test_signing_out_ends_the_session_on_the_server(context: BrowserContext) -> None:
+    """After Sign out, the old cookie opens nothing: it goes back to the sign-in page."""
+    page = await sign_in(context)
+    cookies = await context.cookies()
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("status")).to_contain_text("Signed out.")
+    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    await context.add_cookies(cookies)  # the cookie a thief kept
+    await page.goto("/sources")
+    await expect(page).to_have_url(re.compile(r"/sign-in\?next="))
 
 
 async def test_sign_in_needs_its_form_token_and_keeps_the_api_limits(base: str) -> None:
