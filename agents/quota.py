@@ -27,6 +27,7 @@ from claritycast.ingest.quota import (
     COUNTED_FOR,
     DAILY_LIMIT,
     GRANT_TTL,
+    ON_ITS_WAY,
     QuotaState,
     decide,
     in_flight,
@@ -171,7 +172,7 @@ async def _not_due_because(
     )
     for call in calls:
         if in_flight(call, now, lease):
-            return f"{day_group} is on its way (a call {call.outcome} at {call.at:%H:%M:%S}Z)"
+            return f"{day_group} {ON_ITS_WAY} (a call {call.outcome} at {call.at:%H:%M:%S}Z)"
     return None
 
 

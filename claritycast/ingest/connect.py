@@ -23,6 +23,7 @@ import faust
 from claritycast.clarity.token import check_token, fingerprint, plain_token
 from claritycast.clock import Clock
 from claritycast.errors import Conflict, InputError, NotFound
+from claritycast.ingest.quota import ON_ITS_WAY
 from claritycast.localtime import local_yesterday, valid_timezone
 from claritycast.naming import slug
 from claritycast.store.core import Store
@@ -252,6 +253,11 @@ async def outcomes_now(store: Store, requests: Sequence[Asked]) -> dict[str, Gro
         call = calls.get(request.request_id)
         if request.request_id in refusals:
             kind, why, next_at = refusals[request.request_id]
+            if kind == "not due" and ON_ITS_WAY in why:
+                followed = await _follow_the_call_under_way(store, request, why)
+                if followed is not None:
+                    ended[request.request_id] = followed
+                continue
             when = f"; next possible at {next_at:%Y-%m-%d %H:%M} UTC" if next_at else ""
             ended[request.request_id] = GroupReport(request.group, kind, why + when)
         elif call is not None and call.outcome not in ("granted", "calling", "ok"):
@@ -263,6 +269,22 @@ async def outcomes_now(store: Store, requests: Sequence[Asked]) -> dict[str, Gro
         ):
             ended[request.request_id] = GroupReport(request.group, "stored", call.detail)
     return ended
+
+
+async def _follow_the_call_under_way(store: Store, request: Asked, why: str) -> GroupReport | None:
+    """The end of a group another request was already fetching; None while it is under way.
+
+    The tick may ask for a just-connected project's day before connect's own
+    requests reach the quota check (or a refresh may meet the nightly pull):
+    the quota check then drops ours as not due, and the person waiting should
+    see what happens to the group, not "not due".
+    """
+    if await store.snapshot_exists(request.project_id, request.local_date, request.group):
+        return GroupReport(request.group, "stored", "fetched by the request already under way")
+    progress = await store.pull_progress(request.project_id, request.local_date)
+    if request.group in progress.dead:
+        return GroupReport(request.group, "failed", f"{why}; it failed: dead-lettered, replay it")
+    return None
 
 
 async def pull_reports(store: Store, pull: Pull) -> tuple[GroupReport, ...]:

@@ -97,6 +97,9 @@ class QuotaState:
 NEVER_MADE = frozenset({"expired", "skipped"})
 # Call outcomes whose snapshot may still come: granted, being made, or made.
 IN_FLIGHT = frozenset({"granted", "calling", "ok"})
+# The words of a "not due" refusal whose group another request is fetching; a pull
+# that meets one follows that group to its end (`ingest.connect.outcomes_now`).
+ON_ITS_WAY = "is on its way"
 
 
 def in_flight(call: Call, now: datetime, lease: timedelta = LEASE) -> bool:
