@@ -23,6 +23,7 @@ PNG on one core), and what replaced it:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 import sys
@@ -32,9 +33,9 @@ import cairocffi
 import cssselect2
 import tinycss2
 import zlib_ng.zlib_ng as zlib
-from cairosvg.helpers import size, transform
+from cairosvg.helpers import PointError, normalize, paint, size, transform
 from cairosvg.parser import Node, Tree
-from cairosvg.surface import PNGSurface
+from cairosvg.surface import SHAPE_ANTIALIAS, TAGS, PNGSurface
 from PIL import Image
 
 from claritycast.reports import chart_text
@@ -42,7 +43,6 @@ from claritycast.reports import chart_text
 SCALE = chart_text.SCALE
 PNG_LEVEL = 2  # zlib-ng: level 2 is as small as cairo's PNG at a tenth of the time
 _ROOT_ID = "chart"
-_BGRX = "BGRX" if sys.byteorder == "little" else "XRGB"  # cairo's ARGB32 is native-endian
 
 
 Declaration = tuple[str, str, bool]  # name, value, !important
@@ -147,6 +147,27 @@ def flatten_plain_groups(element: Any) -> None:
             index += 1
 
 
+_SHAPES = frozenset({"circle", "ellipse", "line", "path", "polygon", "polyline", "rect"})
+# Attributes that need cairosvg's whole drawing step (inherited ones included).
+_NEEDS_CAIROSVG = frozenset(
+    {
+        "transform", "clip", "clip-path", "mask", "filter", "font",
+        "marker", "marker-start", "marker-mid", "marker-end",
+    }
+)  # fmt: skip
+_LINE_CAPS = {"round": cairocffi.LINE_CAP_ROUND, "square": cairocffi.LINE_CAP_SQUARE}
+_LINE_JOINS = {"round": cairocffi.LINE_JOIN_ROUND, "bevel": cairocffi.LINE_JOIN_BEVEL}
+
+
+def _plain_shape(node: Node) -> bool:
+    """A shape with no children, transform, clip, mask, filter, dash, marker or paint server."""
+    if node.children or not _NEEDS_CAIROSVG.isdisjoint(node):
+        return False
+    if normalize(node.get("stroke-dasharray", "")).strip() not in {"", "none"}:
+        return False
+    return not any("url(" in str(node.get(name, "")) for name in ("fill", "stroke"))
+
+
 class ChartSurface(PNGSurface):
     """cairosvg's PNG surface, with ``<text>`` drawn by Pango (see ``chart_text``).
 
@@ -156,9 +177,69 @@ class ChartSurface(PNGSurface):
     """
 
     def draw(self, node: Node) -> None:
-        if node.tag != "text":
+        if node.tag == "text":
+            self._draw_text(node)
+        elif node.tag in _SHAPES and self.stroke_and_fill and _plain_shape(node):
+            self._draw_shape(node)
+        else:
             super().draw(node)
+
+    def _draw_shape(self, node: Node) -> None:
+        """A shape as cairosvg draws it, without the steps that do nothing for a plain one.
+
+        The same cairo calls in the same order as ``Surface.draw``, less
+        what only a transform, clip, mask, filter, dash, marker, gradient
+        or child needs (``_plain_shape`` sends any of those to cairosvg),
+        and less the font options it sets for text on every node. A fill
+        or stroke of no colour is not painted: painting nothing over the
+        surface leaves every pixel as it was.
+        """
+        if ("width" in node and size(self, node["width"]) == 0) or (
+            "height" in node and size(self, node["height"]) == 0
+        ):
             return
+        old_parent_node, old_font_size = self.parent_node, self.font_size
+        self.parent_node = node
+        self.font_size = size(self, node.get("font-size", "12pt"))
+        context = self.context
+        context.save()
+        context.move_to(size(self, node.get("x"), "x"), size(self, node.get("y"), "y"))
+        line_cap = node.get("stroke-linecap")
+        if line_cap in _LINE_CAPS:
+            context.set_line_cap(_LINE_CAPS[line_cap])
+        line_join = node.get("stroke-linejoin")
+        if line_join in _LINE_JOINS:
+            context.set_line_join(_LINE_JOINS[line_join])
+        context.set_miter_limit(float(node.get("stroke-miterlimit", 4)))
+        with contextlib.suppress(PointError):  # as cairosvg: a malformed shape draws nothing
+            TAGS[node.tag](self, node)
+        opacity = float(node.get("opacity", 1))
+        stroke_opacity = float(node.get("stroke-opacity", 1)) * min(opacity, 1)
+        fill_opacity = float(node.get("fill-opacity", 1)) * min(opacity, 1)
+        context.set_antialias(
+            SHAPE_ANTIALIAS.get(node.get("shape-rendering"), cairocffi.ANTIALIAS_DEFAULT)
+        )
+        if node.get("display", "inline") != "none" and node.get("visibility") != "hidden":
+            fill = self.map_color(paint(node.get("fill", "black"))[1], fill_opacity)
+            if fill[3] > 0:
+                context.save()
+                if node.get("fill-rule") == "evenodd":
+                    context.set_fill_rule(cairocffi.FILL_RULE_EVEN_ODD)
+                context.set_source_rgba(*fill)
+                context.fill_preserve()
+                context.restore()
+            stroke = self.map_color(paint(node.get("stroke"))[1], stroke_opacity)
+            if stroke[3] > 0:
+                context.save()
+                context.set_line_width(size(self, node.get("stroke-width", "1")))
+                context.set_source_rgba(*stroke)
+                context.stroke()
+                context.restore()
+        context.new_path()
+        context.restore()
+        self.parent_node, self.font_size = old_parent_node, old_font_size
+
+    def _draw_text(self, node: Node) -> None:
         text = "".join([node.text or "", *(child.text or "" for child in node.children)])
         fill = node.get("fill", "black")
         hidden = node.get("display") == "none" or node.get("visibility") == "hidden"
@@ -183,6 +264,25 @@ class ChartSurface(PNGSurface):
         context.restore()
 
 
+def _rows(surface: cairocffi.ImageSurface) -> bytes:
+    """The surface's pixels as 8-bit RGB rows, each followed by one zero byte, in one pass.
+
+    A row stride one byte longer than the pixels leaves a zero after each
+    row: the next row's PNG filter byte ("none"). On a little-endian
+    machine cairo's ARGB32 bytes are B, G, R, X; mapped (not copied) as
+    Pillow's RGBX and packed as "BGR", they come out R, G, B. Packing the
+    rows apart and joining them with Python, as before, copied the image
+    three times more.
+    """
+    width, height, stride = surface.get_width(), surface.get_height(), surface.get_stride()
+    data = surface.get_data()
+    if sys.byteorder == "little":
+        image = Image.frombuffer("RGBX", (width, height), data, "raw", "RGBX", stride, 1)
+        return image.tobytes("raw", "BGR", 3 * width + 1)
+    image = Image.frombuffer("RGB", (width, height), data, "raw", "XRGB", stride, 1)
+    return image.tobytes("raw", "RGB", 3 * width + 1)
+
+
 def encode_png(surface: cairocffi.ImageSurface) -> bytes:
     """An opaque ARGB32 surface as an 8-bit RGB PNG: unfiltered rows, deflated by zlib-ng.
 
@@ -191,23 +291,22 @@ def encode_png(surface: cairocffi.ImageSurface) -> bytes:
     the container is the PNG specification's three chunks.
     """
     surface.flush()
-    width, height = surface.get_width(), surface.get_height()
-    pixels = Image.frombuffer(
-        "RGB", (width, height), surface.get_data(), "raw", _BGRX, surface.get_stride(), 1
-    ).tobytes()
-    row = 3 * width
-    scanlines = b"".join(b"\0" + pixels[at : at + row] for at in range(0, len(pixels), row))
+    rows = _rows(surface)
+    deflate = zlib.compressobj(PNG_LEVEL)
+    # The first row's filter byte, then every row with the next one's (the last is spare).
+    idat = deflate.compress(b"\0") + deflate.compress(memoryview(rows)[:-1]) + deflate.flush()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         checksum = zlib.crc32(kind + data)
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)
 
+    width, height = surface.get_width(), surface.get_height()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
             chunk(b"IHDR", header),
-            chunk(b"IDAT", zlib.compress(scanlines, PNG_LEVEL)),
+            chunk(b"IDAT", idat),
             chunk(b"IEND", b""),
         )
     )
