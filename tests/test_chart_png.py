@@ -60,21 +60,30 @@ def test_only_groups_that_carry_nothing_but_a_class_are_flattened() -> None:
     assert root[-1].get("transform") == "translate(1 1)"
 
 
-def test_the_png_holds_exactly_the_surface() -> None:
+@pytest.mark.parametrize(
+    "size",
+    [(300, 200), (7, 1), (5, chart_png.BAND_ROWS), (5, chart_png.BAND_ROWS + 1)],
+    ids=["bands-and-a-part", "one-row", "one-band", "a-band-and-a-row"],
+)
+def test_the_png_holds_exactly_the_surface(size: tuple[int, int]) -> None:
     """Lossless: the same pixels as cairo's own PNG writer, in a file no bigger."""
-    surface = cairocffi.ImageSurface(cairocffi.FORMAT_ARGB32, 300, 200)
+    width, height = size
+    surface = cairocffi.ImageSurface(cairocffi.FORMAT_ARGB32, width, height)
     context = cairocffi.Context(surface)
     context.set_source_rgb(1, 1, 1)
     context.paint()
     context.set_source_rgb(0.18, 0.4, 0.56)
-    context.arc(150, 100, 70, 0, 6.3)
+    context.arc(width / 2, height / 2, min(width, height) / 3 + 1, 0, 6.3)
+    context.fill()
+    context.set_source_rgb(0.9, 0.1, 0.2)
+    context.rectangle(0, height - 1, width / 2, 1)  # the last row, which has no next
     context.fill()
     ours = chart_png.encode_png(surface)
     theirs = io.BytesIO()
     surface.write_to_png(theirs)
     with Image.open(io.BytesIO(ours)) as mine, Image.open(theirs) as cairos:
         mine.load()
-        assert (mine.format, mine.mode, mine.size) == ("PNG", "RGB", (300, 200))
+        assert (mine.format, mine.mode, mine.size) == ("PNG", "RGB", size)
         assert ImageChops.difference(mine, cairos.convert("RGB")).getbbox() is None
     with Image.open(io.BytesIO(ours)) as checked:
         checked.verify()  # chunk checksums

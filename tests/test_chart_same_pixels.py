@@ -2,8 +2,8 @@
 
 The references in ``tests/samples/charts/before-speedup/`` were drawn by
 the PNG path of commit 9164b9f, before the changes measured by
-``bench.render`` (the PNG packed in one pass, pygal's attribute look-up,
-the shapes cairosvg drew one generic node at a time). Unlike
+``bench.render`` (the PNG's rows packed a band at a time, pygal's
+attribute look-up, plain shapes drawn without cairosvg's per-node steps). Unlike
 ``test_chart_pixels``, which accepts another renderer's anti-aliasing, this
 asks for the same pixels: a speed-up should change none.
 
