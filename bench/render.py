@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import io
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -271,6 +272,8 @@ class Stages:
     encode: Cost
     total: Cost
     png_bytes: int
+    faults: float
+    system_ms: float
 
     @property
     def png(self) -> Cost:
@@ -302,7 +305,21 @@ def stages(case: Case, seconds: float) -> Stages:
         encode=rate(lambda: chart_png.encode_png(surface.cairo), seconds),
         total=rate(case.chart, seconds),
         png_bytes=len(chart.png),
+        **faults(case.chart),
     )
+
+
+def faults(work: Callable[[], object], calls: int = 20) -> dict[str, float]:
+    """Page faults and kernel CPU per call: memory the kernel maps and zeroes afresh each time."""
+    work()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(calls):
+        work()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "faults": (after.ru_minflt - before.ru_minflt) / calls,
+        "system_ms": (after.ru_stime - before.ru_stime) * 1000 / calls,
+    }
 
 
 def ms(cost: Cost) -> str:
@@ -323,6 +340,12 @@ def print_stages(found: dict[str, Stages]) -> None:
     ]
     for label, pick in rows:
         print(f"  {label:44}" + "".join(f"{ms(pick(found[name])):>17}" for name in names))
+    print(
+        f"  {'  of which the kernel (page faults per image)':44}"
+        + "".join(
+            f"{f'{found[name].system_ms:.1f} ({found[name].faults:,.0f})':>17}" for name in names
+        )
+    )
     sizes = ", ".join(f"{name} {stage.png_bytes / 1024:.0f} KiB" for name, stage in found.items())
     print(f"  PNG sizes: {sizes}")
     print("  * render_chart without the PNG: the series again (a tenth of a ms), pygal, our filter")
