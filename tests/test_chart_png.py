@@ -10,7 +10,7 @@ import cairocffi
 import pytest
 from PIL import Image, ImageChops
 
-from claritycast.reports import chart_png, chart_text
+from claritycast.reports import chart_css, chart_png, chart_text
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -38,7 +38,7 @@ def test_the_cascade_is_kept_when_the_stylesheet_becomes_attributes() -> None:
         "#chart-1 .graph .bar{fill:red} .bar{fill:black;stroke:gray}"
         " .wide{fill:orange !important} .other{fill:purple}",
     )
-    chart_png.inline_stylesheet(root)
+    chart_css.inline_stylesheet(root)
     assert by_id(root, "plain").get("fill") == "red"  # the more specific rule, id included
     assert by_id(root, "plain").get("stroke") == "gray"
     assert by_id(root, "styled").get("fill") == "blue"
@@ -54,7 +54,7 @@ def test_only_groups_that_carry_nothing_but_a_class_are_flattened() -> None:
         '<g class="a"><rect id="r1"/><g class="b"><rect id="r2"/></g><rect id="r3"/></g>'
         '<g id="kept"><rect id="r4"/></g><g transform="translate(1 1)"><rect id="r5"/></g>'
     )
-    chart_png.flatten_plain_groups(root)
+    chart_css.flatten_plain_groups(root)
     assert [child.get("id") for child in root][1:4] == ["r1", "r2", "r3"]
     assert by_id(root, "kept")[0].get("id") == "r4"
     assert root[-1].get("transform") == "translate(1 1)"

@@ -5,12 +5,12 @@ PNG on one core), and what replaced it:
 
 - **The stylesheet**, a third: pygal writes 4 KB of CSS into every SVG, and
   cairosvg parsed it and compiled its 80 selectors for every PNG.
-  ``inline_stylesheet`` compiles each distinct stylesheet once and writes the
-  declarations onto the elements as presentation attributes, so cairosvg
-  has no CSS left to read (``style`` attributes included).
+  ``chart_css.inline_stylesheet`` compiles each distinct stylesheet once and
+  writes the declarations onto the elements as presentation attributes, so
+  cairosvg has no CSS left to read (``style`` attributes included).
 - **Elements**: cairosvg's walk costs about as much per element as per
   shape. pygal's JavaScript tooltip data (dropped in ``charts``) and the
-  groups that only carried a class (``flatten_plain_groups``) were over two
+  groups that only carried a class (``chart_css.flatten_plain_groups``) were over two
   thirds of a line chart's 220 elements.
 - **Text**, most of the drawing: cairosvg set each letter alone with cairo's
   toy font API, twice. ``ChartSurface`` lays out each string once with
@@ -36,15 +36,11 @@ Then (issue 15, ``bench.render`` again, about 19 ms for the whole chart):
 from __future__ import annotations
 
 import contextlib
-import functools
 import struct
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import cairocffi
-import cssselect2
-import tinycss2
 import zlib_ng.zlib_ng as zlib
 from cairosvg.helpers import PointError, normalize, paint, size, transform
 from cairosvg.parser import Node, Tree
@@ -55,110 +51,6 @@ from claritycast.reports import chart_text
 
 SCALE = chart_text.SCALE
 PNG_LEVEL = 2  # zlib-ng: level 2 is as small as cairo's PNG at a tenth of the time
-_ROOT_ID = "chart"
-
-
-Declaration = tuple[str, str, bool]  # name, value, !important
-
-
-def _declarations(tokens: Any) -> list[Declaration]:
-    """What cairosvg would take from a rule's or a ``style`` attribute's declarations."""
-    return [
-        (item.lower_name, tinycss2.serialize(item.value).strip(), item.important)
-        for item in tinycss2.parse_declaration_list(
-            tokens, skip_comments=True, skip_whitespace=True
-        )
-        if item.type == "declaration" and not item.name.startswith("-")  # no vendor properties
-    ]
-
-
-@functools.lru_cache(maxsize=256)
-def _style_attribute(style: str) -> tuple[tuple[Declaration, ...], tuple[Declaration, ...]]:
-    """A ``style`` attribute's normal and ``!important`` declarations (charts repeat a few)."""
-    declarations = _declarations(style)
-    return tuple(d for d in declarations if not d[2]), tuple(d for d in declarations if d[2])
-
-
-@functools.lru_cache(maxsize=8)
-def _compiled(stylesheet: str) -> tuple[cssselect2.Matcher, cssselect2.Matcher]:
-    """Matchers of the normal and the ``!important`` declarations of a stylesheet."""
-    normal, important = cssselect2.Matcher(), cssselect2.Matcher()
-    for rule in tinycss2.parse_stylesheet(stylesheet, skip_comments=True, skip_whitespace=True):
-        if rule.type != "qualified-rule":
-            continue
-        declarations = _declarations(rule.content)
-        try:
-            selectors = cssselect2.compile_selector_list(rule.prelude)
-        except cssselect2.SelectorError:
-            continue
-        for selector in selectors:
-            if selector.pseudo_element is None and not selector.never_matches:
-                for matcher, forced in ((normal, False), (important, True)):
-                    chosen = [d for d in declarations if d[2] is forced]
-                    if chosen:
-                        matcher.add_selector(selector, chosen)
-    return normal, important
-
-
-def inline_stylesheet(root: Any) -> None:
-    """Turn the SVG's ``<style>`` and ``style`` attributes into presentation attributes.
-
-    The cascade is kept: stylesheet rules (by specificity, then order), the
-    ``style`` attribute, ``!important`` rules, then ``!important`` in the
-    ``style`` attribute — each overriding the one before. With no CSS left,
-    the attributes say the same, and cairosvg has nothing to parse. pygal
-    prefixes every selector with the chart's random id; it is set aside
-    while matching, so one compiled stylesheet serves every chart.
-    """
-    styles = [
-        (parent, child)
-        for parent in root.iter()
-        for child in parent
-        if str(child.tag).rpartition("}")[2] == "style"
-    ]
-    chart_id = root.get("id")
-    stylesheet = "\n".join(style.text or "" for _, style in styles)
-    if chart_id:
-        stylesheet = stylesheet.replace(f"#{chart_id}", f"#{_ROOT_ID}")
-        root.set("id", _ROOT_ID)
-    normal, important = _compiled(stylesheet)
-    for element in cssselect2.ElementWrapper.from_xml_root(root).iter_subtree():
-        node = element.etree_element
-        inline, inline_important = _style_attribute(node.attrib.pop("style", ""))
-        layers = [
-            *(declarations for *_, declarations in normal.match(element)),
-            inline,
-            *(declarations for *_, declarations in important.match(element)),
-            inline_important,
-        ]
-        for declarations in layers:
-            for name, value, _ in declarations:
-                node.set(name, value)
-    if chart_id:
-        root.set("id", chart_id)
-    for parent, style in styles:
-        parent.remove(style)
-
-
-def flatten_plain_groups(element: Any) -> None:
-    """Replace every ``<g>`` that carries nothing but a class by its children.
-
-    Once ``inline_stylesheet`` has run, such a group changes nothing drawn,
-    and cairosvg spends as long on it as on a shape: pygal wraps every dot
-    and bar in one (a third of a chart's elements). A group with an id may
-    be referenced, so it stays.
-    """
-    index = 0
-    while index < len(element):
-        child = element[index]
-        flatten_plain_groups(child)
-        if str(child.tag).rpartition("}")[2] == "g" and set(child.attrib) <= {"class"}:
-            element.remove(child)
-            element[index:index] = list(child)
-            index += len(child)
-        else:
-            index += 1
-
 
 _SHAPES = frozenset({"circle", "ellipse", "line", "path", "polygon", "polyline", "rect"})
 # Attributes that need cairosvg's whole drawing step (inherited ones included).

@@ -29,6 +29,7 @@ from pygal.etree import etree
 from pygal.style import Style
 
 from claritycast.reports import chart_text, series
+from claritycast.reports.chart_css import flatten_plain_groups, inline_stylesheet
 from claritycast.reports.chart_labels import (
     LABEL_MAX_CHARS,
     LABEL_PX,
@@ -41,7 +42,7 @@ from claritycast.reports.chart_labels import (
     value_ticks,
     x_majors,
 )
-from claritycast.reports.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
+from claritycast.reports.chart_png import svg_to_png
 from claritycast.reports.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
 from claritycast.reports.figures import format_day
 from claritycast.reports.series import Point
