@@ -8,6 +8,8 @@ from pathlib import Path
 
 import cairocffi
 import pytest
+from cairosvg.parser import Tree
+from cairosvg.surface import PNGSurface
 from PIL import Image, ImageChops
 
 from claritycast.reports import chart_css, chart_png, chart_text
@@ -103,3 +105,44 @@ def test_laying_out_text_leaks_nothing() -> None:
     for _ in range(20_000):
         chart_text.text_width("Sessions · Shop", 13)
     assert resident_kib() - before < 1024
+
+
+SHAPES = (
+    '<rect x="2.5" y="3.25" width="40.3" height="20.7" fill="#2f6690" fill-opacity="0.9"'
+    ' stroke-width="0"/>'
+    '<circle cx="60.4" cy="14.2" r="3" fill="#2f6690" stroke="#2f6690" stroke-width="1px"/>'
+    '<circle cx="70.4" cy="14.2" r="4" fill="red" opacity="0.5"/>'
+    '<path d="M5 40 L20 55 35 42 h10 v8" fill="none" stroke="#1f2933" stroke-width="2.5"'
+    ' stroke-linejoin="round" stroke-linecap="round"/>'
+    '<path d="M50 40 h30 v15 h-30 z M55 44 h10 v5 h-10 z" fill="green" fill-rule="evenodd"/>'
+    '<polygon points="85,5 95,25 75,25" fill="orange" stroke="black" stroke-linejoin="bevel"/>'
+    '<polyline points="5,65 15,75 25,62" fill="none" stroke="blue" stroke-dasharray="3 2"/>'
+    '<line x1="30" y1="62" x2="60" y2="78" stroke="purple" stroke-linecap="square"/>'
+    '<ellipse cx="80" cy="70" rx="10" ry="5" fill="teal" stroke="none"/>'
+    '<rect x="40" y="60" width="8" height="8" transform="rotate(20 44 64)" fill="brown"/>'
+    '<rect x="0" y="0" width="0" height="5" fill="black"/>'
+    '<circle cx="50" cy="50" r="2" fill="black" visibility="hidden"/>'
+)
+
+
+def test_plain_shapes_are_drawn_as_cairosvg_draws_them() -> None:
+    """Fills, strokes, joins, caps, opacity, even-odd, a dash and a transform: the same pixels.
+
+    Shapes with a dash or a transform go to cairosvg whole; the others take
+    the short way (``ChartSurface._draw_shape``), which must not show.
+    """
+    source = (
+        f'<svg xmlns="{SVG_NS}" width="100" height="80" viewBox="0 0 100 80">'
+        f'<g stroke="gray">{SHAPES}</g></svg>'
+    ).encode()
+    ours = chart_png.ChartSurface(
+        Tree(bytestring=source), None, 96, scale=2, background_color="white"
+    )
+    theirs = PNGSurface(Tree(bytestring=source), None, 96, scale=2, background_color="white")
+    with (
+        Image.open(io.BytesIO(chart_png.encode_png(ours.cairo))) as mine,
+        Image.open(io.BytesIO(chart_png.encode_png(theirs.cairo))) as cairosvgs,
+    ):
+        assert mine.size == (200, 160)
+        assert len(mine.getcolors(maxcolors=100_000) or []) > 20  # the shapes were drawn
+        assert ImageChops.difference(mine, cairosvgs).getbbox() is None
