@@ -5,12 +5,12 @@ PNG on one core), and what replaced it:
 
 - **The stylesheet**, a third: pygal writes 4 KB of CSS into every SVG, and
   cairosvg parsed it and compiled its 80 selectors for every PNG.
-  ``inline_stylesheet`` compiles each distinct stylesheet once and writes the
-  declarations onto the elements as presentation attributes, so cairosvg
-  has no CSS left to read (``style`` attributes included).
+  ``chart_css.inline_stylesheet`` compiles each distinct stylesheet once and
+  writes the declarations onto the elements as presentation attributes, so
+  cairosvg has no CSS left to read (``style`` attributes included).
 - **Elements**: cairosvg's walk costs about as much per element as per
   shape. pygal's JavaScript tooltip data (dropped in ``charts``) and the
-  groups that only carried a class (``flatten_plain_groups``) were over two
+  groups that only carried a class (``chart_css.flatten_plain_groups``) were over two
   thirds of a line chart's 220 elements.
 - **Text**, most of the drawing: cairosvg set each letter alone with cairo's
   toy font API, twice. ``ChartSurface`` lays out each string once with
@@ -19,132 +19,58 @@ PNG on one core), and what replaced it:
 - **Compression**, a third: cairo writes PNG through libpng at zlib level 6
   with adaptive row filters. A chart is mostly flat colour, where unfiltered
   rows compress as well; ``encode_png`` packs them with zlib-ng.
+
+Then (issue 15, ``bench.render`` again, about 19 ms for the whole chart):
+
+- **Memory**, a quarter: the rows were packed whole (8.6 MB with Pillow's
+  pieces), which the kernel faulted in and zeroed for every chart, and
+  freeing them let the heap shrink so the next surface faulted in too:
+  3,500 page faults and 6 ms of system time a chart. ``encode_png`` packs
+  a band of rows at a time, straight from the surface, into the deflater.
+- **cairosvg's per-node step**: for every shape it parses transforms,
+  masks, clips, filters, dashes and markers and sets text options.
+  ``ChartSurface`` draws a shape that has none of them with the same cairo
+  calls, less those steps.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import struct
 import sys
-from typing import Any
+from collections.abc import Iterator
 
 import cairocffi
-import cssselect2
-import tinycss2
 import zlib_ng.zlib_ng as zlib
-from cairosvg.helpers import size, transform
+from cairosvg.helpers import PointError, normalize, paint, size, transform
 from cairosvg.parser import Node, Tree
-from cairosvg.surface import PNGSurface
+from cairosvg.surface import SHAPE_ANTIALIAS, TAGS, PNGSurface
 from PIL import Image
 
 from claritycast.reports import chart_text
 
 SCALE = chart_text.SCALE
 PNG_LEVEL = 2  # zlib-ng: level 2 is as small as cairo's PNG at a tenth of the time
-_ROOT_ID = "chart"
-_BGRX = "BGRX" if sys.byteorder == "little" else "XRGB"  # cairo's ARGB32 is native-endian
+
+_SHAPES = frozenset({"circle", "ellipse", "line", "path", "polygon", "polyline", "rect"})
+# Attributes that need cairosvg's whole drawing step (inherited ones included).
+_NEEDS_CAIROSVG = frozenset(
+    {
+        "transform", "clip", "clip-path", "mask", "filter", "font",
+        "marker", "marker-start", "marker-mid", "marker-end",
+    }
+)  # fmt: skip
+_LINE_CAPS = {"round": cairocffi.LINE_CAP_ROUND, "square": cairocffi.LINE_CAP_SQUARE}
+_LINE_JOINS = {"round": cairocffi.LINE_JOIN_ROUND, "bevel": cairocffi.LINE_JOIN_BEVEL}
 
 
-Declaration = tuple[str, str, bool]  # name, value, !important
-
-
-def _declarations(tokens: Any) -> list[Declaration]:
-    """What cairosvg would take from a rule's or a ``style`` attribute's declarations."""
-    return [
-        (item.lower_name, tinycss2.serialize(item.value).strip(), item.important)
-        for item in tinycss2.parse_declaration_list(
-            tokens, skip_comments=True, skip_whitespace=True
-        )
-        if item.type == "declaration" and not item.name.startswith("-")  # no vendor properties
-    ]
-
-
-@functools.lru_cache(maxsize=256)
-def _style_attribute(style: str) -> tuple[tuple[Declaration, ...], tuple[Declaration, ...]]:
-    """A ``style`` attribute's normal and ``!important`` declarations (charts repeat a few)."""
-    declarations = _declarations(style)
-    return tuple(d for d in declarations if not d[2]), tuple(d for d in declarations if d[2])
-
-
-@functools.lru_cache(maxsize=8)
-def _compiled(stylesheet: str) -> tuple[cssselect2.Matcher, cssselect2.Matcher]:
-    """Matchers of the normal and the ``!important`` declarations of a stylesheet."""
-    normal, important = cssselect2.Matcher(), cssselect2.Matcher()
-    for rule in tinycss2.parse_stylesheet(stylesheet, skip_comments=True, skip_whitespace=True):
-        if rule.type != "qualified-rule":
-            continue
-        declarations = _declarations(rule.content)
-        try:
-            selectors = cssselect2.compile_selector_list(rule.prelude)
-        except cssselect2.SelectorError:
-            continue
-        for selector in selectors:
-            if selector.pseudo_element is None and not selector.never_matches:
-                for matcher, forced in ((normal, False), (important, True)):
-                    chosen = [d for d in declarations if d[2] is forced]
-                    if chosen:
-                        matcher.add_selector(selector, chosen)
-    return normal, important
-
-
-def inline_stylesheet(root: Any) -> None:
-    """Turn the SVG's ``<style>`` and ``style`` attributes into presentation attributes.
-
-    The cascade is kept: stylesheet rules (by specificity, then order), the
-    ``style`` attribute, ``!important`` rules, then ``!important`` in the
-    ``style`` attribute — each overriding the one before. With no CSS left,
-    the attributes say the same, and cairosvg has nothing to parse. pygal
-    prefixes every selector with the chart's random id; it is set aside
-    while matching, so one compiled stylesheet serves every chart.
-    """
-    styles = [
-        (parent, child)
-        for parent in root.iter()
-        for child in parent
-        if str(child.tag).rpartition("}")[2] == "style"
-    ]
-    chart_id = root.get("id")
-    stylesheet = "\n".join(style.text or "" for _, style in styles)
-    if chart_id:
-        stylesheet = stylesheet.replace(f"#{chart_id}", f"#{_ROOT_ID}")
-        root.set("id", _ROOT_ID)
-    normal, important = _compiled(stylesheet)
-    for element in cssselect2.ElementWrapper.from_xml_root(root).iter_subtree():
-        node = element.etree_element
-        inline, inline_important = _style_attribute(node.attrib.pop("style", ""))
-        layers = [
-            *(declarations for *_, declarations in normal.match(element)),
-            inline,
-            *(declarations for *_, declarations in important.match(element)),
-            inline_important,
-        ]
-        for declarations in layers:
-            for name, value, _ in declarations:
-                node.set(name, value)
-    if chart_id:
-        root.set("id", chart_id)
-    for parent, style in styles:
-        parent.remove(style)
-
-
-def flatten_plain_groups(element: Any) -> None:
-    """Replace every ``<g>`` that carries nothing but a class by its children.
-
-    Once ``inline_stylesheet`` has run, such a group changes nothing drawn,
-    and cairosvg spends as long on it as on a shape: pygal wraps every dot
-    and bar in one (a third of a chart's elements). A group with an id may
-    be referenced, so it stays.
-    """
-    index = 0
-    while index < len(element):
-        child = element[index]
-        flatten_plain_groups(child)
-        if str(child.tag).rpartition("}")[2] == "g" and set(child.attrib) <= {"class"}:
-            element.remove(child)
-            element[index:index] = list(child)
-            index += len(child)
-        else:
-            index += 1
+def _plain_shape(node: Node) -> bool:
+    """A shape with no children, transform, clip, mask, filter, dash, marker or paint server."""
+    if node.children or not _NEEDS_CAIROSVG.isdisjoint(node):
+        return False
+    if normalize(node.get("stroke-dasharray", "")).strip() not in {"", "none"}:
+        return False
+    return not any("url(" in str(node.get(name, "")) for name in ("fill", "stroke"))
 
 
 class ChartSurface(PNGSurface):
@@ -156,9 +82,69 @@ class ChartSurface(PNGSurface):
     """
 
     def draw(self, node: Node) -> None:
-        if node.tag != "text":
+        if node.tag == "text":
+            self._draw_text(node)
+        elif node.tag in _SHAPES and self.stroke_and_fill and _plain_shape(node):
+            self._draw_shape(node)
+        else:
             super().draw(node)
+
+    def _draw_shape(self, node: Node) -> None:
+        """A shape as cairosvg draws it, without the steps that do nothing for a plain one.
+
+        The same cairo calls in the same order as ``Surface.draw``, less
+        what only a transform, clip, mask, filter, dash, marker, gradient
+        or child needs (``_plain_shape`` sends any of those to cairosvg),
+        and less the font options it sets for text on every node. A fill
+        or stroke of no colour is not painted: painting nothing over the
+        surface leaves every pixel as it was.
+        """
+        if ("width" in node and size(self, node["width"]) == 0) or (
+            "height" in node and size(self, node["height"]) == 0
+        ):
             return
+        old_parent_node, old_font_size = self.parent_node, self.font_size
+        self.parent_node = node
+        self.font_size = size(self, node.get("font-size", "12pt"))
+        context = self.context
+        context.save()
+        context.move_to(size(self, node.get("x"), "x"), size(self, node.get("y"), "y"))
+        line_cap = node.get("stroke-linecap")
+        if line_cap in _LINE_CAPS:
+            context.set_line_cap(_LINE_CAPS[line_cap])
+        line_join = node.get("stroke-linejoin")
+        if line_join in _LINE_JOINS:
+            context.set_line_join(_LINE_JOINS[line_join])
+        context.set_miter_limit(float(node.get("stroke-miterlimit", 4)))
+        with contextlib.suppress(PointError):  # as cairosvg: a malformed shape draws nothing
+            TAGS[node.tag](self, node)
+        opacity = float(node.get("opacity", 1))
+        stroke_opacity = float(node.get("stroke-opacity", 1)) * min(opacity, 1)
+        fill_opacity = float(node.get("fill-opacity", 1)) * min(opacity, 1)
+        context.set_antialias(
+            SHAPE_ANTIALIAS.get(node.get("shape-rendering"), cairocffi.ANTIALIAS_DEFAULT)
+        )
+        if node.get("display", "inline") != "none" and node.get("visibility") != "hidden":
+            fill = self.map_color(paint(node.get("fill", "black"))[1], fill_opacity)
+            if fill[3] > 0:
+                context.save()
+                if node.get("fill-rule") == "evenodd":
+                    context.set_fill_rule(cairocffi.FILL_RULE_EVEN_ODD)
+                context.set_source_rgba(*fill)
+                context.fill_preserve()
+                context.restore()
+            stroke = self.map_color(paint(node.get("stroke"))[1], stroke_opacity)
+            if stroke[3] > 0:
+                context.save()
+                context.set_line_width(size(self, node.get("stroke-width", "1")))
+                context.set_source_rgba(*stroke)
+                context.stroke()
+                context.restore()
+        context.new_path()
+        context.restore()
+        self.parent_node, self.font_size = old_parent_node, old_font_size
+
+    def _draw_text(self, node: Node) -> None:
         text = "".join([node.text or "", *(child.text or "" for child in node.children)])
         fill = node.get("fill", "black")
         hidden = node.get("display") == "none" or node.get("visibility") == "hidden"
@@ -183,6 +169,34 @@ class ChartSurface(PNGSurface):
         context.restore()
 
 
+BAND_ROWS = 16  # rows packed at a time: 77 KB, reused by malloc (under its 128 KiB mmap threshold)
+
+
+def _bands(surface: cairocffi.ImageSurface) -> Iterator[bytes]:
+    """The surface's pixels as 8-bit RGB rows, each followed by one zero byte, a band at a time.
+
+    A row stride one byte longer than the pixels leaves a zero after each
+    row: the next row's PNG filter byte ("none"). On a little-endian
+    machine cairo's ARGB32 bytes are B, G, R, X; mapped (not copied) as
+    Pillow's RGBX and packed as "BGR", they come out R, G, B. A band at a
+    time, because packing the whole image at once took 8.6 MB (Pillow's
+    pieces, then their join) that the kernel faulted in afresh for every
+    chart: 2,000 page faults, more time than the packing.
+    """
+    width, height, stride = surface.get_width(), surface.get_height(), surface.get_stride()
+    data = memoryview(surface.get_data())
+    little = sys.byteorder == "little"
+    for top in range(0, height, BAND_ROWS):
+        rows = min(BAND_ROWS, height - top)
+        pixels = data[top * stride : (top + rows) * stride]
+        if little:
+            band = Image.frombuffer("RGBX", (width, rows), pixels, "raw", "RGBX", stride, 1)
+            yield band.tobytes("raw", "BGR", 3 * width + 1)
+        else:  # cairo's bytes are X, R, G, B
+            band = Image.frombuffer("RGB", (width, rows), pixels, "raw", "XRGB", stride, 1)
+            yield band.tobytes("raw", "RGB", 3 * width + 1)
+
+
 def encode_png(surface: cairocffi.ImageSurface) -> bytes:
     """An opaque ARGB32 surface as an 8-bit RGB PNG: unfiltered rows, deflated by zlib-ng.
 
@@ -191,23 +205,29 @@ def encode_png(surface: cairocffi.ImageSurface) -> bytes:
     the container is the PNG specification's three chunks.
     """
     surface.flush()
-    width, height = surface.get_width(), surface.get_height()
-    pixels = Image.frombuffer(
-        "RGB", (width, height), surface.get_data(), "raw", _BGRX, surface.get_stride(), 1
-    ).tobytes()
-    row = 3 * width
-    scanlines = b"".join(b"\0" + pixels[at : at + row] for at in range(0, len(pixels), row))
+    deflate = zlib.compressobj(PNG_LEVEL)
+    parts = [deflate.compress(b"\0")]  # the first row's filter byte; each row brings the next's
+    previous = None
+    for band in _bands(surface):
+        if previous is not None:
+            parts.append(deflate.compress(previous))
+        previous = band
+    if previous is not None:
+        parts.append(deflate.compress(memoryview(previous)[:-1]))  # the last row has no next
+    parts.append(deflate.flush())
+    idat = b"".join(parts)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         checksum = zlib.crc32(kind + data)
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)
 
+    width, height = surface.get_width(), surface.get_height()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
             chunk(b"IHDR", header),
-            chunk(b"IDAT", zlib.compress(scanlines, PNG_LEVEL)),
+            chunk(b"IDAT", idat),
             chunk(b"IEND", b""),
         )
     )

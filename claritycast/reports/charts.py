@@ -32,6 +32,7 @@ from pygal.etree import etree
 from pygal.style import Style
 
 from claritycast.reports import chart_text, series
+from claritycast.reports.chart_css import flatten_plain_groups, inline_stylesheet
 from claritycast.reports.chart_labels import (
     LABEL_MAX_CHARS,
     LABEL_PX,
@@ -44,7 +45,7 @@ from claritycast.reports.chart_labels import (
     value_ticks,
     x_majors,
 )
-from claritycast.reports.chart_png import flatten_plain_groups, inline_stylesheet, svg_to_png
+from claritycast.reports.chart_png import svg_to_png
 from claritycast.reports.chart_text import CSS_FONT_STACK, fit_text, text_width, wrap_text
 from claritycast.reports.figures import format_day
 from claritycast.reports.series import Point
@@ -104,6 +105,30 @@ HOUSE_STYLE = Style(
     colors=(ACCENT,),
 )
 BAR_STYLE = Style(**{**vars(HOUSE_STYLE), "stroke_width": "0", "stroke_width_hover": "0"})
+
+
+class _StateFirst:
+    """pygal's attribute look-up (the state's value first), without its cost.
+
+    pygal's ``BaseGraph.__getattribute__`` reads ``self.state`` through
+    itself twice for every attribute it returns, thousands a chart: about
+    a tenth of drawing the SVG. Same answer, one Python call.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        if name[:2] != "__" and name != "state":
+            state = object.__getattribute__(self, "__dict__").get("state")
+            if state is not None and name in state.__dict__:
+                return state.__dict__[name]
+        return object.__getattribute__(self, name)
+
+
+class Line(_StateFirst, pygal.Line):
+    """Named as pygal's: the SVG's classes come from the name (``line-graph``)."""
+
+
+class HorizontalBar(_StateFirst, pygal.HorizontalBar):
+    """Named as pygal's: the SVG's classes come from the name (``horizontalbar-graph``)."""
 
 
 @dataclass(frozen=True)
@@ -325,7 +350,7 @@ def line_chart(
     known = [(point.day, point.value) for point in points if point.value is not None]
     ticks = value_ticks(max((value for _, value in known), default=0.0), metric.unit)
     lines = _heading_lines(title, subtitle, note)
-    graph = pygal.Line(
+    graph = Line(
         pygal.Config(**_config(metric.unit, ticks, _heading_height(lines), HOUSE_STYLE)),
         allow_interruptions=True,
         x_labels=[format_day(point.day) for point in points],
@@ -379,7 +404,7 @@ def bar_chart(
         widest_px = max(text_width(label, LABEL_PX) for label in labels)
         reckoned_px = pygal_label_px(max(len(label) for label in labels))
         config["margin_left"] = MARGIN + max(0, math.ceil(widest_px - reckoned_px))
-    graph = pygal.HorizontalBar(
+    graph = HorizontalBar(
         pygal.Config(**config),
         x_labels=labels,
         print_values=True,
