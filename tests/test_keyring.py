@@ -135,6 +135,8 @@ def test_keys_parse_from_our_form_and_plain_base64() -> None:
         (base64.b64encode(b"too short").decode(), "key 1 of 1 is 9 bytes, not 32"),
         (f"{new_key()},{base64.b64encode(os.urandom(16)).decode()}", "key 2 of 2 is 16 bytes"),
     ],
+    # named by the problem: a key (even a test's) never shows in the test's id
+    ids=["empty", "commas", "not-base64", "too-short", "second-key-short"],
 )
 def test_a_bad_key_list_is_one_named_error_that_never_echoes_it(text: str, problem: str) -> None:
     """The error names the setting and the position, never the text that was given."""
