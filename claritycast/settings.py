@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     default_timezone: str = Field(
         default="UTC", description="IANA timezone of organisations created without one"
     )
+    clock_file: Path | None = Field(
+        default=None,
+        description="Benchmarks only: a worker reads the time from this file (an ISO 8601 "
+        "instant that the benchmark rewrites) instead of the system clock",
+    )
 
     # Slack.
     slack_token: SecretStr | None = Field(default=None, description="Slack bot token (xoxb-…)")
