@@ -281,8 +281,11 @@ class Supervisor:
                           f"starting a new one in {delay_s:.0f} s")  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay_s)
+            await _first(self.running, self.stop)  # never in the middle of a planned restart
             if self.stop.is_set():
                 return
+            if child.returncode is None:  # a planned restart started it meanwhile
+                continue
             delay_s = min(delay_s * 2, RESTART_MAX_S)
             await self._spawn(child)
             log.info(f"up.{child.name}_restarted", pid=child.pid)
