@@ -20,10 +20,11 @@ broker, and the benchmark waits until the worker is running again.
 
 Per night: pull time, render and delivery time, the worker's resident memory,
 the database's size on disk, the broker's memory and its planned restarts.
-Progress is counted with `estimated_document_count` (the collection's own
-count, whose cost does not grow with the data) and the stand-ins' receipts,
-never with a query over the snapshots. At the end: every Clarity request made
-exactly once (the simulator's log), every report received exactly once.
+Progress is counted from the worker's own Prometheus counter of snapshots
+stored and the stand-ins' receipts, never with a count on SecantusDB, whose
+every count (`estimated_document_count` too) walks the whole collection. At
+the end: every Clarity request made exactly once (the simulator's log),
+every report received exactly once.
 
     .venv/bin/python -m bench.month [--projects 1000] [--nights 30]
                                     [--broker-limit-mb 256] [--quiet-s 6]
@@ -33,9 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -43,7 +44,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+
 from bench.embedded import Up, memory_kib
+from claritycast.access import create_api_key
 from claritycast.clock import ManualClock, write_clock_file
 from claritycast.delivery.connections import create_connection
 from claritycast.keyfile import KEY_FILE_NAME
@@ -59,6 +63,7 @@ GROUPS = 7
 TIMEOUT_S = 3600
 CHECK_S = 2  # how often `up` reads the broker's memory here (the default is 60 s)
 MIB = 1024 * 1024
+ENDED = re.compile(r"broker\.restart(ed|_abandoned)\b")
 
 
 @dataclass
@@ -69,14 +74,18 @@ class Night:
     worker_rss_mib: float
     database_mib: float
     broker_mib: float
+    broker_peak_mib: float  # since the broker (or the new one) started
     restarts: list[str]
     fresh_worker: bool  # started again since the night before (a planned broker restart)
 
 
 def disk_mib(path: Path) -> float:
-    """The bytes under ``path`` as `du` counts them (blocks on disk), in MiB."""
-    out = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[0]) / 1024
+    """The database's files on disk (blocks allocated), in MiB, its journal left out.
+
+    WiredTiger's journal (``WiredTigerLog.*``) is preallocated in 10 MiB files
+    and recycled at each checkpoint: it says nothing about the data's growth.
+    """
+    return sum(file.stat().st_blocks * 512 for file in path.iterdir() if file.suffix == ".wt") / MIB
 
 
 async def seed(store: Store, simulator: ClaritySimulator, count: int, now: datetime) -> None:
@@ -118,18 +127,69 @@ async def worker_running(up: Up, store: Store) -> int:
         await asyncio.sleep(0.2)
 
 
+class StoredCounter:
+    """Snapshots stored, from the workers' own counter (``claritycast_snapshots_stored``).
+
+    Read from the worker's ``/metrics`` as Prometheus would, with an API key:
+    its cost does not grow with the data, unlike any count on SecantusDB
+    (`estimated_document_count` too walks every document there). A worker
+    started again by a planned broker restart counts from 0; the restart comes
+    at a quiet moment, after the old worker's last count was read.
+    """
+
+    def __init__(self, up: Up, store: Store, key: str) -> None:
+        self.up = up
+        self.store = store
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.pid = 0
+        self.url: str | None = None
+        self.before = 0.0  # counted by workers that have stopped
+        self.last = 0.0
+
+    async def __call__(self) -> int:
+        pid = int(self.up.state()["children"]["worker"])  # type: ignore[index]
+        if pid != self.pid:
+            beats = {beat.pid: beat for beat in await self.store.live_workers(within_s=30)}
+            if pid not in beats or beats[pid].metrics_url is None:
+                return int(self.before + self.last)  # not reported in yet
+            self.pid, self.url = pid, beats[pid].metrics_url
+            self.before, self.last = self.before + self.last, 0.0
+        assert self.url is not None
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                text = (await client.get(self.url, headers=self.headers)).text
+        except httpx.HTTPError:  # stopping for a planned restart
+            return int(self.before + self.last)
+        for line in text.splitlines():
+            if line.startswith("claritycast_snapshots_stored_total "):
+                self.last = float(line.split()[1])
+        return int(self.before + self.last)
+
+
 def row(night: Night) -> str:
     restarts = "; ".join(night.restarts) or "-"
     return (
         f"| {night.number} | {night.pull_s:.1f} | {night.deliver_s:.1f} "
         f"| {night.worker_rss_mib:.0f}{' (new)' if night.fresh_worker else ''} "
-        f"| {night.database_mib:.0f} | {night.broker_mib:.0f} "
+        f"| {night.database_mib:.1f} | {night.broker_mib:.0f} / {night.broker_peak_mib:.0f} "
         f"| {restarts} |"
     )
 
 
+async def restart_done(up: Up) -> None:
+    """Wait while a planned broker restart that has begun has not ended."""
+    while True:
+        kept = list(up.kept)
+        begun = sum("broker.restart_begins" in line for line in kept)
+        if begun == sum(bool(ENDED.search(line)) for line in kept):
+            return
+        await asyncio.sleep(0.2)
+
+
 def restart_summary(line: str) -> str:
     """A `broker.restarted` line as 'before -> after MiB in s'."""
+    if "broker.restart_abandoned" in line:
+        return "restart abandoned (work in flight after the stop)"
     fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
     return (
         f"restart {fields.get('rss_before_mib')} -> {fields.get('rss_after_mib')} MiB "
@@ -168,7 +228,7 @@ async def month(count: int, nights: int, limit_mb: int, quiet_s: float) -> None:
                 print(f"-- {count} projects, {count} daily reports, {nights} nights; broker "
                       f"limit {limit_mb} MiB; data in {up.data_dir}", flush=True)  # fmt: skip
                 print("| night | pull s | reports s | worker RSS MiB | database MiB "
-                      "| broker MiB | planned broker restarts |")  # fmt: skip
+                      "| broker MiB now / peak | planned broker restarts |")  # fmt: skip
                 print("|---|---|---|---|---|---|---|", flush=True)
                 results = await run_nights(up, store, clock, clock_file, count, nights, quiet_s,
                                            smtp, slack)  # fmt: skip
@@ -198,10 +258,8 @@ async def run_nights(
     results: list[Night] = []
     day = clock.now().date() + timedelta(days=1)
     last_pid = await worker_running(up, store)
-    snapshots = store.db.snapshots
-
-    async def stored() -> int:
-        return int(await snapshots.estimated_document_count())
+    key, _ = await create_api_key(store, "bench-month", "viewer", clock.now(), "bench")
+    stored = StoredCounter(up, store, key)
 
     async def received() -> int:
         return len(slack.messages) + len(smtp.messages)
@@ -220,13 +278,14 @@ async def run_nights(
         write_clock_file(clock_file, clock.now())
         deliver_s = await wait_until(received, count * number, f"night {number}: reports")
         await asyncio.sleep(quiet_s)  # the quiet hours: `up` may restart its broker now
+        await restart_done(up)
         pid = await worker_running(up, store)
         state = up.state()
         broker = int(state["children"]["tansu"])  # type: ignore[index]
         night = Night(
             number, pull_s, deliver_s, memory_kib(pid) / 1024, disk_mib(up.data_dir / "mongodb"),
-            memory_kib(broker) / 1024,
-            [restart_summary(line) for line in up.kept[kept:] if "broker.restarted" in line],
+            memory_kib(broker) / 1024, memory_kib(broker, "VmHWM") / 1024,
+            [restart_summary(line) for line in up.kept[kept:] if ENDED.search(line)],
             pid != last_pid,
         )  # fmt: skip
         last_pid = pid
@@ -277,7 +336,7 @@ def summary(results: list[Night], count: int) -> None:
     print(f"database: {slope:.2f} MiB per night ({fit}), "
           f"{slope * 30 / count * 1024:.0f} KiB per project per month")  # fmt: skip
     restarts = sum(len(night.restarts) for night in results)
-    print(f"broker: at most {max(n.broker_mib for n in results):.0f} MiB; "
+    print(f"broker: at most {max(n.broker_peak_mib for n in results):.0f} MiB; "
           f"{restarts} planned restart(s)")  # fmt: skip
 
 

@@ -22,6 +22,7 @@ import pytest
 from agents import STAGES
 from claritycast.clock import SystemClock
 from claritycast.delivery.connections import create_connection
+from claritycast.delivery.log import due_deliveries
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
 from claritycast.localtime import local_yesterday
@@ -35,6 +36,7 @@ from claritycast.standins.smtp import SmtpCatcher
 from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES
 from models.delivery import DeliveryState
+from models.documents import Organisation, Project
 from tests.helpers import wait_for
 from tests.test_contention import add_waiting_project
 from tests.test_restarts import line_in, stop_up
@@ -56,6 +58,28 @@ def test_the_stage_topics_are_those_the_agents_consume(settings: Settings) -> No
         read = {agent.channel.get_topic_name() for agent in app.agents.values()}
         assert read == set(consumed_topics(settings, [name])), name
     assert set(CONSUMED_BY_STAGE) < set(STAGES), "the tick only produces"
+
+
+async def test_a_delivery_opened_but_never_sent_is_sent_by_the_next_tick(store: Store) -> None:
+    """What a tick stopped between opening and sending leaves is re-sent at once, not in 10 min.
+
+    `up` calls this with the worker stopped and every consumed message handled,
+    just before it empties the broker.
+    """
+    now = datetime(2026, 11, 24, 9, 0, 30, tzinfo=UTC)
+    await store.add_organisation(Organisation("acme", "Acme", "UTC", now))
+    await store.add_project(Project("p1", "P1", "acme", connected_at=now), [])
+    await create_connection(
+        store, project="p1", metric="sessions", now=now - timedelta(days=2), at="09:00",
+        timezone="UTC", emails="p1@example.com", name="daily-p1",
+    )  # fmt: skip
+    (opened,) = await due_deliveries(store, now)  # the tick opened it; its message is lost
+    later = now + timedelta(minutes=1)
+    assert await due_deliveries(store, later) == [], "otherwise re-sent only after 10 minutes"
+    assert await store.recheck_due_deliveries_at_once() == 1
+    (again,) = await due_deliveries(store, later)
+    assert again.delivery_key == opened.delivery_key
+    assert await due_deliveries(store, later) == [], "re-sent once"
 
 
 @pytest.fixture

@@ -27,8 +27,12 @@ late: hence the wait.
 2. the lag is read again: a message produced between the check and the stop
    (a tick, a command) keeps the broker as it is; the processes are started
    again and a later check tries again;
-3. the broker is stopped and started again on the same port, empty;
-4. the worker and the web process are started again and `up` waits until the
+3. a delivery the tick opened but was stopped before sending (a lag cannot
+   show a message never sent; the tick opens a morning's deliveries, then sends
+   them) is made due for its recheck at once, so the next tick sends it rather
+   than 10 minutes later (`Store.recheck_due_deliveries_at_once`);
+4. the broker is stopped and started again on the same port, empty;
+5. the worker and the web process are started again and `up` waits until the
    worker reports in and the web process answers.
 
 Why they are restarted rather than left running: both declare every topic
@@ -144,6 +148,10 @@ class Processes(Protocol):
 
     async def resume(self) -> None: ...
 
+    async def broker_emptied(self) -> int:
+        """Make the store say what the empty broker no longer carries; returns how many."""
+        ...
+
 
 @dataclass(frozen=True)
 class Restart:
@@ -215,6 +223,7 @@ class BrokerBound:
         assert self.broker.pid is not None
         rss_before = rss_bytes(self.broker.pid)
         old_pid = self.broker.pid
+        log.info("broker.restart_begins", rss_mib=_mib(rss_before), limit_mib=_mib(self.limit))
         await self.processes.pause()
         try:
             try:
@@ -225,6 +234,7 @@ class BrokerBound:
             if lag or stop.is_set():
                 log.info("broker.restart_abandoned", lag=lag, stopping=stop.is_set())
                 return None
+            resent = await self.processes.broker_emptied()
             down = time.monotonic()
             await self.broker.stop()
             await self.broker.start()
@@ -239,7 +249,7 @@ class BrokerBound:
             "broker.restarted", reason="memory limit", rss_before_mib=_mib(done.rss_before),
             rss_after_mib=_mib(done.rss_after), limit_mib=_mib(self.limit),
             took_s=round(done.took_s, 2), broker_down_s=round(done.broker_down_s, 2),
-            old_pid=old_pid, pid=self.broker.pid,
+            old_pid=old_pid, pid=self.broker.pid, deliveries_resent=resent,
         )  # fmt: skip
         return done
 

@@ -253,6 +253,14 @@ class Supervisor:
         self.state.children[child.name] = child.pid
         self.run_dir.write_state(self.state)
 
+    async def broker_emptied(self) -> int:
+        """Deliveries opened but never sent are sent by the next tick (see `BrokerBound`)."""
+        store = Store.connect(self.state.mongodb_url, self.settings.mongodb_database)
+        try:
+            return await store.recheck_due_deliveries_at_once()
+        finally:
+            await store.close()
+
     def broker_restarted(self, broker: ServerProcess) -> None:
         """Record the new broker's pid (its port is the same) for `status` and other commands."""
         assert broker.pid is not None
