@@ -25,6 +25,8 @@ class Up:
         self.started = time.monotonic()
         self.ready = threading.Event()
         self.lines: list[str] = []
+        self.kept: list[str] = []  # lines holding one of `keep`, for a benchmark to read
+        self.keep: tuple[str, ...] = ("broker.restart",)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "claritycast", "up"],
             env=env,
@@ -41,6 +43,8 @@ class Up:
             self.lines.append(line)
             if "claritycast is ready" in line:
                 self.ready.set()
+            if any(marker in line for marker in self.keep):
+                self.kept.append(line)
 
     def wait_ready(self, timeout_s: float = 60) -> float:
         if not self.ready.wait(timeout_s):

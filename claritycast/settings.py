@@ -7,7 +7,10 @@ without the prefix, in lower case (``kafka_url = "kafka://…"``).
 
 Leaving ``kafka_url`` and ``mongodb_url`` unset means the embedded default:
 ``claritycast up`` runs the broker and the database itself, and every other
-command on the same data folder finds them there.
+command on the same data folder finds them there. The embedded broker keeps
+every message in memory until it stops, so ``up`` restarts it empty, at a
+moment when nothing is in flight, once its memory passes
+``broker_memory_limit_mb`` (see `claritycast.runtime.broker_bound`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,19 @@ class Settings(BaseSettings):
         gt=0,
         description="Consumer session timeout; default 4 s on the embedded broker, 60 s on Kafka",
     )
+    broker_memory_limit_mb: int = Field(
+        default=256,
+        ge=0,
+        le=1_048_576,
+        description="Embedded broker: `up` restarts it empty at a quiet moment once its memory "
+        "passes this (0: never)",
+    )
+    broker_memory_check_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Embedded broker: how often `up` reads its memory",
+    )
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -104,6 +120,11 @@ class Settings(BaseSettings):
     )
     default_timezone: str = Field(
         default="UTC", description="IANA timezone of organisations created without one"
+    )
+    clock_file: Path | None = Field(
+        default=None,
+        description="Benchmarks only: a worker reads the time from this file (an ISO 8601 "
+        "instant that the benchmark rewrites) instead of the system clock",
     )
 
     # Slack.

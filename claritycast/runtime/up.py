@@ -10,6 +10,11 @@ A worker that exits on its own (an agent crashed, so it stopped rather than
 run on without a stage) is started again, after a backoff that doubles from
 `RESTART_FIRST_S` to `RESTART_MAX_S` and starts over once a worker has run
 for `RESTART_STABLE_S`; each restart is announced.
+
+The embedded broker keeps every message in memory: once it passes
+``CLARITYCAST_BROKER_MEMORY_LIMIT_MB``, `up` restarts it empty at a quiet
+moment, stopping the worker and the web process around it
+(`claritycast.runtime.broker_bound`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
+import agents
 from claritycast.errors import ServerFailedToStart
 from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
+from claritycast.runtime.app import app_id_for
+from claritycast.runtime.broker_bound import BrokerBound, consumed_topics
 from claritycast.runtime.embedded import (
     ChildProcess,
     RunDir,
     RunState,
+    ServerProcess,
     new_state,
     start_servers,
     stop_all,
@@ -98,7 +107,8 @@ async def run_up(
             for line in await _first_steps(settings, state):
                 announce(line)
         envs = {"worker": env, "web": web_env}
-        return await _supervise([worker, web], envs, state, run_dir, stop, announce)
+        supervisor = Supervisor(settings, [worker, web], envs, state, run_dir, stop, announce)
+        return await supervisor.run(_broker_bound(settings, servers, stages, supervisor))
     finally:
         await _stop_children(children)
         run_dir.release()
@@ -179,54 +189,136 @@ async def _first_steps(settings: Settings, state: RunState) -> list[str]:
     return lines
 
 
-async def _supervise(
-    children: list[ChildProcess],
-    envs: dict[str, dict[str, str]],
-    state: RunState,
-    run_dir: RunDir,
-    stop: asyncio.Event,
-    announce: Callable[[str], None],
-) -> int:
-    """Keep the worker and the web process running until a signal, each restarted with backoff."""
-    await asyncio.gather(
-        *(_keep_running(child, envs[child.name], state, run_dir, stop, announce)
-          for child in children)
-    )  # fmt: skip
-    log.info("up.stopping", reason="signal")
-    return 0
+class Supervisor:
+    """Keeps the worker and the web process running; pauses them for a planned broker restart.
 
+    A child that exits on its own is started again with backoff; one stopped by
+    `pause` is left to `resume`, which starts both again and waits until the
+    worker reports in and the web process answers.
+    """
 
-async def _keep_running(
-    child: ChildProcess,
-    env: dict[str, str],
-    state: RunState,
-    run_dir: RunDir,
-    stop: asyncio.Event,
-    announce: Callable[[str], None],
-) -> None:
-    loop = asyncio.get_running_loop()
-    delay_s = RESTART_FIRST_S
-    while True:
-        started = loop.time()
-        code = await _wait_end(child, stop)
-        if code is None:
-            return
-        if loop.time() - started > RESTART_STABLE_S:
-            delay_s = RESTART_FIRST_S
-        what = "the worker" if child.name == "worker" else f"the {child.name} process"
-        log.error(f"up.{child.name}_exited", pid=child.pid, exit_code=code, restart_in_s=delay_s)
-        announce(f"{what} (pid {child.pid}) exited with code {code}; "
-                 f"starting a new one in {delay_s:.0f} s")  # fmt: skip
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay_s)
-        if stop.is_set():
-            return
-        delay_s = min(delay_s * 2, RESTART_MAX_S)
-        await child.spawn(env=env)
+    def __init__(
+        self,
+        settings: Settings,
+        children: list[ChildProcess],
+        envs: dict[str, dict[str, str]],
+        state: RunState,
+        run_dir: RunDir,
+        stop: asyncio.Event,
+        announce: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.children = children
+        self.envs = envs
+        self.state = state
+        self.run_dir = run_dir
+        self.stop = stop
+        self.announce = announce
+        self.running = asyncio.Event()
+        self.running.set()
+
+    async def run(self, bound: BrokerBound | None) -> int:
+        """Until a signal; returns the exit code."""
+        watchers = [bound.watch(self.stop)] if bound is not None else []
+        await asyncio.gather(*(self._keep_running(child) for child in self.children), *watchers)
+        log.info("up.stopping", reason="signal")
+        return 0
+
+    async def pause(self) -> None:
+        """Stop the worker and the web process (a planned stop, not a crash)."""
+        self.running.clear()
+        await asyncio.gather(*(child.stop(WORKER_STOP_TIMEOUT_S) for child in self.children))
+
+    async def resume(self) -> None:
+        """Start them again and wait until they are ready; nothing when `up` is stopping."""
+        try:
+            if self.stop.is_set():
+                return
+            for child in self.children:
+                await self._spawn(child)
+            worker = next(child for child in self.children if child.name == "worker")
+            web = next(child for child in self.children if child.name == "web")
+            try:
+                await _wait_ready(self.settings, self.state, worker, self.stop)
+                if self.state.web_url is not None:
+                    await _web_answers(self.state.web_url, web, self.stop)
+            except ServerFailedToStart as exc:  # each is restarted as after any exit
+                log.error("up.resume_slow", error=str(exc))
+        finally:
+            self.running.set()
+
+    async def _spawn(self, child: ChildProcess) -> None:
+        await child.spawn(env=self.envs[child.name])
         assert child.pid is not None
-        state.children[child.name] = child.pid
-        run_dir.write_state(state)
-        log.info(f"up.{child.name}_restarted", pid=child.pid)
+        self.state.children[child.name] = child.pid
+        self.run_dir.write_state(self.state)
+
+    async def broker_emptied(self) -> int:
+        """Deliveries opened but never sent are sent by the next tick (see `BrokerBound`)."""
+        store = Store.connect(self.state.mongodb_url, self.settings.mongodb_database)
+        try:
+            return await store.recheck_due_deliveries_at_once()
+        finally:
+            await store.close()
+
+    def broker_restarted(self, broker: ServerProcess) -> None:
+        """Record the new broker's pid (its port is the same) for `status` and other commands."""
+        assert broker.pid is not None
+        self.state.children[broker.name] = broker.pid
+        self.run_dir.write_state(self.state)
+
+    async def _keep_running(self, child: ChildProcess) -> None:
+        loop = asyncio.get_running_loop()
+        delay_s = RESTART_FIRST_S
+        while True:
+            started = loop.time()
+            code = await _wait_end(child, self.stop)
+            if code is None:
+                return
+            if not self.running.is_set():  # paused for a broker restart: resume starts it
+                await _first(self.running, self.stop)
+                if self.stop.is_set():
+                    return
+                continue
+            if loop.time() - started > RESTART_STABLE_S:
+                delay_s = RESTART_FIRST_S
+            what = "the worker" if child.name == "worker" else f"the {child.name} process"
+            log.error(f"up.{child.name}_exited", pid=child.pid, exit_code=code,
+                      restart_in_s=delay_s)  # fmt: skip
+            self.announce(f"{what} (pid {child.pid}) exited with code {code}; "
+                          f"starting a new one in {delay_s:.0f} s")  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay_s)
+            await _first(self.running, self.stop)  # never in the middle of a planned restart
+            if self.stop.is_set():
+                return
+            if child.returncode is None:  # a planned restart started it meanwhile
+                continue
+            delay_s = min(delay_s * 2, RESTART_MAX_S)
+            await self._spawn(child)
+            log.info(f"up.{child.name}_restarted", pid=child.pid)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+
+
+def _broker_bound(
+    settings: Settings, servers: list[ServerProcess], stages: Sequence[str], sup: Supervisor
+) -> BrokerBound | None:
+    """The embedded broker's watcher, when there is one and a limit is set."""
+    broker = next((server for server in servers if server.name == "tansu"), None)
+    if broker is None or settings.broker_memory_limit_mb == 0:
+        return None
+    names = tuple(stage.name for stage in agents.select(stages))
+    group = app_id_for(settings, names)
+    return BrokerBound(
+        settings, broker, group, consumed_topics(settings, names), sup, sup.broker_restarted
+    )
 
 
 async def _wait_end(child: ChildProcess, stop: asyncio.Event) -> int | None:

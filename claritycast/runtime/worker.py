@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import faust
 
+from claritycast.clock import FileClock
 from claritycast.logs import get_logger
 from claritycast.runtime.app import create_app
 from claritycast.runtime.embedded import resolve_endpoints
@@ -22,7 +23,8 @@ log = get_logger(__name__)
 def run_worker(settings: Settings, stages: Iterable[str]) -> None:
     """Block until SIGINT/SIGTERM; logging is already configured by the caller."""
     endpoints = resolve_endpoints(settings)
-    app = create_app(settings, stages, endpoints)
+    clock = FileClock(settings.clock_file) if settings.clock_file is not None else None
+    app = create_app(settings, stages, endpoints, clock)
     log.info(
         "worker.starting",
         app_id=app.conf.id,

@@ -221,6 +221,26 @@ class DeliveriesMixin:
             )
         return result.modified_count == 1
 
+    async def recheck_due_deliveries_at_once(self) -> int:
+        """Make every `due` delivery's recheck due now; returns how many.
+
+        For a broker about to be emptied (`up`'s planned restart), with the
+        worker stopped and every consumed message handled: a delivery still
+        `due` then has no message on its way (the tick opened it and was stopped
+        before sending it), so the next tick must send it rather than wait for
+        its recheck. Its recheck time becomes the moment it was opened, which no
+        worker's clock is before.
+        """
+        with translated("rechecking due deliveries"):
+            cursor = self.db.deliveries.find({"state": DeliveryState.DUE.value}, {"created_at": 1})
+            opened = [(doc["_id"], doc["created_at"]) async for doc in cursor]
+            for key, created_at in opened:
+                await self.db.deliveries.update_one(
+                    {"_id": key, "state": DeliveryState.DUE.value},
+                    {"$set": {"next_check_at": created_at}},
+                )
+        return len(opened)
+
     async def move_delivery(
         self, key: str, to: DeliveryState, *, unless_final: bool = True, **fields: Any
     ) -> bool:
