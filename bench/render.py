@@ -54,7 +54,7 @@ from PIL import Image
 
 from bench.chromium import CHROMIUM, Cost, chromium_fresh, chromium_warm, html_page
 from claritycast.clarity.parse import parse_blocks
-from claritycast.reports import chart_css, chart_png, charts, series
+from claritycast.reports import chart_css, chart_png, chart_svg_edits, charts, series
 from claritycast.standins.clarity import build_response
 from claritycast.standins.clarity_data import Profile
 from models import catalogue
@@ -166,7 +166,7 @@ class Case:
 
 
 def keep_scripts_and_comments_only(root: Any) -> None:
-    """``_drop_interactive_parts`` as it was: pygal's tooltip data stays."""
+    """``drop_interactive_parts`` as it was: pygal's tooltip data stays."""
     for parent in list(root.iter()):
         for child in list(parent):
             if callable(child.tag) or str(child.tag).endswith("script"):
@@ -222,7 +222,7 @@ def all_undone() -> Iterator[None]:
         stack.enter_context(patched(charts, "inline_stylesheet", lambda root: None))
         stack.enter_context(patched(charts, "flatten_plain_groups", lambda root: None))
         stack.enter_context(
-            patched(charts, "_drop_interactive_parts", keep_scripts_and_comments_only)
+            patched(chart_svg_edits, "drop_interactive_parts", keep_scripts_and_comments_only)
         )
         stack.enter_context(pygal_classes())
         stack.enter_context(patched(charts, "svg_to_png", png_as_before))
@@ -265,7 +265,7 @@ UNDONE: dict[str, Callable[[], Any]] = {
         charts, "inline_stylesheet", lambda root: None
     ),
     "pygal's tooltip data kept": undo(
-        charts, "_drop_interactive_parts", keep_scripts_and_comments_only
+        chart_svg_edits, "drop_interactive_parts", keep_scripts_and_comments_only
     ),
     "groups that only carry a class kept": undo(charts, "flatten_plain_groups", lambda root: None),
     "all of them: pygal's SVG through cairosvg.svg2png": all_undone,

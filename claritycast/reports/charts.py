@@ -31,6 +31,7 @@ import pygal
 from pygal.etree import etree
 from pygal.style import Style
 
+from claritycast.reports import chart_svg_edits as svg_edits
 from claritycast.reports import chart_text, series
 from claritycast.reports.chart_css import flatten_plain_groups, inline_stylesheet
 from claritycast.reports.chart_labels import (
@@ -65,7 +66,7 @@ SCALE = chart_text.SCALE  # the PNG has this many pixels per CSS px
 TOP_N = series.TOP_N
 NO_DATA_TEXT = "No data stored yet for this period"
 
-INK = "#1f2933"
+INK = svg_edits.INK
 MUTED = "#616e7c"
 GUIDE = "#e4e7eb"
 ACCENT = "#2f6690"
@@ -75,7 +76,7 @@ MARGIN = 24
 TITLE_PX = 20
 SUBTITLE_PX = 14
 NOTE_PX = 13
-VALUE_PX = 13
+VALUE_PX = svg_edits.VALUE_PX
 BAR_PITCH_MAX = 52
 _AXIS_LABELS_PX = 25  # pygal's spacing plus one line of axis labels
 
@@ -163,78 +164,6 @@ def _heading_height(lines: list[tuple[str, int, str, str]]) -> int:
     return MARGIN + sum(round(size * 1.45) for _, size, _, _ in lines) + 6
 
 
-def _classes(element: Any) -> list[str]:
-    return str(element.get("class", "")).split()
-
-
-def _place_bar_values(root: Any) -> None:
-    """Print each value just past its bar, or inside the bar's end when there is no room."""
-    plot = next(g for g in root.iter("g") if _classes(g) == ["plot"])
-    plot_width = next(float(r.get("width")) for r in plot if _classes(r) == ["background"])
-    bars = [rect for rect in root.iter("rect") if "reactive" in _classes(rect)]
-    texts = [text for text in root.iter("text") if "value" in _classes(text)]
-    for rect, text in zip(bars, texts, strict=True):
-        end = float(rect.get("x")) + float(rect.get("width"))
-        room = plot_width - end - 6
-        if text_width(text.text or "", VALUE_PX) <= room:
-            text.set("x", f"{end + 6:.1f}")
-            text.set("text-anchor", "start")
-            text.set("style", f"fill:{INK}")
-        else:
-            text.set("x", f"{end - 6:.1f}")
-            text.set("text-anchor", "end")
-            text.set("style", "fill:#ffffff")
-
-
-def _drop_day_lines(root: Any) -> None:
-    """Line charts have no vertical lines (pygal draws one at the first day, if labelled)."""
-    for axis in list(root.iter("g")):
-        if {"axis", "x"} <= set(_classes(axis)):
-            for parent in list(axis.iter()):
-                for path in [child for child in parent if child.tag == "path"]:
-                    parent.remove(path)
-
-
-def _drop_axes(root: Any) -> None:
-    """An empty chart shows its message alone, not an axis from 0 to 1."""
-    for parent in list(root.iter("g")):
-        for axis in [child for child in parent if "axis" in _classes(child)]:
-            parent.remove(axis)
-
-
-def _drop_interactive_parts(root: Any) -> None:
-    """Comments, scripts and what pygal writes for its JavaScript tooltips: nobody hovers a PNG.
-
-    The tooltip data (``<desc>`` and ``<title>`` inside the plot) made more
-    than half of a line chart's elements, and the hidden tooltip group cost
-    a full-size transparent layer; the chart's own title and description
-    stay.
-    """
-    for parent in list(root.iter()):
-        for child in list(parent):
-            tag = str(child.tag).rpartition("}")[2]
-            if (
-                child.tag is etree.Comment
-                or tag == "script"
-                or (tag == "desc" and parent is not root)
-                or (tag == "title" and parent is not root and "reactive" not in _classes(parent))
-                or "tooltip-overlay" in _classes(child)
-            ):
-                parent.remove(child)
-
-
-def _title_points(root: Any) -> None:
-    """Give each point or bar a ``<title>`` ("Nov 12: 1,234") from pygal's tooltip data."""
-    for group in list(root.iter("g")):
-        found = {" ".join(_classes(c)): c.text or "" for c in group if str(c.tag).endswith("desc")}
-        shape = next((c for c in group if "reactive" in _classes(c)), None)
-        if shape is not None and "value" in found:
-            label = found.get("x_label", "")
-            etree.SubElement(shape, "title").text = (
-                f"{label}: {found['value']}" if label else found["value"]
-            )
-
-
 def _finish_svg(
     title: str,
     alt_text: str,
@@ -248,16 +177,16 @@ def _finish_svg(
 
     def finish(root: Any) -> Any:
         if empty:
-            _drop_axes(root)
+            svg_edits.drop_axes(root)
         elif bars:
-            _place_bar_values(root)
+            svg_edits.place_bar_values(root)
         else:
-            _drop_day_lines(root)
+            svg_edits.drop_day_lines(root)
         if interactive:
-            _title_points(root)
+            svg_edits.title_points(root)
             root.set("role", "img")
             root.set("aria-label", alt_text)
-        _drop_interactive_parts(root)
+        svg_edits.drop_interactive_parts(root)
         for child in root:
             if str(child.tag).endswith("title"):
                 child.text = title
