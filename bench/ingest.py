@@ -2,12 +2,22 @@
 
 `claritycast simulate` serves N projects in its own process; `claritycast up`
 runs Tansu, SecantusDB and a worker with every built stage. The projects are
-written to MongoDB (as `connect` would, without its first pull) and the clock
-starts; the tick finds all of them missing yesterday and requests 7 groups
-each, which go through the quota check, the fetch stage and the store. The
-clock stops when MongoDB holds all 7 x N snapshots.
+written to MongoDB paused (as `connect` would, without its first pull), then
+made active at once and the clock starts; the tick finds all of them missing
+yesterday and requests 7 groups each, which go through the quota check, the
+fetch stage and the store. The clock stops when 7 x N snapshots are stored.
 
-    .venv/bin/python -m bench.ingest [projects ...]      (default: 100 1000)
+Progress is counted from the ``snapshots.stored`` events (`bench.progress`),
+not by counting documents: a count on SecantusDB decodes every snapshot, and
+polling it was most of the database's work. The database is counted exactly
+once, at the end, with the Clarity requests: exactly one per snapshot.
+
+    .venv/bin/python -m bench.ingest [projects ...] [--profile DIR] [--ops]   (default: 100 1000)
+
+``--profile DIR`` samples the worker and SecantusDB with py-spy for the whole
+pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them).
+``--ops`` lists every database operation by shape, per Clarity request, with
+its plan (`bench.round_trips`); the profiler it needs slows the run down.
 """
 
 from __future__ import annotations
@@ -23,12 +33,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import round_trips
 from bench.embedded import Up, memory_kib
+from bench.progress import EventCounter, Profiler, cpu_s, created
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
 
 SNAPSHOTS_PER_PROJECT = 7
+STORED_TOPIC = "claritycast.snapshots.stored"
 
 
 def start_simulator(
@@ -48,7 +61,16 @@ def start_simulator(
     return process, url, tokens
 
 
-async def night(count: int) -> None:
+async def add_paused_projects(store: Store, tokens: dict[str, str], org: str = "bench") -> None:
+    """The projects as `connect` stores them, paused so that none is due before the clock."""
+    await store.add_organisation(Organisation(org, org, "UTC", datetime.now(UTC)))
+    metric_ids = [metric.id for metric in catalogue.METRICS]
+    for project_id, token in tokens.items():
+        paused = Project(project_id, project_id, org, token, status=ProjectStatus.PAUSED)
+        await store.add_project(paused, metric_ids)
+
+
+async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
     up = Up(clarity_api_url=url, tick_interval_s="2", partitions="8")
@@ -59,32 +81,39 @@ async def night(count: int) -> None:
         assert isinstance(children, dict)
         broker_before = memory_kib(children["tansu"])
         store = Store.connect(str(state["mongodb_url"]), "claritycast")
-        now = datetime.now(UTC)
-        await store.add_organisation(Organisation("bench", "bench", "UTC", now))
-        metric_ids = [metric.id for metric in catalogue.METRICS]
-        for project_id, token in tokens.items():
-            paused = Project(project_id, project_id, "bench", token, status=ProjectStatus.PAUSED)
-            await store.add_project(paused, metric_ids)
-        began = time.monotonic()  # all due at once: the tick sees them from now on
-        await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
+        await add_paused_projects(store, tokens)
+        if ops:
+            await round_trips.start(store.db)
         expected = count * SNAPSHOTS_PER_PROJECT
-        stored = 0
-        while stored < expected:
-            await asyncio.sleep(0.25)
-            stored = await store.count_snapshots()
-            if time.monotonic() - began > 1800:
-                raise SystemExit(f"only {stored} of {expected} snapshots after 30 minutes")
-        elapsed = time.monotonic() - began
+        async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, created) as stored:
+            pids = {"worker": children["worker"], "secantusdb": children["secantusdb"],
+                    "tansu": children["tansu"], "simulator": simulator.pid}  # fmt: skip
+            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+            load_before = os.getloadavg()[0]
+            spied = {name: pids[name] for name in ("worker", "secantusdb")}
+            with Profiler(profile_dir / str(count) if profile_dir else None, spied):
+                began = time.monotonic()  # all due at once: the tick sees them from now on
+                await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
+                await stored.wait_for(expected, timeout_s=3600)
+                elapsed = time.monotonic() - began
+            cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+        if ops:
+            print("\n".join(await round_trips.report(store.db, expected, "request")))
+        snapshots = await store.db.snapshots.count_documents({})
         calls = await store.db.calls.count_documents({})
         await store.close()
-        print(f"-- {count} projects, one night ({expected} Clarity requests)")
+        print(f"-- {count} projects, one night ({expected} Clarity requests); "
+              f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
         rates = (count / elapsed, calls / elapsed, expected / elapsed)
         print("  {:.1f} s: {:.1f} projects/s, {:.1f} requests/s, {:.1f} snapshots/s".format(
             elapsed, *rates))  # fmt: skip
+        print(f"  {1000 * elapsed / count:.1f} ms per project; CPU seconds: " + ", ".join(
+            f"{name} {seconds:.1f}" for name, seconds in cpu.items()))  # fmt: skip
         peak_mib = memory_kib(children["worker"], "VmHWM") / 1024
         broker_mib = (broker_before / 1024, memory_kib(children["tansu"]) / 1024)
         print(f"  worker peak memory {peak_mib:.0f} MiB; broker {broker_mib[0]:.0f} -> "
               f"{broker_mib[1]:.0f} MiB")  # fmt: skip
+        assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
         assert calls == expected, f"{calls} requests for {expected} snapshots"
         up.stop()
     finally:
@@ -93,10 +122,17 @@ async def night(count: int) -> None:
         simulator.wait(30)
 
 
-def main(counts: list[int]) -> None:
-    for count in counts:
-        asyncio.run(night(count))
+def main(argv: list[str]) -> None:
+    ops = "--ops" in argv
+    argv = [arg for arg in argv if arg != "--ops"]
+    profile_dir = None
+    if "--profile" in argv:
+        at = argv.index("--profile")
+        profile_dir = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
+    for count in [int(arg) for arg in argv] or [100, 1000]:
+        asyncio.run(night(count, profile_dir, ops))
 
 
 if __name__ == "__main__":
-    main([int(arg) for arg in sys.argv[1:]] or [100, 1000])
+    main(sys.argv[1:])
