@@ -20,7 +20,13 @@ import pytest
 
 from claritycast.clock import Clock, ManualClock, SystemClock
 from claritycast.runtime.app import ClarityCastApp, create_app
-from claritycast.runtime.embedded import Endpoints, ServerProcess, secantusdb, tansu
+from claritycast.runtime.embedded import (
+    Endpoints,
+    ServerProcess,
+    embedded_mongodb_url,
+    secantusdb,
+    tansu,
+)
 from claritycast.runtime.ports import free_port
 from claritycast.settings import Settings, load_settings
 from claritycast.standins.clarity import ClaritySimulator
@@ -66,7 +72,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
         processes.append(_start(database))
         yield Endpoints(
             kafka_url=f"kafka://127.0.0.1:{broker.port}",
-            mongodb_url=f"mongodb://127.0.0.1:{database.port}",
+            mongodb_url=embedded_mongodb_url(database.port),
             embedded_kafka=True,
             embedded_mongodb=True,
         )
