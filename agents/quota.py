@@ -35,14 +35,19 @@ STALE_AFTER = timedelta(minutes=15)
 # The fetch stage refuses grants older than GRANT_TTL by its own clock; the margin
 # covers the clocks of two machines.
 EXPIRED_AFTER = GRANT_TTL + timedelta(seconds=30)
+# Clocks of two machines differ by less than this: a request's call is logged no
+# earlier than this before the request was made.
+REQUEST_SKEW = timedelta(hours=1)
 
 
-async def load_state(table: faust.Table, request: FetchRequested, deps: Deps) -> QuotaState:
+def load_state(
+    table: faust.Table, request: FetchRequested, recent: list[Call], now: datetime
+) -> QuotaState:
+    """The project's quota from the table; rebuilt from the call log when the table has none."""
     stored = table.get(request.project_id)
     if stored is not None:
         return QuotaState.from_json(stored)
-    now = deps.clock.now()
-    calls = await deps.store.calls_since(request.project_id, now - COUNTED_FOR)
+    calls = [call for call in recent if call.at >= now - COUNTED_FOR]
     if calls:
         log.info("quota.rebuilt", project=request.project_id, calls=len(calls))
     return QuotaState.from_calls(calls, now)
@@ -66,17 +71,28 @@ def project_refusal(project: Project | None, now: datetime) -> tuple[str, dateti
 async def handle(
     request: FetchRequested, table: faust.Table, deps: Deps, granted_topic: TopicT
 ) -> None:
-    """Decide one request; a grant is logged durably before it is passed on."""
+    """Decide one request; a grant is logged durably before it is passed on.
+
+    The project's call log of the last 24 hours is read once and answers
+    every question about calls: was this request decided already, is its group
+    on its way, which grants were never made, and (when the table has nothing)
+    the quota itself. It also holds this request's own call if it has one:
+    that call was logged after the request was made, and the read reaches
+    back to `REQUEST_SKEW` before the request when that is earlier.
+    """
     store = deps.store
     context = {"project": request.project_id, "group": request.group, "reason": request.reason}
-    existing = await store.get_call(request.request_id)
+    now = deps.clock.now()
+    recent = await store.calls_since(
+        request.project_id, min(now - COUNTED_FOR, request.requested_at - REQUEST_SKEW)
+    )
+    existing = next((call for call in recent if call.request_id == request.request_id), None)
     if existing is not None:  # a redelivered request: never count it twice
         if existing.outcome == "granted":
             await send_bounded(granted_topic, request.project_id, _granted(request, existing))
         else:
             log.info("quota.dropped", why=f"decided already ({existing.outcome})", **context)
         return
-    now = deps.clock.now()
     refusal = project_refusal(await store.get_project(request.project_id), now)
     if refusal is not None:
         why, next_at = refusal
@@ -86,7 +102,7 @@ async def handle(
     lease = timedelta(seconds=deps.settings.fetch_lease_s)
     key = f"{request.local_date}/{request.group}"
     if request.reason != "refresh":
-        not_due = await _not_due_because(request, deps, now, lease)
+        not_due = await _not_due_because(request, deps, now, lease, recent)
         if not_due is not None:
             if request.reason != "daily":  # someone waits for an answer
                 await store.record_refusal(
@@ -94,9 +110,9 @@ async def handle(
                 )
             log.info("quota.dropped", why=not_due, **context)
             return
-    state = await load_state(table, request, deps)
+    state = load_state(table, request, recent, now)
     # Grants never made (expired, or skipped by the fetch stage) stop counting.
-    for call in await store.settle_unmade_calls(request.project_id, now - EXPIRED_AFTER):
+    for call in await store.settle_unmade_calls(recent, now - EXPIRED_AFTER):
         state.forget_call(call.at, call.reason)
     if request.reason != "refresh":
         # The call log, just read, says nothing for this group is on its way: a lease
@@ -132,7 +148,7 @@ async def handle(
 
 
 async def _not_due_because(
-    request: FetchRequested, deps: Deps, now: datetime, lease: timedelta
+    request: FetchRequested, deps: Deps, now: datetime, lease: timedelta, recent: list[Call]
 ) -> str | None:
     """Why a daily, connect or replay request would spend a call for nothing; None if due.
 
@@ -141,7 +157,11 @@ async def _not_due_because(
     asks again if still needed); a group already stored; a group held (its last
     call failed and waits for a retry, or was dead-lettered: a replay releases
     it first); a group granted or fetched (``ok`` in the call log) less than
-    the lease ago: its snapshot is on its way. Older than that and still not
+    the lease ago: its snapshot is on its way.
+
+    The calls (``recent``) were read before the pull's progress: the fetch
+    stage holds a failed group before it closes the call, so a call seen
+    closed has its hold visible here. Older than that and still not
     stored, the grant or the snapshot was lost on the way (a worker died, a
     message was dropped in a rebalance): asking again is safe, and the quota
     counts it like any other.
@@ -155,11 +175,10 @@ async def _not_due_because(
     held = progress.held(request.group, now)
     if held is not None:
         return f"{day_group} is held: {held}"
-    calls = await deps.store.calls_for(
-        request.project_id, request.local_date, request.group, now - COUNTED_FOR
-    )
-    for call in calls:
-        if in_flight(call, now, lease):
+    for call in recent:
+        if call.local_date != request.local_date or call.group != request.group:
+            continue
+        if call.at >= now - COUNTED_FOR and in_flight(call, now, lease):
             return f"{day_group} is on its way (a call {call.outcome} at {call.at:%H:%M:%S}Z)"
     return None
 

@@ -58,10 +58,13 @@ class CallsMixin:
                 {"$set": {"outcome": outcome, "status": status, "detail": detail}},
             )
 
-    async def settle_unmade_calls(self, project_id: str, granted_before: datetime) -> list[Call]:
+    async def settle_unmade_calls(self, recent: list[Call], granted_before: datetime) -> list[Call]:
         """Calls that were never made, each returned once, for the quota to stop counting.
 
-        Those are grants never started (still ``granted``) older than a time,
+        ``recent`` is the project's call log as just read (`calls_since`): the
+        quota check reads it once and answers every question from it, so this
+        costs no query when there is nothing to settle (nearly always). Those
+        calls are grants never started (still ``granted``) older than a time,
         which this marks ``expired`` (the fetch stage moves a call to
         ``calling`` before its request, with the same condition, so each such
         call is either made or expired, never both), and calls the fetch stage
@@ -69,26 +72,21 @@ class CallsMixin:
         """
         settled = []
         with translated("settling calls never made"):
-            cursor = self.db.calls.find(
-                {
-                    "project_id": project_id,
-                    "$or": [
-                        {"outcome": "granted", "at": {"$lt": granted_before}},
-                        {"outcome": "skipped", "settled": {"$ne": True}},
-                    ],
-                }
-            )
-            for doc in [doc async for doc in cursor]:
-                if doc["outcome"] == "granted":
+            for call in recent:
+                if call.settled:
+                    continue
+                if call.outcome == "granted" and call.at < granted_before:
                     change = {"outcome": "expired", "detail": "granted, never made"}
+                elif call.outcome == "skipped":
+                    change = {}
                 else:
-                    change = {"settled": True}
+                    continue
                 result = await self.db.calls.update_one(
-                    {"_id": doc["_id"], "outcome": doc["outcome"], "settled": {"$ne": True}},
+                    {"_id": call.request_id, "outcome": call.outcome, "settled": {"$ne": True}},
                     {"$set": {**change, "settled": True}},
                 )
                 if result.modified_count == 1:
-                    settled.append(Call.from_document(doc))
+                    settled.append(call)
         return settled
 
     async def abandon_call(self, request_id: str, detail: str) -> None:
@@ -108,6 +106,7 @@ class CallsMixin:
         return result.modified_count == 1
 
     async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
+        """A project's calls since ``since``, oldest first (the index ``by_project_time``)."""
         with translated("reading the call log"):
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
             return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
@@ -115,13 +114,18 @@ class CallsMixin:
     async def calls_for(
         self, project_id: str, local_date: str, group: str, since: datetime
     ) -> list[Call]:
-        """The calls made for one group of one local date since ``since``."""
+        """The calls made for one group of one local date since ``since``.
+
+        The query is the index ``by_project_date_group`` exactly, and the time
+        is checked here: SecantusDB plans an extra range on another field by
+        the project alone, which reads every call the project ever made.
+        """
         with translated("reading the call log"):
             cursor = self.db.calls.find(
-                {"project_id": project_id, "local_date": local_date, "group": group,
-                 "at": {"$gte": since}}
-            )  # fmt: skip
-            return [Call.from_document(doc) async for doc in cursor]
+                {"project_id": project_id, "local_date": local_date, "group": group}
+            )
+            calls = [Call.from_document(doc) async for doc in cursor]
+        return [call for call in calls if call.at >= since]
 
     async def get_call(self, request_id: str) -> Call | None:
         with translated("reading a call"):
