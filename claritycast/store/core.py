@@ -16,28 +16,46 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 
-from claritycast.store import calls, dead_letters, deliveries, projects, snapshots
+from claritycast.store import calls, dead_letters, deliveries, due, projects, snapshots
 from claritycast.store.base import StoreBase, translated
 from claritycast.store.calls import CallsMixin
 from claritycast.store.claim_check import BlockStore
 from claritycast.store.dead_letters import DeadLettersMixin
 from claritycast.store.deliveries import OPEN_STATES, DeliveriesMixin
+from claritycast.store.due import DueMixin
 from claritycast.store.projects import ProjectsMixin
 from claritycast.store.snapshots import SnapshotsMixin
 
 __all__ = ["INDEXES", "OPEN_STATES", "Store", "open_store", "translated"]
 
-INDEXES: dict[str, list[IndexModel]] = {
-    **snapshots.INDEXES,
-    **projects.INDEXES,
-    **calls.INDEXES,
-    **deliveries.INDEXES,
-    **dead_letters.INDEXES,
-}
+
+def _joined(*parts: dict[str, list[IndexModel]]) -> dict[str, list[IndexModel]]:
+    """Each collection's indexes from every module that declares some."""
+    joined: dict[str, list[IndexModel]] = {}
+    for part in parts:
+        for collection, indexes in part.items():
+            joined.setdefault(collection, []).extend(indexes)
+    return joined
+
+
+INDEXES: dict[str, list[IndexModel]] = _joined(
+    snapshots.INDEXES,
+    projects.INDEXES,
+    calls.INDEXES,
+    deliveries.INDEXES,
+    dead_letters.INDEXES,
+    due.INDEXES,
+)
 
 
 class Store(
-    SnapshotsMixin, ProjectsMixin, CallsMixin, DeliveriesMixin, DeadLettersMixin, StoreBase
+    SnapshotsMixin,
+    ProjectsMixin,
+    CallsMixin,
+    DeliveriesMixin,
+    DeadLettersMixin,
+    DueMixin,
+    StoreBase,
 ):
     """Typed access to claritycast's collections in one database."""
 

@@ -1,8 +1,8 @@
 """Snapshots, the pulls' progress, and answers' blocks (the claim check).
 
 One snapshot per (project, local date, fetch group); the small ``pulls``
-record per project and day says which groups are stored or held, so the tick
-and the quota check never scan snapshots.
+record per project and day (``_id`` ``<project>/<date>``) says which groups
+are stored or held, so the tick and the quota check never scan snapshots.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from claritycast.store.claim_check import BlocksRef, BlockStore
 from models.documents import (
     PullProgress,
     Snapshot,
-    as_utc,
 )
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -35,7 +34,6 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
     ],
-    "pulls": [IndexModel([("local_date", ASCENDING)], name="by_local_date")],
     claim_check.COLLECTION: claim_check.INDEXES,
 }
 
@@ -153,7 +151,11 @@ class SnapshotsMixin:
     async def hold_group(
         self, project_id: str, local_date: str, group: str, until: datetime | None
     ) -> None:
-        """Keep the tick from asking for a group until ``until``; None: for good (dead letter)."""
+        """Keep the tick from asking for a group until ``until``; None: for good (dead letter).
+
+        A retry also brings the project's next look by the tick forward to it
+        (`claritycast.store.due`).
+        """
         field = f"retry_at.{group}" if until is not None else f"dead.{group}"
         with translated("holding a group"):
             await self.db.pulls.update_one(
@@ -165,30 +167,20 @@ class SnapshotsMixin:
                 },
                 upsert=True,
             )  # fmt: skip
+            if until is not None:
+                await self.db.projects.update_one(
+                    {"_id": project_id, "next_pull_at": {"$gt": until}},
+                    {"$set": {"next_pull_at": until}},
+                )
 
     async def release_group(self, project_id: str, local_date: str, group: str) -> None:
-        """Let the tick ask for a held group again (a replay)."""
+        """Let the tick ask for a held group again (a replay), at its next run."""
         with translated("releasing a group"):
             await self.db.pulls.update_one(
                 {"_id": f"{project_id}/{local_date}"},
                 {"$unset": {f"retry_at.{group}": "", f"dead.{group}": ""}},
             )
-
-    async def groups_not_due_on(
-        self, local_dates: list[str], now: datetime
-    ) -> dict[tuple[str, str], set[str]]:
-        """(project, date) -> groups the tick must not ask for now, in one small query.
-
-        Those are the groups stored, dead-lettered, or waiting for a retry.
-        """
-        not_due: dict[tuple[str, str], set[str]] = {}
-        with translated("listing the pulls' progress"):
-            cursor = self.db.pulls.find({"local_date": {"$in": local_dates}})
-            async for doc in cursor:
-                groups = set(doc.get("groups") or ()) | set(doc.get("dead") or {})
-                groups |= {g for g, at in (doc.get("retry_at") or {}).items() if as_utc(at) > now}
-                not_due[(doc["project_id"], doc["local_date"])] = groups
-        return not_due
+            await self.db.projects.update_one({"_id": project_id}, {"$unset": {"next_pull_at": ""}})
 
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
