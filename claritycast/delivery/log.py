@@ -31,6 +31,7 @@ from claritycast.reports.builder import build_report, missing_data
 from claritycast.reports.figures import format_day
 from claritycast.reports.summariser import Summariser
 from claritycast.store.core import OPEN_STATES, Store
+from claritycast.store.deliveries import new_delivery
 from models import catalogue
 from models.delivery import (
     Attempt,
@@ -86,16 +87,26 @@ async def due_deliveries(store: Store, now: datetime) -> list[DeliveryDue]:
     not due; after downtime only the latest period of each connection is sent,
     never a backlog: an open scheduled delivery of an older period is skipped.
     """
-    messages = []
+    opening: list[tuple[Connection, str, str, datetime]] = []
+    next_at: dict[str, datetime] = {}
     for connection in await store.connections_due(now):
         due = latest_due(connection.schedule, connection.timezone, now)
         if due is not None and due[1] >= connection.created_at:
             day, at = due
             key = delivery_key(connection.name, day.isoformat())
-            if await _open(store, connection, key, day.isoformat(), "schedule", at, now):
-                messages.append(_due(connection, key, day.isoformat(), "schedule", at, now))
-        _, next_at = next_due(connection.schedule, connection.timezone, now)
-        await store.set_next_due(connection.name, next_at)
+            opening.append((connection, key, day.isoformat(), at))
+        next_at[connection.name] = next_due(connection.schedule, connection.timezone, now)[1]
+    created = await store.open_deliveries([
+        new_delivery(key, connection=connection.name, period=period, reason="schedule",
+                     scheduled_at=at, now=now, next_check_at=now + RECHECK)
+        for connection, key, period, at in opening
+    ])  # fmt: skip
+    messages = [
+        _due(connection, key, period, "schedule", at, now)
+        for connection, key, period, at in opening
+        if key in created
+    ]
+    await store.set_next_dues(next_at)
     checks = await store.deliveries_to_check(now, [state.value for state in OPEN_STATES])
     connections = await store.connections_named({delivery.connection for delivery in checks})
     for delivery in checks:

@@ -31,8 +31,9 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
-from claritycast.store.base import translated
+from claritycast.store.base import chunks, translated
 from models.delivery import Connection, ConnectionStatus, Delivery
 from models.documents import ProjectStatus, PullProgress, as_utc
 
@@ -69,6 +70,7 @@ class DueProject:
         )
 
 
+DUPLICATE_KEY = 11000
 PROJECT_FIELDS = {
     "org_id": 1, "connected_at": 1, "exhausted_until": 1, "deferred_until": 1, "next_pull_at": 1,
 }  # fmt: skip
@@ -97,37 +99,45 @@ class DueMixin:
         """Write each project's next moment, unless it changed since it was read.
 
         A hold or a release written meanwhile wins over the tick's moment. One
-        update per distinct pair of moments (read, new): a night's tick writes
-        thousands of projects in a few commands.
+        update per distinct pair of moments (read, new) and `IN_CHUNK`
+        projects: a night's tick writes thousands of projects in a few
+        commands.
         """
         groups: dict[tuple[datetime | None, datetime], list[str]] = defaultdict(list)
         for project in projects:
             groups[(project.next_pull_at, moments[project.project_id])].append(project.project_id)
         with translated("scheduling the next pulls"):
             for (read, new), ids in groups.items():
-                await self.db.projects.update_many(
-                    {"_id": {"$in": ids}, "next_pull_at": read}, {"$set": {"next_pull_at": new}}
-                )
+                for chunk in chunks(ids):
+                    await self.db.projects.update_many(
+                        {"_id": {"$in": chunk}, "next_pull_at": read},
+                        {"$set": {"next_pull_at": new}},
+                    )
 
     async def timezones_of(self, org_ids: Collection[str]) -> dict[str, str]:
         """Organisation id -> IANA timezone, for these organisations only."""
+        timezones = {}
         with translated("reading organisations"):
-            cursor = self.db.organisations.find({"_id": {"$in": list(org_ids)}}, {"timezone": 1})
-            return {doc["_id"]: doc["timezone"] async for doc in cursor}
+            for chunk in chunks(org_ids):
+                cursor = self.db.organisations.find({"_id": {"$in": chunk}}, {"timezone": 1})
+                timezones.update({doc["_id"]: doc["timezone"] async for doc in cursor})
+        return timezones
 
     async def pulls_of(
         self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], PullProgress]:
         """(project, local date) -> that pull's progress, for these pulls only."""
-        ids = [f"{project_id}/{day}" for project_id, day in keys]
+        found = {}
         with translated("reading the pulls' progress"):
-            cursor = self.db.pulls.find({"_id": {"$in": ids}})
-            return {
-                (doc["project_id"], doc["local_date"]): PullProgress.from_document(doc)
-                async for doc in cursor
-            }
+            for chunk in chunks(f"{project_id}/{day}" for project_id, day in keys):
+                cursor = self.db.pulls.find({"_id": {"$in": chunk}})
+                found.update({
+                    (doc["project_id"], doc["local_date"]): PullProgress.from_document(doc)
+                    async for doc in cursor
+                })  # fmt: skip
+        return found
 
-    # Connections
+    # Connections and deliveries
 
     async def connections_due(self, now: datetime) -> list[Connection]:
         """Active connections whose next send has come, or that have none yet."""
@@ -139,14 +149,45 @@ class DueMixin:
                 found += [Connection.from_document(doc) async for doc in cursor]
         return found
 
-    async def set_next_due(self, name: str, at: datetime) -> None:
-        with translated("scheduling a connection"):
-            await self.db.connections.update_one({"_id": name}, {"$set": {"next_due_at": at}})
+    async def set_next_dues(self, moments: dict[str, datetime]) -> None:
+        """Write each connection's next send (name -> moment), a few commands for many."""
+        groups: dict[datetime, list[str]] = defaultdict(list)
+        for name, at in moments.items():
+            groups[at].append(name)
+        with translated("scheduling connections"):
+            for at, names in groups.items():
+                for chunk in chunks(names):
+                    await self.db.connections.update_many(
+                        {"_id": {"$in": chunk}}, {"$set": {"next_due_at": at}}
+                    )
+
+    async def open_deliveries(self, documents: list[dict[str, Any]]) -> set[str]:
+        """Insert new deliveries (`new_delivery`); returns the keys this call created.
+
+        The key is unique in the log, so of two ticks opening the same delivery
+        exactly one creates it: a key that exists already is left as it is.
+        """
+        created: set[str] = set()
+        with translated("opening deliveries"):
+            for chunk in chunks(documents):
+                try:
+                    await self.db.deliveries.insert_many(chunk, ordered=False)
+                    existing: set[int] = set()
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                        raise
+                    existing = {error["index"] for error in errors}
+                created |= {doc["_id"] for i, doc in enumerate(chunk) if i not in existing}
+        return created
 
     async def connections_named(self, names: Collection[str]) -> dict[str, Connection]:
+        found = {}
         with translated("reading connections"):
-            cursor = self.db.connections.find({"_id": {"$in": list(names)}})
-            return {doc["_id"]: Connection.from_document(doc) async for doc in cursor}
+            for chunk in chunks(names):
+                cursor = self.db.connections.find({"_id": {"$in": chunk}})
+                found.update({doc["_id"]: Connection.from_document(doc) async for doc in cursor})
+        return found
 
     async def deliveries_to_check(self, now: datetime, states: Collection[str]) -> list[Delivery]:
         """Open deliveries whose next check has come (index ``by_state``)."""
