@@ -22,6 +22,8 @@ MongoDB outage.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import faust
 from faust.types import StreamT
 
@@ -34,7 +36,7 @@ from claritycast.localtime import is_late
 from claritycast.logs import get_logger
 from claritycast.store.claim_check import fetched_record
 from models.clarity import GROUPS_BY_NAME
-from models.documents import ProjectStatus
+from models.documents import Project, ProjectStatus
 from models.records import FetchGranted
 from topics import (
     DEAD_FETCHES,
@@ -49,39 +51,66 @@ log = get_logger(__name__)
 
 
 async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
-    """Make the request (once), record its outcome, emit the snapshot."""
+    """Make the request (once), record its outcome, emit the snapshot.
+
+    A grant is made only if its call is still ``granted`` in the call log,
+    and moving it to ``calling`` is the same conditional write that decides
+    it (`Store.start_call`): one write for the usual case. The call is read
+    only when that fails, to tell a redelivery after a worker died during the
+    request (counted, and closed as ``interrupted``) from one already made.
+    """
     store = deps.store
+    project = await store.get_project(granted.project_id)
+    called_at = deps.clock.now()
+    context = {"project": granted.project_id, "group": granted.group, "reason": granted.reason}
+    skip = _why_not_now(granted, project, called_at)
+    if skip is not None:
+        outcome, detail = skip
+        if await store.close_granted_call(granted.request_id, outcome, detail):
+            log.info(f"fetch.{outcome}", why=detail, granted_at=granted.granted_at, **context)
+            return
+    elif await store.start_call(granted.request_id):
+        assert project is not None
+        await _make(granted, project.token, deps, topics, called_at, context)
+        return
     call = await store.get_call(granted.request_id)
     if call is not None and call.outcome == "calling":
         # Redelivered after a worker died during the request: it may have reached
         # Clarity, and it is counted; asking again is the quota check's decision.
         await store.finish_call(granted.request_id, "interrupted", None, "worker stopped")
-        return
-    if call is not None and call.outcome != "granted":
-        return  # already made: a redelivery must not spend another request
-    project = await store.get_project(granted.project_id)
-    called_at = deps.clock.now()
+    # Otherwise already made, skipped or expired: a redelivery must not spend another request.
+
+
+def _why_not_now(
+    granted: FetchGranted, project: Project | None, now: datetime
+) -> tuple[str, str] | None:
+    """(outcome, why) when this grant must not become a request; None when it may."""
     if project is None or project.status != ProjectStatus.ACTIVE:
-        status = project.status if project else "removed"
-        await store.finish_call(granted.request_id, "skipped", None, f"project {status}")
-        return
-    context = {"project": project.project_id, "group": granted.group, "reason": granted.reason}
-    if project.exhausted_until is not None and project.exhausted_until > called_at:
+        return "skipped", f"project {project.status if project else 'removed'}"
+    if project.exhausted_until is not None and project.exhausted_until > now:
         # Clarity said 429: its count is the truth, whatever our ledger says.
-        detail = f"Clarity answered 429; exhausted until {project.exhausted_until:%Y-%m-%d %H:%M}Z"
-        await store.finish_call(granted.request_id, "skipped", None, detail)
-        log.info("fetch.skipped", why=detail, **context)
-        return
-    if granted.granted_at < called_at - GRANT_TTL:
+        return "skipped", (
+            f"Clarity answered 429; exhausted until {project.exhausted_until:%Y-%m-%d %H:%M}Z"
+        )
+    if granted.granted_at < now - GRANT_TTL:
         # The quota counted this call from its grant time; made now, Clarity would
         # count it later than the quota does. The tick asks again if still needed.
-        await store.finish_call(granted.request_id, "expired", None, "granted too long ago")
-        log.info("fetch.expired", granted_at=granted.granted_at, **context)
-        return
-    if not await store.start_call(granted.request_id):
-        return  # the quota check expired it first: it will never be made
+        return "expired", "granted too long ago"
+    return None
+
+
+async def _make(
+    granted: FetchGranted,
+    token: str,
+    deps: Deps,
+    topics: Topics,
+    called_at: datetime,
+    context: dict[str, str],
+) -> None:
+    """The request itself, and what follows: the answer stored aside and sent on, or the failure."""
+    store = deps.store
     try:
-        response = await deps.clarity.fetch(project.token, GROUPS_BY_NAME[granted.group])
+        response = await deps.clarity.fetch(token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:
         # What the failure means (a held group, a dead letter) is settled before the
         # call is closed: the quota check sees the group held, never merely failed.
@@ -99,9 +128,9 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     )
     late = is_late(called_at, granted.local_date, granted.timezone)
     record = fetched_record(
-        project.project_id, granted.local_date, granted.group, called_at, ref, late=late
+        granted.project_id, granted.local_date, granted.group, called_at, ref, late=late
     )
-    await send_bounded(topics[SNAPSHOTS_FETCHED], project.project_id, record)
+    await send_bounded(topics[SNAPSHOTS_FETCHED], granted.project_id, record)
     detail = "; ".join(response.notes) or None
     await with_store_retry(
         "fetch", lambda: store.finish_call(granted.request_id, "ok", 200, detail), **context

@@ -97,6 +97,15 @@ class CallsMixin:
                 {"$set": {"outcome": "handler error", "detail": detail[:300]}},
             )
 
+    async def close_granted_call(self, request_id: str, outcome: str, detail: str) -> bool:
+        """Close a call never made (skipped, expired) if it is still ``granted``; True if so."""
+        with translated("closing a call"):
+            result = await self.db.calls.update_one(
+                {"_id": request_id, "outcome": "granted"},
+                {"$set": {"outcome": outcome, "status": None, "detail": detail}},
+            )
+        return result.modified_count == 1
+
     async def start_call(self, request_id: str) -> bool:
         """Mark a granted call as being made; False if it expired or was started already."""
         with translated("starting a call"):
