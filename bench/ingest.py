@@ -10,12 +10,16 @@ fetch stage and the store. The clock stops when 7 x N snapshots are stored.
 Progress is counted from the ``snapshots.stored`` events (`bench.progress`),
 not by counting documents: a count on SecantusDB decodes every snapshot, and
 polling it was most of the database's work. The database is counted exactly
-once, at the end, with the Clarity requests: exactly one per snapshot.
+once, at the end, with the Clarity requests: exactly one per snapshot. Then
+the simulator's own request log is read: every project asked exactly once for
+each of its 7 groups, and every request answered 200 (a 429 would mean a
+request over the quota).
 
     .venv/bin/python -m bench.ingest [projects ...] [--profile DIR] [--ops]   (default: 100 1000)
 
 ``--profile DIR`` samples the worker and SecantusDB with py-spy for the whole
-pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them).
+pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them);
+with ``BENCH_PROFILE_GIL=1`` only samples holding the GIL (CPU in Python) count.
 ``--ops`` lists every database operation by shape, per Clarity request, with
 its plan (`bench.round_trips`); the profiler it needs slows the run down.
 """
@@ -30,18 +34,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from bench import round_trips
 from bench.embedded import Up, memory_kib
 from bench.progress import EventCounter, Profiler, cpu_s, created
+from claritycast.standins.clarity import EXPORT_PATH
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
 
 SNAPSHOTS_PER_PROJECT = 7
 STORED_TOPIC = "claritycast.snapshots.stored"
+
+
+def simulator_log_check(url: str, count: int) -> str:
+    """What Clarity saw, from the simulator's own request log: each request once, none refused.
+
+    Every project must have been asked exactly once for each of its 7 groups
+    (no request made twice, none missing) and Clarity must have answered every
+    one (no 429: never over quota; no other error). Raises with the first
+    project at fault; returns the line the benchmark prints.
+    """
+    base = url.removesuffix(EXPORT_PATH)
+    entries = httpx.get(f"{base}/_simulator/log", timeout=300).raise_for_status().json()
+    by_project: dict[str, list[tuple[str, ...]]] = {}
+    statuses: Counter[int] = Counter()
+    for entry in entries:
+        statuses[entry["status"]] += 1
+        params = tuple(sorted(f"{k}={v}" for k, v in entry["params"].items()))
+        by_project.setdefault(str(entry["project_id"]), []).append(params)
+    assert len(by_project) == count, f"{len(by_project)} projects asked, {count} expected"
+    for project_id, asked in by_project.items():
+        assert len(asked) == SNAPSHOTS_PER_PROJECT == len(set(asked)), (
+            f"{project_id}: {len(asked)} requests for {len(set(asked))} groups"
+        )
+    assert set(statuses) == {200}, f"Clarity answered {dict(statuses)}"
+    return (f"  Clarity saw {len(entries)} requests: each of the {count} projects asked once "
+            f"for each of its {SNAPSHOTS_PER_PROJECT} groups, every one answered 200 "
+            f"(no 429: none over quota)")  # fmt: skip
 
 
 def start_simulator(
@@ -91,7 +126,8 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
             cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
             load_before = os.getloadavg()[0]
             spied = {name: pids[name] for name in ("worker", "secantusdb")}
-            with Profiler(profile_dir / str(count) if profile_dir else None, spied):
+            gil = os.environ.get("BENCH_PROFILE_GIL") == "1"
+            with Profiler(profile_dir / str(count) if profile_dir else None, spied, gil=gil):
                 began = time.monotonic()  # all due at once: the tick sees them from now on
                 await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
                 await stored.wait_for(expected, timeout_s=3600)
@@ -115,6 +151,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
               f"{broker_mib[1]:.0f} MiB")  # fmt: skip
         assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
         assert calls == expected, f"{calls} requests for {expected} snapshots"
+        print(simulator_log_check(url, count))
         up.stop()
     finally:
         up.kill()

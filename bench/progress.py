@@ -124,14 +124,19 @@ class Profiler:
 
     Each process gets its collapsed stacks (``<name>.txt``, the input of any
     flame-graph tool), which ``python -m bench.profile_top`` sums by function.
-    py-spy needs ptrace rights over the process (root, or
-    ``kernel.yama.ptrace_scope=0``).
+    With ``gil``, only samples that hold the GIL count: Python's own CPU,
+    without the time spent in system calls (a socket write that hands the
+    core to the process it wakes) or waiting. py-spy needs ptrace rights over
+    the process (root, or ``kernel.yama.ptrace_scope=0``).
     """
 
-    def __init__(self, out_dir: Path | None, pids: dict[str, int], rate: int = 50) -> None:
+    def __init__(
+        self, out_dir: Path | None, pids: dict[str, int], rate: int = 50, gil: bool = False
+    ) -> None:
         self.out_dir = out_dir
         self.pids = pids
         self.rate = rate
+        self.gil = gil
         self._spies: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Self:
@@ -144,7 +149,7 @@ class Profiler:
                 subprocess.Popen(
                     [str(spy), "record", "--pid", str(pid), "--rate", str(self.rate),
                      "--format", "raw", "--output", str(self.out_dir / f"{name}.txt"),
-                     "--nonblocking"],
+                     "--nonblocking", *(["--gil"] if self.gil else [])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             )  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 from pymongo import AsyncMongoClient
@@ -31,6 +32,13 @@ SERVER_SELECTION_TIMEOUT_MS = 10_000
 # in 92 s); MongoDB seeks each value in the index. A long list goes as several
 # queries of this many.
 IN_CHUNK = 100
+# MongoDB's error code for a write that a unique index refused.
+DUPLICATE_KEY = 11000
+# The tick's next moment for a project that must be looked at on the next tick
+# (a deferral lifted, a group released). A value, not a removed field: the
+# tick's own conditional write of a moment read as missing must not succeed
+# over it (`claritycast.store.due`).
+DUE_AT_ONCE = datetime(1970, 1, 1, tzinfo=UTC)
 
 T = TypeVar("T")
 

@@ -11,11 +11,9 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    DuplicateKeyError,
-)
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from claritycast.store.base import translated
+from claritycast.store.base import DUPLICATE_KEY, chunks, translated
 from models.documents import (
     Call,
     as_utc,
@@ -48,6 +46,18 @@ class CallsMixin:
             except DuplicateKeyError:
                 return False
         return True
+
+    async def log_calls(self, calls: list[Call]) -> None:
+        """`log_call` for many, one write for all; those logged already are left as they are."""
+        with translated("logging Clarity calls"):
+            for chunk in chunks(calls):
+                try:
+                    await self.db.calls.insert_many(
+                        [call.to_document() for call in chunk], ordered=False
+                    )
+                except BulkWriteError as exc:
+                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                        raise
 
     async def finish_call(
         self, request_id: str, outcome: str, status: int | None, detail: str | None

@@ -13,7 +13,8 @@ insertion does not need to know about it), and whatever an older version
 wrote. The tick finds them with a second query for the missing value, on
 the same index. Whatever can make a project due earlier than its stored
 moment lowers or removes it: holding a group for a retry lowers it to the
-retry, releasing a held group (a replay) removes it (``Store.hold_group``,
+retry, releasing a held group (a replay) or lifting a deferral sets it to
+`DUE_AT_ONCE` (``Store.hold_group``, ``Store.set_deferred_until``,
 ``Store.release_group``). A paused project or connection keeps its moment, so on
 resuming it is due at once if that moment has passed.
 
@@ -33,7 +34,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from claritycast.store.base import chunks, translated
+from claritycast.store.base import DUPLICATE_KEY, chunks, translated
 from models.delivery import Connection, ConnectionStatus, Delivery
 from models.documents import ProjectStatus, PullProgress, as_utc
 
@@ -70,7 +71,6 @@ class DueProject:
         )
 
 
-DUPLICATE_KEY = 11000
 PROJECT_FIELDS = {
     "org_id": 1, "connected_at": 1, "exhausted_until": 1, "deferred_until": 1, "next_pull_at": 1,
 }  # fmt: skip

@@ -11,14 +11,12 @@ from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    DuplicateKeyError,
-)
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from claritycast.store import claim_check
-from claritycast.store.base import translated
+from claritycast.store.base import DUE_AT_ONCE, DUPLICATE_KEY, chunks, translated
 from claritycast.store.claim_check import BlocksRef, BlockStore
 from models.documents import (
     PullProgress,
@@ -56,6 +54,14 @@ class SnapshotsMixin:
         with translated("reading an answer's blocks"):
             return await self._blocks.get(ref)
 
+    async def get_blocks_many(self, refs: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """The blocks of many references, a few reads for all; raises as `get_blocks` does."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        with translated("reading answers' blocks"):
+            for chunk in chunks(refs):
+                found.update(await self._blocks.get_many(chunk))
+        return found
+
     async def pin_blocks(self, ref: str) -> None:
         """Keep an answer's blocks for good: a snapshot needs the complete answer."""
         with translated("keeping an answer's blocks"):
@@ -91,6 +97,47 @@ class SnapshotsMixin:
                 upsert=True,
             )
         return result is not None and result.upserted_id is not None
+
+    async def save_snapshots(self, snapshots: list[Snapshot]) -> set[str]:
+        """Store many snapshots as `save_snapshot` stores one; returns the ids this call created.
+
+        One bulk write for the snapshots (each an upsert that changes nothing
+        when the snapshot exists) and one for the pulls' progress, with one
+        update per (project, day) whatever the number of its groups.
+        """
+        created: set[str] = set()
+        pulls: dict[str, tuple[str, str, set[str]]] = {}
+        for snapshot in snapshots:
+            key = f"{snapshot.project_id}/{snapshot.local_date}"
+            pulls.setdefault(key, (snapshot.project_id, snapshot.local_date, set()))[2].add(
+                snapshot.group
+            )
+        with translated("saving snapshots"):
+            for chunk in chunks(snapshots):
+                documents = [snapshot.to_document() for snapshot in chunk]
+                try:
+                    result = await self.db.snapshots.bulk_write(
+                        [UpdateOne({k: doc[k] for k in ("project_id", "local_date", "group")},
+                                   {"$setOnInsert": doc}, upsert=True)
+                         for doc in documents],
+                        ordered=False,
+                    )  # fmt: skip
+                    upserted = result.upserted_ids
+                except BulkWriteError as exc:  # concurrent writers stored some first
+                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                        raise
+                    upserted = {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
+                created |= {documents[index]["_id"] for index in upserted}
+            for chunk in chunks(list(pulls.items())):
+                await self.db.pulls.bulk_write(
+                    [UpdateOne({"_id": key},
+                               {"$set": {"project_id": project_id, "local_date": day},
+                                "$addToSet": {"groups": {"$each": sorted(groups)}}},
+                               upsert=True)
+                     for key, (project_id, day, groups) in chunk],
+                    ordered=False,
+                )  # fmt: skip
+        return created
 
     async def get_snapshot(self, project_id: str, local_date: str, group: str) -> Snapshot | None:
         with translated("reading a snapshot"):
@@ -180,7 +227,9 @@ class SnapshotsMixin:
                 {"_id": f"{project_id}/{local_date}"},
                 {"$unset": {f"retry_at.{group}": "", f"dead.{group}": ""}},
             )
-            await self.db.projects.update_one({"_id": project_id}, {"$unset": {"next_pull_at": ""}})
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"next_pull_at": DUE_AT_ONCE}}
+            )
 
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):
