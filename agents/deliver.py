@@ -14,6 +14,7 @@ from faust.types import StreamT, TopicT
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
 from claritycast.delivery.log import Sender
+from claritycast.telemetry import DEAD_LETTERS, DELIVERIES
 from models.records import ChartRendered, DeadLetter, DeliverySent
 from topics import CHARTS_RENDERED, DEAD_DELIVERIES, DELIVERIES_SENT, Topics, send_bounded
 
@@ -24,8 +25,13 @@ async def handle(
     outcome = await sender.send(rendered, deps.clock.now())
     if isinstance(outcome, DeliverySent):
         await send_bounded(sent_topic, outcome.connection, outcome)
+        DELIVERIES.labels(outcome.destination.split(" ")[0], "sent").inc()
     elif isinstance(outcome, DeadLetter):
         await send_bounded(dead_topic, outcome.key, outcome)
+        connection = await deps.store.get_connection(rendered.connection)
+        kind = connection.destination.kind.value if connection else "unknown"
+        DELIVERIES.labels(kind, "failed").inc()
+        DEAD_LETTERS.labels("deliver").inc()
 
 
 # Reports are independent and a destination is slow (Slack: three calls per report), so

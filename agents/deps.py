@@ -9,6 +9,7 @@ import httpx
 from claritycast.clarity.client import ClarityClient, http_client
 from claritycast.clock import Clock, SystemClock
 from claritycast.delivery.destinations import Destinations
+from claritycast.keyfile import keyring_for
 from claritycast.reports.summariser import Summariser
 from claritycast.settings import Settings
 from claritycast.store.core import Store
@@ -27,11 +28,22 @@ class Deps:
     summariser: Summariser | None
 
     @classmethod
-    def build(cls, settings: Settings, mongodb_url: str, clock: Clock | None = None) -> Deps:
+    def build(
+        cls,
+        settings: Settings,
+        mongodb_url: str,
+        clock: Clock | None = None,
+        *,
+        opens_tokens: bool = True,
+    ) -> Deps:
+        """The clients. With ``opens_tokens`` (a worker running the fetch stage) the keys that
+        seal Clarity tokens are required here, at its start; other workers never hold them.
+        """
+        keyring = keyring_for(settings) if opens_tokens else None
         http = http_client(settings.clarity_timeout_s)
         return cls(
             settings=settings,
-            store=Store.connect(mongodb_url, settings.mongodb_database),
+            store=Store.connect(mongodb_url, settings.mongodb_database, keyring=keyring),
             clarity=ClarityClient(http, settings.clarity_api_url),
             http=http,
             clock=clock or SystemClock(),

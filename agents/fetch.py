@@ -1,8 +1,11 @@
 """fetch group: make one granted Clarity request and pass the parsed snapshot on.
 
-The token is read from MongoDB here, at the last moment: it never travels on a
-topic. Each outcome is written to the call log, and the failures of the API's
-error table end in their documented states (`claritycast.ingest.fetch_failures`):
+The token is read from MongoDB here, at the last moment, and decrypted only
+then: it never travels on a topic. A token that cannot be decrypted marks its
+project "token unreadable" and nothing is asked of Clarity.
+
+Each outcome is written to the call log, and the failures of the API's error
+table end in their documented states (`claritycast.ingest.fetch_failures`):
 401/403 mark the project "token invalid" and tell its owner once; 429 marks it
 exhausted until its next local midnight; 5xx, timeouts and garbled 200s are
 retried by the tick after a backoff, then dead-lettered; 400 and malformed
@@ -35,9 +38,11 @@ from agents.guard import DeadLetterSink, guarded, with_store_retry
 from claritycast.errors import ClarityError
 from claritycast.ingest.fetch_failures import after_failure
 from claritycast.ingest.quota import GRANT_TTL
+from claritycast.ingest.tokens import readable_token
 from claritycast.localtime import is_late
 from claritycast.logs import get_logger
 from claritycast.store.claim_check import fetched_record
+from claritycast.telemetry import CLARITY_CALLS, DEAD_LETTERS
 from models.clarity import GROUPS_BY_NAME
 from models.documents import Project, ProjectStatus
 from models.records import FetchGranted
@@ -104,10 +109,15 @@ async def handle_for(
         if await store.close_granted_call(granted.request_id, outcome, detail):
             log.info(f"fetch.{outcome}", why=detail, granted_at=granted.granted_at, **context)
             return
-    elif await store.start_call(granted.request_id):
+    else:
         assert project is not None
-        await _make(granted, project.token, deps, topics, called_at, context)
-        return
+        token = await readable_token(store, project)  # decrypted at the last moment
+        if token is None:  # marked "token unreadable": nothing is asked of Clarity
+            await store.close_granted_call(granted.request_id, "skipped", "token unreadable")
+            return
+        if await store.start_call(granted.request_id):
+            await _make(granted, token, deps, topics, called_at, context)
+            return
     call = await store.get_call(granted.request_id)
     if call is not None and call.outcome == "calling":
         # Redelivered after a worker died during the request: it may have reached
@@ -149,15 +159,18 @@ async def _make(
     except ClarityError as exc:
         # What the failure means (a held group, a dead letter) is settled before the
         # call is closed: the quota check sees the group held, never merely failed.
+        CLARITY_CALLS.labels(exc.outcome).inc()
         outcome = await after_failure(exc, granted, store, called_at)
         await store.finish_call(granted.request_id, exc.outcome, exc.status, str(exc))
         log.warning("fetch.failed", outcome=exc.outcome, status=exc.status, **context)
         if outcome.dead_letter is not None:
             await send_bounded(topics[DEAD_FETCHES], granted.project_id, outcome.dead_letter)
+            DEAD_LETTERS.labels("fetch").inc()
             log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)
         for notice in outcome.notices:
             await send_bounded(topics[DELIVERIES_DUE], notice.connection, notice)
         return
+    CLARITY_CALLS.labels("ok").inc()
     ref = await with_store_retry(
         "fetch", lambda: store.put_blocks(response.to_json(), called_at), **context
     )

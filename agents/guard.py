@@ -33,6 +33,7 @@ from claritycast.errors import StoreUnavailable
 from claritycast.logs import get_logger
 from claritycast.store.core import Store
 from claritycast.store.dead_letters import handler_error_letter, hold_work
+from claritycast.telemetry import DEAD_LETTERS
 from topics import send_bounded
 
 log = get_logger(__name__)
@@ -73,6 +74,7 @@ class DeadLetterSink:
             await send_bounded(self.topic, letter.key, letter)
 
         await with_store_retry(self.stage, record, dead_letter=letter.dead_letter_id)
+        DEAD_LETTERS.labels(self.stage).inc()
         log.error(f"{self.stage}.dead_letter", dead_letter=letter.dead_letter_id,
                   why=letter.reason, detail=letter.detail)  # fmt: skip
 

@@ -29,8 +29,16 @@ from faust.types import EventT, StreamT, TopicT
 from agents.batch import BATCH_MAX, BATCH_WAIT_S, guarded_batch
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
-from claritycast.ingest.quota import COUNTED_FOR, GRANT_TTL, QuotaState, decide, in_flight
+from claritycast.ingest.quota import (
+    COUNTED_FOR,
+    DAILY_LIMIT,
+    GRANT_TTL,
+    QuotaState,
+    decide,
+    in_flight,
+)
 from claritycast.logs import get_logger
+from claritycast.telemetry import QUOTA_LEFT, QUOTA_USED
 from models.documents import Call, Project, ProjectStatus, PullProgress
 from models.records import FetchGranted, FetchRequested
 from topics import DEAD_QUOTA, FETCH_GRANTED, FETCH_REQUESTED, Topics, send_bounded
@@ -191,6 +199,9 @@ async def _decide(
         state, reason=request.reason, local_date=request.local_date, group=request.group,
         now=now, lease=lease,
     )  # fmt: skip
+    used = state.used(now)
+    QUOTA_USED.labels(request.project_id).set(used)
+    QUOTA_LEFT.labels(request.project_id).set(max(0, DAILY_LIMIT - used))
     if not decision.granted:
         if request.reason != "refresh":
             view.deferred_until = decision.next_possible_at

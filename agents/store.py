@@ -21,6 +21,7 @@ from faust.types import StreamT, TopicT
 from agents.batch import BATCH_MAX, BATCH_WAIT_S, guarded_batch
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
+from claritycast import telemetry
 from claritycast.clarity.big_answers import cut_down
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
@@ -106,6 +107,9 @@ async def handle_batch(
 
 
 async def _announce(record: SnapshotFetched, stored: SnapshotStored, stored_topic: TopicT) -> None:
+    if stored.created:
+        telemetry.SNAPSHOTS_STORED.inc()
+        telemetry.LAST_STORED.labels(record.project_id).set(stored.stored_at.timestamp())
     await send_bounded(stored_topic, record.project_id, stored)
     log.info(
         "snapshot.stored",

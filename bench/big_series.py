@@ -48,7 +48,7 @@ async def seed(store: Store, pages: int, days: int) -> list[float]:
     """Store ``days`` URL snapshots of ``pages`` extra pages; seconds per stored day."""
     now = datetime.now(UTC)
     await store.add_organisation(Organisation("bench", "bench", "UTC", now))
-    project = Project(PROJECT, "Big shop", "bench", "unused", status=ProjectStatus.PAUSED)
+    project = Project(PROJECT, "Big shop", "bench", status=ProjectStatus.PAUSED)
     await store.add_project(project, [metric.id for metric in catalogue.METRICS])
     profile = Profile(PROJECT, 200_000)
     tail = long_tail_pages(pages)

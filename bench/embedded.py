@@ -20,6 +20,7 @@ class Up:
         self.data_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-")) / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
         env["CLARITYCAST_DATA_DIR"] = str(self.data_dir)
+        env["CLARITYCAST_WEB_PORT"] = "0"  # a free port, unless the caller names one
         env.update({f"CLARITYCAST_{k.upper()}": v for k, v in settings.items()})
         self.started = time.monotonic()
         self.ready = threading.Event()

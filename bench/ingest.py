@@ -43,6 +43,8 @@ import httpx
 from bench import round_trips
 from bench.embedded import Up, memory_kib
 from bench.progress import EventCounter, Profiler, cpu_s, created
+from claritycast.keyfile import KEY_FILE_NAME
+from claritycast.keyring import parse_keys
 from claritycast.standins.clarity import EXPORT_PATH
 from claritycast.store.core import Store
 from models import catalogue
@@ -97,11 +99,12 @@ def start_simulator(
 
 
 async def add_paused_projects(store: Store, tokens: dict[str, str], org: str = "bench") -> None:
-    """The projects as `connect` stores them, paused so that none is due before the clock."""
+    """The projects as `connect` stores them (sealed tokens), paused: none due before the clock."""
     await store.add_organisation(Organisation(org, org, "UTC", datetime.now(UTC)))
     metric_ids = [metric.id for metric in catalogue.METRICS]
     for project_id, token in tokens.items():
-        paused = Project(project_id, project_id, org, token, status=ProjectStatus.PAUSED)
+        sealed = store.seal_token(token, project_id)
+        paused = Project(project_id, project_id, org, sealed, status=ProjectStatus.PAUSED)
         await store.add_project(paused, metric_ids)
 
 
@@ -115,7 +118,9 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         children = state["children"]
         assert isinstance(children, dict)
         broker_before = memory_kib(children["tansu"])
-        store = Store.connect(str(state["mongodb_url"]), "claritycast")
+        # Sealed with the key `up` made in its data folder, as `connect` would seal them.
+        keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
+        store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
         await add_paused_projects(store, tokens)
         if ops:
             await round_trips.start(store.db)

@@ -39,6 +39,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from agents.deliver import CONCURRENCY
 from claritycast.delivery.connections import create_connection
 from claritycast.delivery.log import due_deliveries
+from claritycast.keyring import new_key
 from claritycast.runtime.app import app_id_for
 from claritycast.runtime.embedded import (
     ServerProcess,
@@ -97,7 +98,7 @@ async def seed(store: Store, count: int, now: datetime) -> None:
     """One project with 30 days of history and ``count`` daily connections due at 00:00 UTC."""
     await store.ensure_indexes()
     await store.add_organisation(Organisation("bench", "Bench", "UTC", now))
-    project = Project("shop-1", "Shop", "bench", "token", connected_at=now - timedelta(days=40))
+    project = Project("shop-1", "Shop", "bench", connected_at=now - timedelta(days=40))
     await store.add_project(project, [metric.id for metric in catalogue.METRICS])
     yesterday = now.date() - timedelta(days=1)
     group = catalogue.get(METRIC).group
@@ -177,6 +178,7 @@ def worker_env(servers: Servers, name: str, scratch: Path, slack: SlackStandin) 
         "CLARITYCAST_MONGODB_DATABASE": name,
         "CLARITYCAST_PARTITIONS": str(PARTITIONS),
         "CLARITYCAST_DATA_DIR": str(scratch / "var"),
+        "CLARITYCAST_SECRET_KEYS": new_key(),  # an external database needs its key given
         "CLARITYCAST_SLACK_TOKEN": slack.token,
         "CLARITYCAST_SLACK_API_URL": slack.base_url,
         "CLARITYCAST_DELIVERY_GRACE_S": "0",  # safety net only: the history is complete

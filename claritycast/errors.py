@@ -8,8 +8,10 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
 
     ClarityCastError
     ├── ConfigError                 a setting is invalid: fix the configuration
-    ├── InputError                  an operator's input is wrong (duplicate label, bad timezone)
-    │   └── QuotaRefused            no request may be made now; ``next_possible_at`` says when
+    ├── InputError                  an operator's input is wrong (bad timezone); ``field`` names it
+    │   ├── NotFound                    no such project, organisation, connection, …
+    │   ├── Conflict                    it exists already, or its state forbids the action
+    │   └── QuotaRefused                no request may be made now; ``next_possible_at`` says when
     ├── ClarityError                the Clarity Data Export API (status, redacted request)
     │   ├── ClarityRetryable        the same request may work later (inside the quota)
     │   │   ├── ClarityServerError      5xx
@@ -27,6 +29,10 @@ exc``), so agents and the CLI import nothing from pymongo or aiokafka.
     │   └── ServerFailedToStart     a server exited or never listened
     ├── BrokerUnavailable           Kafka cannot be reached from a command
     ├── StageError                  a worker was asked for a stage it cannot run
+    ├── TokenUnreadable             a stored Clarity token cannot be decrypted: not fetched
+    │   ├── TokenKeyMissing             sealed with a key that is not in the keyring
+    │   ├── TokenForAnotherProject      sealed for another project (moved or copied)
+    │   └── TokenTampered               changed since it was sealed, or never sealed
     ├── MessageTooLarge             a record is over the topics' size bound: a bug, dead-lettered
     ├── DeliveryError               Slack or SMTP did not take a report (``reason``)
     │   ├── DeliveryRetryable           transient (rate limit past the deadline, 5xx, network)
@@ -56,7 +62,23 @@ class ConfigError(ClarityCastError):
 
 
 class InputError(ClarityCastError):
-    """An operator's input cannot be used; the message says what to change."""
+    """An operator's input cannot be used; the message says what to change.
+
+    ``field`` names the input at fault, when there is one (``timezone``,
+    ``token``), so a form or an API client can show the message next to it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NotFound(InputError):
+    """What the input names does not exist."""
+
+
+class Conflict(InputError):
+    """The input is valid, but clashes with what exists (a taken name, a paused connection)."""
 
 
 class QuotaRefused(InputError):
@@ -65,8 +87,15 @@ class QuotaRefused(InputError):
     ``next_possible_at`` is when it may, if known.
     """
 
-    def __init__(self, message: str, *, next_possible_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        next_possible_at: datetime | None = None,
+        refreshes_left: int | None = None,
+    ) -> None:
         self.next_possible_at = next_possible_at
+        self.refreshes_left = refreshes_left
         super().__init__(message)
 
 
@@ -205,6 +234,50 @@ class DeliveryPermanent(DeliveryError):
 
     The connection is paused with ``reason`` until an operator resumes it.
     """
+
+
+class TokenUnreadable(ClarityCastError):
+    """A stored Clarity token cannot be decrypted; the project is not fetched.
+
+    ``kind`` names why in two words (for the project's status) and
+    ``key_id`` the key it was sealed with; neither is secret.
+    """
+
+    kind = "unreadable"
+
+    def __init__(self, message: str, key_id: str | None) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+
+class TokenKeyMissing(TokenUnreadable):
+    """Sealed with a key the keyring does not hold (it was dropped too early, or never given)."""
+
+    kind = "key missing"
+
+    def __init__(self, key_id: str, source: str) -> None:
+        super().__init__(f"sealed with key {key_id}, which {source} does not hold", key_id)
+
+
+class TokenForAnotherProject(TokenUnreadable):
+    """Sealed for another project: the ciphertext was moved or copied in the database."""
+
+    kind = "another project's"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            "sealed for another project: it was moved or copied in the database", key_id
+        )
+
+
+class TokenTampered(TokenUnreadable):
+    """The ciphertext fails its authenticity check: it was changed after it was sealed."""
+
+    kind = "tampered"
+
+    def __init__(self, key_id: str | None) -> None:
+        what = "changed since it was sealed" if key_id else "not a sealed token"
+        super().__init__(f"it fails its authenticity check: {what}", key_id)
 
 
 class MessageTooLarge(ClarityCastError):

@@ -1,10 +1,10 @@
 """Keep secrets out of every line claritycast writes.
 
-Clarity tokens are JWTs, Slack tokens start with ``xox``, and URLs may carry a
-password: each is recognised by its shape, so a secret that was never
-registered is still caught. Values known to be secret (SMTP passwords, which
-have no shape) are registered once at start-up and replaced wherever they
-appear.
+Clarity tokens are JWTs, Slack tokens start with ``xox``, claritycast's own
+keys with ``ccsk_``, and URLs may carry a password: each is recognised by its
+shape, so a secret that was never registered is still caught. Values known
+to be secret (SMTP passwords, keys given without their prefix, which have no
+shape) are registered once at start-up and replaced wherever they appear.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # Slack bot, user, app and refresh tokens.
     (re.compile(r"\bxox[abeoprs]-[A-Za-z0-9-]{6,}"), MASK),
     (re.compile(r"\bxapp-[A-Za-z0-9-]{6,}"), MASK),
+    # claritycast's own secret keys (`claritycast keys new`).
+    (re.compile(r"\bccsk_[A-Za-z0-9_-]{16,}"), MASK),
+    # claritycast's own API keys (`claritycast api-keys create`): the id may show, not the rest.
+    (re.compile(r"\b(cc_[0-9a-f]{12}_)[A-Za-z0-9_-]{20,}"), rf"\1{MASK}"),
     # OpenAI-style API keys.
     (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), MASK),
     # Authorization headers, whatever the scheme's token looks like.
@@ -50,6 +54,7 @@ SECRET_KEYS = frozenset(
         "slack_token",
         "smtp_password",
         "summariser_api_key",
+        "secret_keys",
     }
 )
 

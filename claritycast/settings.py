@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from claritycast.errors import ConfigError
+from claritycast.keyring import parse_keys
 from claritycast.localtime import valid_timezone
 from claritycast.redact import register_secret
 
@@ -55,6 +56,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./var"), description="Embedded servers' data and logs")
     mongodb_sync_on_commit: bool = Field(
         default=True, description="Embedded database fsyncs every commit (no lost snapshot)"
+    )
+
+    # Secrets at rest.
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys that encrypt stored Clarity tokens, comma-separated; the first "
+        "encrypts new ones (unset: the embedded default's key file)",
     )
 
     # Kafka and Faust.
@@ -146,6 +154,24 @@ class Settings(BaseSettings):
         default=700, ge=80, le=4000, description="Longest AI summary kept (longer is cut)"
     )
 
+    # The web process (HTTP API and pages) and Prometheus metrics.
+    web_host: str = Field(default="127.0.0.1", description="Address the web process binds")
+    web_port: int = Field(default=8080, ge=0, le=65535, description="Port of the web process")
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies; shared by every web process (embedded: a file)",
+    )
+    web_idle_timeout_s: float = Field(
+        default=1800.0, ge=60, le=7 * 86400, description="A session ends after this idle time"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address a worker's /metrics binds")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a worker's /metrics (unset: none; `up` sets one); 0 picks a free one",
+    )
+
     @field_validator("kafka_url")
     @classmethod
     def _check_kafka_url(cls, value: str | None) -> str | None:
@@ -174,6 +200,16 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _check_secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_keys(value.get_secret_value())
+            except ConfigError as exc:
+                raise ValueError(exc.problem) from None
         return value
 
     @field_validator("default_timezone")
@@ -262,7 +298,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise _config_error(exc) from None
     except (ValueError, OSError) as exc:  # an unreadable or malformed TOML file
         raise ConfigError(CONFIG_FILE_ENV, str(exc).splitlines()[0]) from None
-    for secret in (settings.slack_token, settings.smtp_password, settings.summariser_api_key):
+    secrets = (
+        settings.slack_token, settings.smtp_password, settings.summariser_api_key,
+        settings.web_secret,
+    )  # fmt: skip
+    for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())
     return settings

@@ -50,6 +50,15 @@ class Schedule:
         return f"daily at {at}"
 
     @property
+    def spec(self) -> str:
+        """The schedule as `parse_schedule` reads it: ``weekly:monday``, ``monthly:last``."""
+        if self.frequency is Frequency.WEEKLY and self.weekday is not None:
+            return f"weekly:{WEEKDAYS[self.weekday]}"
+        if self.frequency is Frequency.MONTHLY:
+            return f"monthly:{'last' if self.day == LAST_DAY else self.day}"
+        return "daily"
+
+    @property
     def period_days(self) -> int:
         """How many days one period covers, for "change against the previous period"."""
         return {Frequency.DAILY: 1, Frequency.WEEKLY: 7, Frequency.MONTHLY: 30}[self.frequency]

@@ -162,10 +162,12 @@ class WorkerBeat:
     pid: int
     started_at: datetime
     seen_at: datetime
+    metrics_url: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         return {
             "_id": self.worker_id,
+            "metrics_url": self.metrics_url,
             "app_id": self.app_id,
             "stages": list(self.stages),
             "host": self.host,
@@ -184,6 +186,7 @@ class WorkerBeat:
             pid=doc["pid"],
             started_at=as_utc(doc["started_at"]),
             seen_at=as_utc(doc["seen_at"]),
+            metrics_url=doc.get("metrics_url"),
         )
 
 
@@ -212,22 +215,34 @@ class Organisation:
 class ProjectStatus:
     ACTIVE = "active"
     TOKEN_INVALID = "token invalid"  # noqa: S105 - a status, not a secret
+    # The stored token cannot be decrypted (its key is gone, or it was changed or moved).
+    TOKEN_UNREADABLE = "token unreadable"  # noqa: S105 - a status, not a secret
     PAUSED = "paused"
 
 
 @dataclass(frozen=True)
 class Project:
-    """A connected Clarity project. The token is stored but never shown."""
+    """A connected Clarity project.
+
+    Its token is only ever here sealed (``sealed_token``, see
+    `claritycast.keyring`): encrypted, bound to this project, naming its key.
+    ``token_expires_at`` is the token's own ``exp`` claim, kept beside it so
+    that reports can warn of an expiry without decrypting anything, and
+    ``token_fingerprint`` its short mark (`claritycast.clarity.token.fingerprint`),
+    so a person can tell which token is in use without it being opened.
+    """
 
     project_id: str
     label: str
     org_id: str
-    token: str = field(repr=False)
+    sealed_token: str | None = field(default=None, repr=False)
     status: str = ProjectStatus.ACTIVE
     status_reason: str | None = None
     connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     exhausted_until: datetime | None = None
     deferred_until: datetime | None = None
+    token_expires_at: datetime | None = None
+    token_fingerprint: str | None = None
 
     def waiting_until(self) -> datetime | None:
         """When the quota lets this project's pull go on (429 or a full 24 h)."""
@@ -239,7 +254,9 @@ class Project:
             "_id": self.project_id,
             "label": self.label,
             "org_id": self.org_id,
-            "token": self.token,
+            "sealed_token": self.sealed_token,
+            "token_expires_at": self.token_expires_at,
+            "token_fingerprint": self.token_fingerprint,
             "status": self.status,
             "status_reason": self.status_reason,
             "connected_at": self.connected_at,
@@ -249,18 +266,22 @@ class Project:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Project:
+        """A project as stored; a plain ``token`` of an older version is never read here."""
         exhausted = doc.get("exhausted_until")
         deferred = doc.get("deferred_until")
+        expires = doc.get("token_expires_at")
         return cls(
             project_id=doc["_id"],
             label=doc["label"],
             org_id=doc["org_id"],
-            token=doc["token"],
+            sealed_token=doc.get("sealed_token"),
             status=doc["status"],
             status_reason=doc.get("status_reason"),
             connected_at=as_utc(doc["connected_at"]),
             exhausted_until=as_utc(exhausted) if exhausted else None,
             deferred_until=as_utc(deferred) if deferred else None,
+            token_expires_at=as_utc(expires) if expires else None,
+            token_fingerprint=doc.get("token_fingerprint"),
         )
 
 

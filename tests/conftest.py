@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from claritycast.clock import Clock, ManualClock, SystemClock
+from claritycast.keyfile import keyring_for
+from claritycast.keyring import new_key
 from claritycast.runtime.app import ClarityCastApp, create_app
 from claritycast.runtime.embedded import (
     Endpoints,
@@ -36,6 +38,8 @@ from tests.helpers import running_app, start_server_process, stop_server_process
 
 TEST_PARTITIONS = 4
 TEST_SESSION_TIMEOUT_S = 3.0
+# The key that seals the session's Clarity tokens: fresh for each run, never committed.
+TEST_SECRET_KEY = new_key()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -99,6 +103,10 @@ def settings_values(servers: Endpoints, test_id: str, tmp_path: Path) -> dict[st
         "data_dir": tmp_path / "var",
         "partitions": TEST_PARTITIONS,
         "broker_session_timeout_s": TEST_SESSION_TIMEOUT_S,
+        # A web process on a free port (test runs overlap), signing with a test secret.
+        "web_port": 0,
+        "web_secret": "test-web-secret-not-for-production",
+        "secret_keys": TEST_SECRET_KEY,
     }
 
 
@@ -122,9 +130,11 @@ def endpoints(servers: Endpoints) -> Endpoints:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    """A store on this test's own database, indexes created."""
+    """A store on this test's own database, indexes created, sealing with the test's key."""
     assert settings.mongodb_url is not None
-    store = Store.connect(settings.mongodb_url, settings.mongodb_database)
+    store = Store.connect(
+        settings.mongodb_url, settings.mongodb_database, keyring=keyring_for(settings)
+    )
     await store.ensure_indexes()
     try:
         yield store

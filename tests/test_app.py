@@ -5,18 +5,20 @@ from __future__ import annotations
 import pytest
 
 import agents
-from claritycast.errors import StageError
+from claritycast.errors import ConfigError, StageError
+from claritycast.keyring import new_key
 from claritycast.runtime.app import create_app, faust_options
 from claritycast.runtime.embedded import Endpoints
 from claritycast.settings import load_settings
 
+KEY = new_key()  # a worker running the fetch stage is built with the key, or not at all
 EMBEDDED = Endpoints("kafka://127.0.0.1:1", "mongodb://127.0.0.1:2", True, True)
 EXTERNAL = Endpoints("kafka://kafka:9092", "mongodb://mongodb:27017", False, False)
 
 
 def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
     """Only the agents of the chosen stages are on the app, under explicit names."""
-    settings = load_settings(data_dir=tmp_path)
+    settings = load_settings(secret_keys=KEY, data_dir=tmp_path)
     app = create_app(settings, ["store"], EMBEDDED)
     assert set(app.agents) == {"claritycast.store"}
     assert app.stage_names == ("store",)
@@ -35,7 +37,7 @@ def test_create_app_registers_exactly_the_chosen_stages(tmp_path) -> None:
 
 def test_every_declared_topic_has_the_configured_partitions(tmp_path) -> None:
     """Topics carry the partition count before anything touches them."""
-    settings = load_settings(data_dir=tmp_path, partitions=6, topic_prefix="x.")
+    settings = load_settings(secret_keys=KEY, data_dir=tmp_path, partitions=6, topic_prefix="x.")
     app = create_app(settings, ["all"], EMBEDDED)
     topics = list(app.declared)
     assert topics
@@ -100,3 +102,18 @@ def test_only_the_embedded_broker_gets_short_fetch_waits(tmp_path) -> None:
     assert embedded.transport.Consumer is TansuConsumer
     assert type(external.transport) is KafkaTransport
     assert external.transport.Consumer is SeekingConsumer
+
+
+def test_only_a_worker_that_fetches_holds_the_key(tmp_path) -> None:
+    """Only the fetch stage opens tokens: other stage groups start without the key; a fetching
+    worker on an external database does not start without it."""
+    values = {"data_dir": tmp_path, "kafka_url": "kafka://kafka:9092"}
+    external = load_settings(**values, mongodb_url="mongodb://mongodb:27017")
+    for group in ("tick-quota", "render-deliver"):
+        assert create_app(external, [group], EXTERNAL).deps.store.keyring is None
+    with pytest.raises(ConfigError) as caught:
+        create_app(external, ["fetch-store"], EXTERNAL)
+    assert caught.value.setting == "CLARITYCAST_SECRET_KEYS"
+    keyed = load_settings(**values, mongodb_url="mongodb://mongodb:27017", secret_keys=KEY)
+    fetching = create_app(keyed, ["fetch-store"], EXTERNAL)
+    assert fetching.deps.store.keyring is not None

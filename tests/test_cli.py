@@ -32,6 +32,12 @@ COMMANDS = {
     "replay",
     "topics",
     "quota",
+    "web",
+    "users",
+    "api-keys",
+    "projects",
+    "keys",
+    "audit",
 }
 
 

@@ -52,7 +52,7 @@ def env(settings_env: dict[str, str], slack: SlackStandin, smtp: SmtpCatcher) ->
 async def shop(store: Store) -> Project:
     now = SystemClock().now()
     await store.add_organisation(Organisation("acme", "Acme", TIMEZONE, now))
-    project = Project("shop-1", "Shop", "acme", "token", connected_at=now - timedelta(days=40))
+    project = Project("shop-1", "Shop", "acme", connected_at=now - timedelta(days=40))
     await store.add_project(project, [m.id for m in catalogue.METRICS])
     last = local_yesterday(TIMEZONE, now)
     await seed_history(store, "shop-1", TIMEZONE, last - timedelta(days=29), last, ["overall"])

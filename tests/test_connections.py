@@ -21,7 +21,7 @@ NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 @pytest.fixture
 async def project(store: Store) -> Project:
     await store.add_organisation(Organisation("acme", "Acme", "Europe/Paris", NOW))
-    shop = Project("shop-1", "Shop", "acme", "token", connected_at=NOW)
+    shop = Project("shop-1", "Shop", "acme", connected_at=NOW)
     await store.add_project(shop, [m.id for m in catalogue.METRICS])
     return shop
 

@@ -86,7 +86,7 @@ async def add_waiting_project(
         project_id,
         project_id.title(),
         "acme",
-        simulator.projects[project_id].token,
+        store.seal_token(simulator.projects[project_id].token, project_id),
         connected_at=now,
         deferred_until=now + timedelta(hours=1),
     )

@@ -94,7 +94,7 @@ async def shop(store: Store) -> Project:
     """A project with 30 days of history, connected long ago."""
     long_ago = NINE - timedelta(days=60)
     await store.add_organisation(Organisation("acme", "Acme", TIMEZONE, long_ago))
-    project = Project(PROJECT, "Shop", "acme", "token", connected_at=long_ago)
+    project = Project(PROJECT, "Shop", "acme", connected_at=long_ago)
     await store.add_project(project, [m.id for m in catalogue.METRICS])
     return project
 

@@ -25,11 +25,21 @@ CLARITYCAST_SERVICES = {
 
 
 def test_compose_has_the_production_parts() -> None:
-    """Kafka in KRaft mode, MongoDB, Mailpit, and one service per stage group."""
+    """Kafka in KRaft mode, MongoDB, Mailpit, one service per stage group, the web process."""
     assert "broker,controller" in SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
     assert SERVICES["mongodb"]["image"].startswith("mongo:")
     assert SERVICES["mailpit"]["image"].startswith("axllent/mailpit")
-    assert set(CLARITYCAST_SERVICES) == set(agents.GROUPS)
+    assert set(CLARITYCAST_SERVICES) == {*agents.GROUPS, "web"}
+
+
+def test_the_web_service_is_published_on_8080_and_needs_its_secret() -> None:
+    """`claritycast web` on 0.0.0.0:8080 in the container, published on the host's 8080."""
+    web = CLARITYCAST_SERVICES["web"]
+    assert web["command"] == ["claritycast", "web"]
+    assert web["environment"]["CLARITYCAST_WEB_PORT"] == "8080"
+    assert "127.0.0.1:8080:8080" in web["ports"]
+    assert "CLARITYCAST_WEB_SECRET:?" in str(web["environment"]["CLARITYCAST_WEB_SECRET"])
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("name", sorted(agents.GROUPS))
@@ -47,7 +57,7 @@ def test_each_service_command_is_a_real_claritycast_command(name: str) -> None:
     assert set(agents.GROUPS[name]) == stages | {s for g in groups for s in agents.GROUPS[g]}
 
 
-@pytest.mark.parametrize("name", sorted(agents.GROUPS))
+@pytest.mark.parametrize("name", sorted({*agents.GROUPS}))
 def test_services_can_scale(name: str) -> None:
     """No fixed container name or host port, so `--scale` works on every stage group."""
     service = CLARITYCAST_SERVICES[name]
@@ -99,3 +109,13 @@ def test_example_production_config_loads(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = load_settings()
     assert settings.replication_factor == 3
     assert not settings.embedded_kafka
+
+
+def test_only_the_services_that_fetch_or_seal_hold_the_key() -> None:
+    """The key reaches the fetch stage's containers (they open tokens) and the web process
+    (it seals the tokens people give), and no other."""
+    assert "web" in CLARITYCAST_SERVICES
+    for name, service in CLARITYCAST_SERVICES.items():
+        holds_key = "CLARITYCAST_SECRET_KEYS" in service["environment"]
+        needs_key = name == "web" or "fetch" in agents.GROUPS[name]
+        assert holds_key == needs_key, name

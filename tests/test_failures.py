@@ -52,7 +52,8 @@ async def shop(store: Store, simulator: ClaritySimulator) -> Project:
     long_ago = START - timedelta(days=40)
     await store.add_organisation(Organisation("acme", "Acme", TIMEZONE, long_ago))
     token = simulator.add_project("shop").token
-    project = Project("shop", "Shop", "acme", token, connected_at=long_ago)
+    sealed = store.seal_token(token, "shop")
+    project = Project("shop", "Shop", "acme", sealed, connected_at=long_ago)
     await store.add_project(project, [m.id for m in catalogue.METRICS])
     return project
 

@@ -66,7 +66,8 @@ async def add_projects(store: Store, simulator: ClaritySimulator, now: datetime)
     long_ago = now - timedelta(days=40)
     await store.add_organisation(Organisation("acme", "Acme", "UTC", long_ago))
     for name in INGEST:
-        project = Project(name, name, "acme", simulator.projects[name].token, connected_at=now)
+        sealed = store.seal_token(simulator.projects[name].token, name)
+        project = Project(name, name, "acme", sealed, connected_at=now)
         await store.add_project(project, [m.id for m in catalogue.METRICS])
 
 

@@ -28,11 +28,11 @@ YESTERDAY = "2026-11-23"
 async def add_project(
     store: Store, project_id: str, org: Organisation, token: str | None = None, **fields: object
 ) -> Project:
+    """A project stored as `connect` stores it: its token sealed, its expiry beside it."""
     if await store.get_organisation(org.org_id) is None:
         await store.add_organisation(org)
-    project = Project(
-        project_id, project_id.title(), org.org_id, token or make_token(project_id), **fields
-    )
+    sealed = store.seal_token(token or make_token(project_id), project_id)
+    project = Project(project_id, project_id.title(), org.org_id, sealed, **fields)
     await store.add_project(project, [metric.id for metric in catalogue.METRICS])
     return project
 
@@ -83,16 +83,24 @@ async def test_used_reserved_left_and_next_reset_come_from_the_call_log(store: S
 
 
 async def test_token_status_and_one_project_by_name(store: Store) -> None:
-    """Invalid, expiring and paused tokens are told apart; the token itself never shows."""
+    """Invalid, unreadable, expired, expiring and paused tokens are told apart, and nothing
+    is decrypted for it; the token itself never shows."""
     utc = Organisation("default", "default", "UTC", NOW)
-    soon = make_token("soon", exp=(NOW + timedelta(days=3)).timestamp())
-    await add_project(store, "soon", utc, token=soon)
+    in_3_days = NOW + timedelta(days=3)
+    soon = make_token("soon", exp=in_3_days.timestamp())
+    await add_project(store, "soon", utc, token=soon, token_expires_at=in_3_days)
     reason = "token invalid (401)"
     await add_project(
         store, "revoked", utc, status=ProjectStatus.TOKEN_INVALID, status_reason=reason
     )
     await add_project(store, "resting", utc, status=ProjectStatus.PAUSED)
-    await add_project(store, "broken", utc, token="not-a-jwt")
+    await add_project(
+        store, "lost", utc, status=ProjectStatus.TOKEN_UNREADABLE,
+        status_reason="key missing: sealed with key 0badc0de",
+    )  # fmt: skip
+    yesterday = NOW - timedelta(days=1)
+    stale = make_token("stale", exp=yesterday.timestamp())
+    await add_project(store, "stale", utc, token=stale, token_expires_at=yesterday)
 
     rows = {row.project_id: row for row in await quota_report(store, NOW)}
     assert rows["soon"].token == "ok, expires 2026-11-27 14:30 UTC"
@@ -101,7 +109,9 @@ async def test_token_status_and_one_project_by_name(store: Store) -> None:
     assert rows["revoked"].token == "token invalid (401)"
     assert rows["revoked"].reserved == 0, "no pull is coming for it"
     assert rows["resting"].token == "ok, project paused"
-    assert rows["broken"].token.startswith("unusable: token is not a JWT")
+    assert rows["lost"].token == "unreadable: key missing: sealed with key 0badc0de"
+    assert rows["lost"].reserved == 0, "no pull is coming for it"
+    assert rows["stale"].token == "unusable: token expired at 2026-11-23 14:30 UTC"
     lines = report_lines(list(rows.values()))
     assert not any(soon in line for line in lines)
     assert "2026-11-24" not in next(line for line in lines if "(soon)" in line), "no reset yet"

@@ -35,6 +35,10 @@ SLACK_TOKEN = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
         ("mongodb://claritycast:s3cr3t-pass@db:27017/x", "s3cr3t-pass"),
         ("smtp login password=hunter2hunter2 failed", "hunter2hunter2"),
         ('{"api_key": "sk-abcdefghijklmnopqrstuvwx"}', "sk-abcdefghijklmnopqrstuvwx"),
+        (
+            "a request with cc_0123456789ab_V5894ab7zJcOucHZPEdbwi8LLd8TmAVhUOZI0QgxezM failed",
+            "V5894ab7zJcOucHZPEdbwi8LLd8TmAVhUOZI0QgxezM",
+        ),
     ],
 )
 def test_token_shapes_are_masked(text: str, secret: str) -> None:

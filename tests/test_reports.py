@@ -30,7 +30,7 @@ NOW = datetime(2026, 11, 19, 1, 0, tzinfo=UTC)
 async def stored(store: Store) -> Store:
     """30 days of every group, one day missing, as the nightly pulls would have left them."""
     await store.add_organisation(Organisation("acme", "Acme", TIMEZONE, NOW))
-    project = Project("shop-1", "Shop", "acme", "token", connected_at=NOW)
+    project = Project("shop-1", "Shop", "acme", connected_at=NOW)
     await store.add_project(project, [m.id for m in catalogue.METRICS])
     gap = [(GAP, group) for group in GROUP_NAMES]
     await seed_history(

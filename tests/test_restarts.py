@@ -30,7 +30,7 @@ from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES, GROUPS_BY_NAME
 from models.documents import Call, Project
 from models.records import FetchGranted, FetchRequested
-from tests.helpers import WorkerProcess, read_topic, run_cli, wait_for
+from tests.helpers import WorkerProcess, produce, read_topic, run_cli, wait_for
 from tests.test_contention import add_waiting_project, start_workers, stop_workers
 from tests.test_tick import max_in_24h
 from tests.test_up import UpProcess
@@ -210,7 +210,7 @@ async def test_a_snapshot_or_grant_lost_in_a_failover_is_asked_for_again(
 ) -> None:
     """A group fetched or granted but never stored is fetched again once its lease is over."""
     now = datetime(2026, 11, 24, 0, 30, tzinfo=UTC)
-    await store.add_project(Project("p1", "P1", "acme", "token", connected_at=now), [])
+    await store.add_project(Project("p1", "P1", "acme", connected_at=now), [])
     await store.log_call(
         Call("first", "p1", "2026-11-23", "device", "daily", now - age, outcome=outcome)
     )
@@ -231,6 +231,7 @@ def up_env(simulator: ClaritySimulator) -> dict[str, str]:
         "CLARITYCAST_PARTITIONS": "2",
         "CLARITYCAST_CLARITY_API_URL": simulator.export_url,
         "CLARITYCAST_TICK_INTERVAL_S": "0.5",
+        "CLARITYCAST_WEB_PORT": "0",
     }
 
 
@@ -281,8 +282,10 @@ async def test_full_restart_of_up_rebuilds_the_quota_from_the_call_log(
     Before: connect (7 calls) and a refresh of 3 groups deleted by hand (3
     calls): 10 used. After the restart, Tansu has no quota table; one more
     group is deleted: the tick's request for it is dropped (the call log says
-    it was fetched) and a refresh is refused (the table, rebuilt from the call
-    log, holds 10). Clarity sees no new request.
+    it was fetched); `refresh` is refused before it is sent (the call log holds
+    10), and a refresh request sent straight to the topic is refused by the
+    quota check (its table, rebuilt from the call log, holds 10). Clarity sees
+    no new request.
     """
     simulator = shop_simulator
     shop = simulator.projects["shop"]
@@ -330,9 +333,26 @@ async def test_full_restart_of_up_rebuilds_the_quota_from_the_call_log(
             await wait_for(tick_asked, timeout_s=30, interval_s=0.5)
             code, out, err = await run_cli(env, "refresh", "Shop", "--wait", "60")
             assert code == 1, out + err
-            assert "refused" in out and f"10 of {DAILY_LIMIT} requests used in 24 h" in out, out
-            rebuilt = await line_in(again, "quota.rebuilt", timeout_s=5)
+            # Refused as one line: how much is used, and when the next refresh is possible.
+            assert out == "" and err.startswith("claritycast: Shop: "), out + err
+            assert f"10 of {DAILY_LIMIT} requests used in 24 h" in err, err
+            assert "the next refresh is possible at" in err, err
+            # The CLI refused from the call log before sending; a request that reaches
+            # the quota check anyway (another service's) meets the table rebuilt from it.
+            direct = FetchRequested(
+                request_id="direct-refresh", project_id=project_id, local_date=day,
+                group="overall", reason="refresh", timezone="UTC",
+                requested_at=datetime.now(UTC),
+            )  # fmt: skip
+            await produce(str(state["kafka_url"]), topic, project_id, direct)
+            rebuilt = await line_in(again, "quota.rebuilt", timeout_s=30)
             assert "calls=10" in rebuilt
+            refusals = await wait_for(
+                lambda: store.refusals_by_id(["direct-refresh"]), timeout_s=30
+            )
+            kind, reason, _ = refusals["direct-refresh"]
+            assert kind == "refused" and f"{DAILY_LIMIT} of {DAILY_LIMIT}" in reason, reason
+            assert await store.get_call("direct-refresh") is None, "a refusal is not a call"
 
             calls = await store.calls_since(project_id, datetime.now(UTC) - COUNTED_FOR)
             assert len(calls) == DAILY_LIMIT, "no call logged after the restart"

@@ -46,7 +46,7 @@ async def seed(store: Store) -> None:
     """A project with 30 days of history and 16 daily connections, all due at 00:00 UTC."""
     now = SystemClock().now()
     await store.add_organisation(Organisation("acme", "Acme", "UTC", now))
-    project = Project("shop-1", "Shop", "acme", "token", connected_at=now - timedelta(days=40))
+    project = Project("shop-1", "Shop", "acme", connected_at=now - timedelta(days=40))
     await store.add_project(project, [m.id for m in catalogue.METRICS])
     last = now.date() - timedelta(days=1)
     await seed_history(store, "shop-1", "UTC", last - timedelta(days=29), last, ["overall"])

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from claritycast.delivery.slack import SlackReceipt, SlackSender
 from claritycast.errors import ConfigError, DeliveryPermanent, DeliveryRetryable
@@ -282,10 +283,15 @@ async def test_permanent_errors_are_never_retried(
     assert [(c.method, c.error) for c in standin.calls_to(failing_method)] == [
         (failing_method, reason)
     ]
-    assert standin.calls[-1].method == failing_method, "nothing is called after the refusal"
+    refused_at = max(i for i, call in enumerate(standin.calls) if call.method == failing_method)
+    after = [(call.method, call.error) for call in standin.calls[refused_at + 1 :]]
     if failing_method == "chat.postMessage":
         assert channel in str(caught.value)
+        assert after == [("files.delete", None)], "only the uploaded chart is taken back"
+    else:
+        assert after == [], "nothing is called after the refusal"
     assert standin.messages == []
+    assert standin.files == {}, "no chart is left in the workspace"
 
 
 async def test_not_in_channel_tells_the_operator_to_invite_the_app(
@@ -448,3 +454,75 @@ async def test_a_session_passed_in_is_used_and_left_open(standin: SlackStandin) 
         await slack.close()
         assert not session.closed
     assert methods(standin) == FLOW
+
+
+# A chart left behind: deleted after a permanent refusal, never after a transient one.
+
+
+@pytest.mark.parametrize(
+    ("channel", "failing_method", "reason"),
+    [
+        ("#outsiders", "chat.postMessage", "not_in_channel"),
+        ("#old-news", "chat.postMessage", "is_archived"),
+        ("#reports", "files.completeUploadExternal", "invalid_arguments"),
+    ],
+)
+async def test_a_chart_refused_for_good_is_deleted_from_the_workspace(
+    standin: SlackStandin, sender: SlackSender, channel: str, failing_method: str, reason: str
+) -> None:
+    """After a permanent refusal, the uploaded file is deleted with files.delete, once."""
+    if failing_method != "chat.postMessage":
+        standin.fail_next(failing_method, reason)
+    with capture_logs() as logged, pytest.raises(DeliveryPermanent) as caught:
+        await sender.send(channel, make_report())
+    assert caught.value.reason == reason
+    (file_id,) = standin.deleted
+    assert standin.files == {}
+    assert [(c.method, c.error) for c in standin.calls_to("files.delete")] == [
+        ("files.delete", None)
+    ]
+    assert [(e["event"], e["file_id"]) for e in logged if e["event"].startswith("slack.file")] == [
+        ("slack.file_deleted", file_id)
+    ]
+
+
+async def test_a_failed_delete_is_logged_and_the_refusal_still_raised(
+    standin: SlackStandin, sender: SlackSender
+) -> None:
+    """Slack refusing the delete too changes nothing for the caller: a warning, the first error."""
+    standin.fail_next("files.delete", "internal_error")
+    with capture_logs() as logged, pytest.raises(DeliveryPermanent) as caught:
+        await sender.send("#outsiders", make_report())
+    assert caught.value.reason == "not_in_channel"
+    (left,) = [entry for entry in logged if entry["event"] == "slack.file_left"]
+    assert left["reason"] == "internal_error"
+    assert left["file_id"] in standin.files, "the stand-in still has it: the delete failed"
+    assert standin.deleted == []
+
+
+async def test_a_delete_answered_by_an_error_page_is_logged_never_raised(
+    standin: SlackStandin, sender: SlackSender
+) -> None:
+    """A proxy's 500 page instead of Slack's answer to files.delete: logged, never raised."""
+    standin.fail_next("files.delete", status=500)
+    with capture_logs() as logged, pytest.raises(DeliveryPermanent) as caught:
+        await sender.send("#old-news", make_report())
+    assert caught.value.reason == "is_archived"
+    (left,) = [entry for entry in logged if entry["event"] == "slack.file_left"]
+    assert left["file_id"] in standin.files
+    assert [(c.method, c.status) for c in standin.calls_to("files.delete")] == [
+        ("files.delete", 500)
+    ], "one try: a cleanup does not hold up the delivery"
+
+
+async def test_a_transient_failure_keeps_the_file(standin: SlackStandin) -> None:
+    """A post that may yet have reached Slack (5xx until the deadline) is no reason to delete."""
+    standin.fail_next("chat.postMessage", status=500, times=1000)
+    sender = make_sender(standin.base_url, deadline_s=0.5)
+    try:
+        with pytest.raises(DeliveryRetryable):
+            await sender.send("#reports", make_report())
+    finally:
+        await sender.close()
+    assert standin.calls_to("files.delete") == []
+    assert len(standin.files) == 1

@@ -232,3 +232,32 @@ async def test_calls_logged_together_keep_the_first_copy(store: Store) -> None:
     assert set(logged) == {"r1", "r2"}
     assert logged["r1"].outcome == "ok"
     assert logged["r2"].outcome == "granted"
+
+
+async def test_the_delivery_log_pages_newest_first_across_its_windows(store: Store) -> None:
+    """Pages are exact however old the deliveries: from minutes to a year, ties included.
+
+    A page is read from a recent window that widens while too few are found;
+    paging on must neither skip nor repeat one, even among deliveries created
+    at the same instant.
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    ages = [timedelta(minutes=5)] * 3 + [timedelta(hours=3), timedelta(days=2),
+            timedelta(days=20), timedelta(days=20), timedelta(days=200)]  # fmt: skip
+    for n, age in enumerate(ages):
+        created = now - age
+        await store.open_delivery(
+            f"d{n}", connection="c1", period="2026-01-01", reason="schedule",
+            scheduled_at=created, now=created, next_check_at=created,
+        )  # fmt: skip
+    expected = sorted(
+        ((now - age, f"d{n}") for n, age in enumerate(ages)), key=lambda pair: pair, reverse=True
+    )
+    seen: list[str] = []
+    before: tuple[datetime, str] | None = None
+    while page := await store.deliveries(limit=3, before=before):
+        seen += [d.key for d in page]
+        before = (page[-1].created_at, page[-1].key)
+    assert seen == [key for _, key in expected]
+    assert [d.key for d in await store.deliveries(limit=100)] == seen
+    assert [d.key for d in await store.deliveries("c1", limit=4)] == seen[:4]

@@ -33,7 +33,8 @@ async def projects(store: Store, simulator: ClaritySimulator) -> dict[str, Proje
     for name, zone in ZONES.items():
         await store.add_organisation(Organisation(name, name.title(), zone, START))
         token = simulator.add_project(name, 800).token
-        project = Project(name, name.title(), name, token, connected_at=START)
+        sealed = store.seal_token(token, name)
+        project = Project(name, name.title(), name, sealed, connected_at=START)
         await store.add_project(project, [m.id for m in catalogue.METRICS])
         made[name] = project
     return made

@@ -19,6 +19,7 @@ from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from agents.quota import EventTable
+from claritycast.keyring import new_key
 from claritycast.runtime.app import create_app
 from claritycast.runtime.embedded import Endpoints
 from claritycast.runtime.transport import SeekingConsumer, SteadyFlowControl, TansuConsumer
@@ -68,7 +69,7 @@ def message(offset: int, generation_id: int) -> Message:
 
 async def test_a_message_from_an_earlier_generation_is_never_committed(tmp_path: Path) -> None:
     """Faust skips such a message and acks it; its offset must not be committed unprocessed."""
-    app = create_app(load_settings(data_dir=tmp_path), ["fetch"], EMBEDDED)
+    app = create_app(load_settings(data_dir=tmp_path, secret_keys=new_key()), ["fetch"], EMBEDDED)
     assert isinstance(app.flow_control, SteadyFlowControl)
     consumer = app.consumer
     assert isinstance(consumer, SeekingConsumer) and isinstance(consumer, TansuConsumer)

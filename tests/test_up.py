@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -15,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from claritycast.runtime.ports import is_listening
+from claritycast.keyring import parse_keys
+from claritycast.runtime.ports import bind, is_listening
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +45,7 @@ class UpProcess:
         if env is None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
             env["CLARITYCAST_PARTITIONS"] = "2"
+            env["CLARITYCAST_WEB_PORT"] = "0"  # a free port: test runs may overlap
         self.env = env | {"CLARITYCAST_DATA_DIR": str(data_dir)}
         self.lines: list[str] = []
         self.process = subprocess.Popen(
@@ -140,7 +143,7 @@ def test_up_is_ready_single_and_stops_everything_on_ctrl_c(up: UpProcess) -> Non
     assert "claritycast demo" in hint
     state = up.state()
     children = children_of(state)
-    assert set(children) == {"tansu", "secantusdb", "worker"}
+    assert set(children) == {"tansu", "secantusdb", "worker", "web"}
     assert all(is_listening(port) for port in ports_of(state))
 
     second = up.run("up")
@@ -191,7 +194,7 @@ def test_up_with_urls_starts_no_server(settings_env: dict[str, str], tmp_path: P
     try:
         up.wait_ready(READY_WITHIN_S)
         state = up.state()
-        assert set(children_of(state)) == {"worker"}
+        assert set(children_of(state)) == {"worker", "web"}
         assert state["kafka_url"] == settings_env["CLARITYCAST_KAFKA_URL"]
         assert state["mongodb_url"] == settings_env["CLARITYCAST_MONGODB_URL"]
         assert not (up.data_dir / "mongodb").exists()
@@ -222,3 +225,67 @@ def test_a_worker_that_exits_is_started_again(up: UpProcess) -> None:
     up.process.send_signal(signal.SIGTERM)
     assert up.process.wait(60) == 0
     assert wait_gone([second]) == []
+
+
+def test_a_taken_web_port_is_one_line_naming_its_setting(tmp_path: Path) -> None:
+    """`up` on a web port already in use starts nothing and says which setting to change."""
+    taken = bind("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+        env |= {"CLARITYCAST_DATA_DIR": str(tmp_path / "var"), "CLARITYCAST_WEB_PORT": str(port)}
+        result = subprocess.run(
+            claritycast("up"), env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"claritycast: invalid setting CLARITYCAST_WEB_PORT: cannot listen on 127.0.0.1:{port}: "
+        "the port is in use"
+    ]
+    assert not (tmp_path / "var" / "mongodb").exists(), "no server was started"
+
+
+def test_up_makes_its_key_once_and_everything_on_the_folder_uses_it(up: UpProcess) -> None:
+    """The first up makes a 0600 key file and says so once; its worker and commands use it."""
+    up.wait_ready(READY_WITHIN_S)
+    key_file = up.data_dir / "secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len([line for line in up.lines if "keys.created" in line]) == 1
+    key_id = parse_keys(key_file.read_text()).writer.key_id
+    rotated = up.run("keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.startswith(f"0 token(s) re-encrypted with key {key_id}")
+    os.killpg(up.process.pid, signal.SIGINT)
+    assert up.process.wait(60) == 0
+
+    again = UpProcess(up.data_dir)
+    try:
+        again.wait_ready(READY_WITHIN_S)
+        assert not any("keys.created" in line for line in again.lines), "said once only"
+        assert parse_keys(key_file.read_text()).writer.key_id == key_id
+        again.process.send_signal(signal.SIGTERM)
+        assert again.process.wait(60) == 0
+    finally:
+        again.stop()
+    assert key_file.read_text().strip() not in "".join(up.lines + again.lines)
+
+
+def test_up_on_an_external_database_without_a_key_starts_nothing(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    """CLARITYCAST_MONGODB_URL set and no key: one line naming the setting, exit 2, no server."""
+    env = {k: v for k, v in settings_env.items() if k != "CLARITYCAST_SECRET_KEYS"}
+    up = UpProcess(tmp_path / "external", env=env)
+    try:
+        assert up.process.wait(60) == 2
+        up.stop()
+        output = "".join(up.lines)
+        assert output.startswith("claritycast: invalid setting CLARITYCAST_SECRET_KEYS: not set")
+        assert "external MongoDB" in output and "Traceback" not in output
+        assert not (up.data_dir / "secret.key").exists()
+        assert not (up.data_dir / "run" / "state.json").exists()
+        assert not (up.data_dir / "mongodb").exists()
+    finally:
+        up.stop()

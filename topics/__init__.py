@@ -11,7 +11,8 @@ project.
 Keys are plain UTF-8 strings. Ingestion topics are keyed by project id, so
 that all of a project's messages land on the same partition number in each of
 them; delivery topics by connection name, so a project's many connections
-spread across the delivery workers.
+spread across the delivery workers. The audit topic is keyed by the object
+acted on, so one object's history stays in order.
 
 Every record on every topic stays under `MAX_MESSAGE_BYTES` (256 KiB, a
 quarter of Kafka's default 1 MB limit): large things (a Clarity answer's
@@ -30,6 +31,7 @@ import faust
 from faust.types import TopicT
 
 from claritycast.errors import MessageTooLarge
+from models.audit import AuditEvent
 from models.records import (
     ChartRendered,
     DeadLetter,
@@ -164,6 +166,14 @@ DEAD_DELIVERIES = TopicSpec(
     retention=timedelta(days=30),
 )
 
+AUDIT = TopicSpec(
+    name="audit",
+    key="object",
+    value=AuditEvent,
+    description="An operator's action (who, what, on which object, the outcome), never a secret",
+    retention=timedelta(days=365),
+)
+
 ALL: tuple[TopicSpec, ...] = (
     FETCH_REQUESTED,
     FETCH_GRANTED,
@@ -177,6 +187,7 @@ ALL: tuple[TopicSpec, ...] = (
     DEAD_STORE,
     DEAD_RENDER,
     DEAD_DELIVERIES,
+    AUDIT,
 )
 
 # Each stage's dead-letter topic, for messages its handler could not handle.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,12 +41,26 @@ def _decode_part(part: str) -> dict[str, Any]:
     return decoded
 
 
-def check_token(token: str, now: datetime) -> TokenClaims:
-    """The token's claims, or `ClarityTokenInvalid` saying why it cannot work."""
-    token = token.strip()
+def plain_token(text: str) -> str:
+    """The token as Clarity takes it: without the spaces or ``Bearer`` pasted with it."""
+    token = text.strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
-    parts = token.split(".")
+    return token
+
+
+def fingerprint(token: str) -> str:
+    """A token's short identifying mark, safe to show and to store beside the sealed token.
+
+    A prefix of the SHA-256 of the plain token: enough to tell two tokens
+    apart on a screen, nothing to recover a JWT's signature from.
+    """
+    return "sha256:" + hashlib.sha256(plain_token(token).encode()).hexdigest()[:10]
+
+
+def check_token(token: str, now: datetime) -> TokenClaims:
+    """The token's claims, or `ClarityTokenInvalid` saying why it cannot work."""
+    parts = plain_token(token).split(".")
     if len(parts) != 3 or not all(parts[:2]):
         raise ClarityTokenInvalid("token is not a JWT (expected three dot-separated parts)")
     _decode_part(parts[0])

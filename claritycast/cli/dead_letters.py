@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import UTC, datetime, timedelta
+from collections import Counter
 
 import click
 
-from claritycast.cli.common import publisher_for, run, store_for
+from claritycast.cli.common import audited_command, parse_since, publisher_for, run, store_for
 from claritycast.clock import SystemClock
-from claritycast.errors import InputError
+from claritycast.errors import NotFound
 from claritycast.ingest.replay import STAGES, replay
 from claritycast.settings import Settings
-
-
-def _since(text: str | None) -> datetime | None:
-    """``2026-11-28``, ``2026-11-28T06:00`` (UTC) or a duration back from now: ``36h``, ``7d``."""
-    if text is None:
-        return None
-    units = {"h": "hours", "d": "days", "m": "minutes"}
-    if text[:-1].isdigit() and text[-1] in units:
-        return SystemClock().now() - timedelta(**{units[text[-1]]: int(text[:-1])})
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(
-            f"invalid --since {text!r}: a date (2026-11-28), a time in UTC "
-            "(2026-11-28T06:00) or a duration (36h, 7d)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+from claritycast.web import schemas, views
+from models.audit import Action
 
 
 @click.command("dead-letters")
@@ -36,9 +22,15 @@ def _since(text: str | None) -> datetime | None:
 @click.option("--project", help="Only this project's (label or id).")
 @click.option("--since", help="Failed since: a date, a UTC time, or 36h / 7d.")
 @click.option("--all", "everything", is_flag=True, help="Also those already replayed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
 def dead_letters(
-    settings: Settings, stage: str | None, project: str | None, since: str | None, everything: bool
+    settings: Settings,
+    stage: str | None,
+    project: str | None,
+    since: str | None,
+    everything: bool,
+    as_json: bool,
 ) -> None:
     """Work that failed for good: when, where, why, after how many tries."""
 
@@ -48,12 +40,17 @@ def dead_letters(
             if project is not None:
                 found = await store.find_project(project)
                 if found is None:
-                    raise InputError(f"no project {project!r}; see `claritycast sources`")
+                    raise NotFound(f"no project {project!r}; see `claritycast sources`")
                 project_id = found.project_id
             letters = await store.dead_letters(
-                stage=stage, project_id=project_id, since=_since(since),
+                stage=stage, project_id=project_id, since=parse_since(since),
                 state=None if everything else "dead",
             )  # fmt: skip
+        if as_json:
+            items = [views.dead_letter(letter, state) for letter, state in letters]
+            page = schemas.Page[schemas.DeadLetter](items=items, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
         if not letters:
             click.echo("no dead letters" + ("" if everything else " waiting for a replay"))
             return
@@ -89,11 +86,23 @@ def replay_command(
     """
 
     async def go() -> int:
-        async with store_for(settings) as store, publisher_for(settings) as publisher:
+        chosen = [f"{k} {v}" for k, v in (("stage", stage), ("project", project),
+                                           ("since", since)) if v]  # fmt: skip
+        async with (
+            store_for(settings) as store,
+            publisher_for(settings) as publisher,
+            audited_command(
+                settings, store, Action.DEAD_LETTERS_REPLAY, "dead-letters", publisher.send
+            ) as note,
+        ):
+            note.detail = ", ".join(chosen) or "all"
             results = await replay(
                 store, publisher.send, SystemClock().now(), stage=stage, project=project,
-                since=_since(since), default_timezone=settings.default_timezone, wait_s=wait_s,
+                since=parse_since(since), default_timezone=settings.default_timezone, wait_s=wait_s,
             )  # fmt: skip
+            outcomes = Counter(result.outcome for result in results)
+            done = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
+            note.detail += f": {done or 'nothing to replay'}"
         if not results:
             click.echo("nothing to replay")
         for result in results:

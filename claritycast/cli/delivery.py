@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -9,12 +10,14 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from claritycast.cli.common import publisher_for, run, store_for
+from claritycast.cli.common import audited_command, publisher_for, run, store_for
 from claritycast.clock import SystemClock
 from claritycast.delivery import connections as conns
 from claritycast.delivery.schedule import next_due
 from claritycast.errors import InputError
 from claritycast.settings import Settings
+from claritycast.web import schemas, views
+from models.audit import Action
 from models.delivery import WINDOWS, ConnectionStatus, Delivery
 from topics import DELIVERIES_DUE
 
@@ -65,12 +68,21 @@ def connections_add(
 
     async def go() -> None:
         now = SystemClock().now()
-        async with store_for(settings) as store:
+        target = f"connection:{name or f'{project}/{metric}'}"
+        async with (
+            store_for(settings) as store,
+            audited_command(settings, store, Action.CONNECTION_ADD, target) as note,
+        ):
             connection = await conns.create_connection(
                 store, project=project, metric=metric, now=now, slack_channel=slack_channel,
                 emails=emails, schedule=schedule, at=at, timezone=timezone,
                 window_days=int(window_days), ai_summary=ai_summary, name=name,
             )  # fmt: skip
+            note.object = f"connection:{connection.name}"
+            note.detail = (
+                f"{connection.metric_id} of {connection.project_id} to "
+                f"{connection.destination.describe()}, {connection.schedule.describe()}"
+            )
         _, first = next_due(connection.schedule, connection.timezone, now)
         local = first.astimezone(ZoneInfo(connection.timezone))
         click.echo(
@@ -83,13 +95,20 @@ def connections_add(
 
 
 @connections.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def connections_list(settings: Settings) -> None:
+def connections_list(settings: Settings, as_json: bool) -> None:
     """List connections with their schedule, destination and status."""
 
     async def go() -> None:
         async with store_for(settings) as store:
             found = await store.connections()
+        if as_json:
+            now = SystemClock().now()
+            items = [views.connection(c, now) for c in found]
+            page = schemas.Page[schemas.Connection](items=items, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
         if not found:
             click.echo("no connections: `claritycast connections add --project … --metric …`")
             return
@@ -106,9 +125,19 @@ def connections_list(settings: Settings) -> None:
     run(go())
 
 
+AUDITED_CHANGES = {
+    "pause": Action.CONNECTION_PAUSE,
+    "resume": Action.CONNECTION_RESUME,
+    "remove": Action.CONNECTION_REMOVE,
+}
+
+
 def _change(settings: Settings, name: str, action: str) -> None:
     async def go() -> None:
-        async with store_for(settings) as store:
+        async with (
+            store_for(settings) as store,
+            audited_command(settings, store, AUDITED_CHANGES[action], f"connection:{name}"),
+        ):
             if action == "pause":
                 await conns.pause(store, name)
             elif action == "resume":
@@ -153,8 +182,12 @@ def send_now(settings: Settings, name: str, wait_s: float) -> None:
 
     async def go() -> int:
         async with store_for(settings) as store, publisher_for(settings) as publisher:
-            due = await conns.send_now(store, name, SystemClock().now())
-            await publisher.send(DELIVERIES_DUE, due.connection, due)
+            async with audited_command(
+                settings, store, Action.DELIVERY_SEND_NOW, f"connection:{name}", publisher.send
+            ) as note:
+                due = await conns.send_now(store, name, SystemClock().now())
+                await publisher.send(DELIVERIES_DUE, due.connection, due)
+                note.detail = f"delivery {due.delivery_key}"
             delivery = await conns.wait_for_delivery(store, due.delivery_key, wait_s)
         if delivery is None or not delivery.state.final:
             click.echo(f"{due.delivery_key}: not sent within {wait_s:.0f} s; is a worker running?")
@@ -172,26 +205,14 @@ def send_now(settings: Settings, name: str, wait_s: float) -> None:
 @click.pass_obj
 def preview(settings: Settings, name: str, out: Path, period: str | None) -> None:
     """Render a connection's report to a PNG file and print its summary; sends nothing."""
-    from claritycast.reports.builder import build_report, missing_data
-    from claritycast.reports.summariser import Summariser
-    from models import catalogue
+    from claritycast.delivery.preview import preview_report
     from models.report import Report
 
     async def go() -> tuple[Report, str]:
         async with store_for(settings) as store:
             connection = await conns.get_connection(store, name)
             day = _period(period, connection.timezone)
-            metric = catalogue.get(connection.metric_id)
-            missing = await missing_data(store, connection.project_id, metric, day)
-            summariser = Summariser.from_settings(settings)
-            try:
-                report, source = await build_report(
-                    store, connection, day, missing=missing, summariser=summariser
-                )
-            finally:
-                if summariser is not None:
-                    await summariser.aclose()
-        return report, source
+            return await preview_report(store, connection, day, settings)
 
     report, source = run(go())
     out.write_bytes(report.png)
@@ -214,13 +235,19 @@ def _period(text: str | None, timezone: str) -> date:
 @click.command()
 @click.option("--connection", help="Only this connection's deliveries.")
 @click.option("--limit", default=30, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def deliveries(settings: Settings, connection: str | None, limit: int) -> None:
+def deliveries(settings: Settings, connection: str | None, limit: int, as_json: bool) -> None:
     """The delivery log: each delivery, its attempts and the destination's receipt."""
 
     async def go() -> None:
         async with store_for(settings) as store:
             found = await store.deliveries(connection, limit)
+        if as_json:
+            items = [views.delivery(d) for d in found]
+            page = schemas.Page[schemas.Delivery](items=items, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
         if not found:
             click.echo("no deliveries yet")
         for delivery in found:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 
 import click
 
-from claritycast.cli.common import publisher_for, run, store_for
+from claritycast.cli.common import audited_command, publisher_for, run, store_for
 from claritycast.clock import SystemClock
+from claritycast.errors import InputError
 from claritycast.settings import Settings
+from models.audit import Action
 
 
-def _read_token(token: str | None) -> str:
+def read_token(token: str | None) -> str:
     """From the option, from stdin (``-``), or typed without echo."""
     if token == "-":  # noqa: S105 - the stdin marker, not a secret
         return sys.stdin.readline().strip()
@@ -33,14 +36,23 @@ def connect(
     """Connect a Clarity project and pull yesterday at once, group by group."""
     from claritycast.ingest.connect import connect_project
 
-    secret = _read_token(token)
+    secret = read_token(token)
 
     async def go() -> int:
-        async with store_for(settings) as store, publisher_for(settings) as publisher:
+        async with (
+            store_for(settings, keys=True) as store,
+            publisher_for(settings) as publisher,
+            audited_command(
+                settings, store, Action.PROJECT_CONNECT, f"project:{label}", publisher.send
+            ) as note,
+        ):
             result = await connect_project(
                 store, publisher.send, SystemClock(), token=secret, label=label,
                 org_name=org_name, default_timezone=settings.default_timezone, wait_s=wait_s,
             )  # fmt: skip
+            note.object = f"project:{result.project.project_id}"
+            stored = sum(1 for report in result.groups if report.outcome == "stored")
+            note.detail = f"label {label!r}; pulling {result.local_date}: {stored}/7 stored"
         click.echo(f"connected {result.project.label} as {result.project.project_id}")
         click.echo(f"pulling {result.local_date} (yesterday in its organisation's timezone):")
         for report in result.groups:
@@ -62,10 +74,16 @@ def refresh(settings: Settings, project_ref: str, groups: tuple[str, ...], wait_
 
     async def go() -> int:
         async with store_for(settings) as store, publisher_for(settings) as publisher:
-            reports = await refresh_project(
-                store, publisher.send, project_ref, list(groups), SystemClock().now(),
-                default_timezone=settings.default_timezone, wait_s=wait_s,
-            )  # fmt: skip
+            found = await store.find_project(project_ref)
+            target = f"project:{found.project_id if found else project_ref}"
+            async with audited_command(
+                settings, store, Action.PROJECT_REFRESH, target, publisher.send
+            ) as note:
+                reports = await refresh_project(
+                    store, publisher.send, project_ref, list(groups), SystemClock().now(),
+                    default_timezone=settings.default_timezone, wait_s=wait_s,
+                )  # fmt: skip
+                note.detail = ", ".join(f"{r.group} {r.outcome}" for r in reports)
         for report in reports:
             detail = f"  {report.detail}" if report.detail else ""
             click.echo(f"  {report.group:8} {report.outcome}{detail}")
@@ -90,10 +108,17 @@ def orgs_add(settings: Settings, name: str, timezone: str | None) -> None:
     from claritycast.ingest.connect import add_organisation
 
     async def go() -> None:
-        async with store_for(settings) as store:
+        async with (
+            store_for(settings) as store,
+            audited_command(
+                settings, store, Action.ORGANISATION_ADD, f"organisation:{name}"
+            ) as note,
+        ):
             org = await add_organisation(
                 store, name, timezone or settings.default_timezone, SystemClock().now()
             )
+            note.object = f"organisation:{org.org_id}"
+            note.detail = f"name {org.name!r}, timezone {org.timezone}"
         click.echo(f"added {org.name} ({org.org_id}), timezone {org.timezone}")
 
     run(go())
@@ -116,37 +141,42 @@ def orgs_list(settings: Settings) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def sources(settings: Settings) -> None:
-    """Connected projects: status, last snapshot, Clarity requests used in 24 h."""
-    from claritycast.ingest.quota import COUNTED_FOR, DAILY_LIMIT, NEVER_MADE
+def sources(settings: Settings, as_json: bool) -> None:
+    """Connected projects: status, last day stored, days collected, Clarity requests used."""
+    from claritycast.ingest.quota import DAILY_LIMIT
+    from claritycast.web import schemas, views
 
     async def go() -> None:
         now = SystemClock().now()
         async with store_for(settings) as store:
-            projects = await store.projects()
-            rows = []
-            for project in projects:
-                last = await store.last_snapshot_date(project.project_id)
-                calls = await store.calls_since(project.project_id, now - COUNTED_FOR)
-                used = sum(1 for call in calls if call.outcome not in NEVER_MADE)
-                waiting = project.waiting_until()
-                note = (
-                    f", waits until {waiting:%Y-%m-%d %H:%M}Z" if waiting and waiting > now else ""
-                )
-                reason = f" ({project.status_reason})" if project.status_reason else ""
-                rows.append(
-                    f"{project.label[:24]:24} {project.project_id:24} {project.org_id:12} "
-                    f"{project.status + reason:28} {last or '-':10}  {used}/{DAILY_LIMIT}{note}"
-                )
-        if not rows:
+            found = await views.sources(
+                store, await store.projects(), now, settings.default_timezone,
+                timedelta(seconds=settings.fetch_lease_s),
+            )  # fmt: skip
+        if as_json:
+            page = schemas.Page[schemas.Source](items=found, next_cursor=None)
+            click.echo(json.dumps(views.dump(page), indent=2))
+            return
+        if not found:
             click.echo("no project connected: `claritycast connect --label NAME --token -`")
             return
         click.echo(
-            f"{'label':24} {'project':24} {'org':12} {'status':28} {'last day':10}  used 24 h"
+            f"{'label':24} {'project':24} {'org':12} {'status':28} {'last day':10} "
+            f"{'collected':>9}  used 24 h"
         )
-        for row in rows:
-            click.echo(row)
+        for source in found:
+            quota = source.quota
+            waiting = quota.exhausted_until or quota.deferred_until
+            note = f", waits until {waiting:%Y-%m-%d %H:%M}Z" if waiting else ""
+            reason = f" ({source.status_reason})" if source.status_reason else ""
+            last = source.last_day_stored.isoformat() if source.last_day_stored else "-"
+            click.echo(
+                f"{source.label[:24]:24} {source.id:24} {source.organisation[:12]:12} "
+                f"{(source.status + reason)[:28]:28} {last:10} "
+                f"{f'{source.days_collected}/30':>9}  {quota.used}/{DAILY_LIMIT}{note}"
+            )
 
     run(go())
 
@@ -155,16 +185,15 @@ def sources(settings: Settings) -> None:
 @click.option("--project", "project_ref", required=True, help="Project label or id.")
 @click.option("--metric", "metric_id", required=True, help="A catalogue metric id.")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 366))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> None:
+def series(settings: Settings, project_ref: str, metric_id: str, days: int, as_json: bool) -> None:
     """Show a metric's stored daily series (or top values, for a breakdown)."""
-    from claritycast.clarity.big_answers import values_total
-    from claritycast.errors import InputError
+    from claritycast.ingest.projects import get_project
     from claritycast.localtime import local_yesterday
-    from claritycast.reports import series as series_of
+    from claritycast.web import views
     from models import catalogue
     from models.catalogue import Unit
-    from models.clarity import ClarityResponse
 
     try:
         metric = catalogue.get(metric_id)
@@ -173,34 +202,27 @@ def series(settings: Settings, project_ref: str, metric_id: str, days: int) -> N
 
     async def go() -> None:
         async with store_for(settings) as store:
-            project = await store.find_project(project_ref)
-            if project is None:
-                raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
+            project = await get_project(store, project_ref)
             org = await store.get_organisation(project.org_id)
             timezone = org.timezone if org else settings.default_timezone
             last = local_yesterday(timezone, SystemClock().now())
             first = last - timedelta(days=days - 1)
-            snapshots = await store.snapshots_for(
-                project.project_id, first.isoformat(), last.isoformat(), group=metric.group,
-                metrics=series_of.blocks_needed(metric),
-            )  # fmt: skip
-        by_day = {
-            date.fromisoformat(s.local_date): ClarityResponse.from_json(s.blocks) for s in snapshots
-        }
+            data = await views.metric_data(store, project, metric, first, last)
+        if as_json:
+            click.echo(json.dumps(views.dump(data), indent=2))
+            return
         click.echo(f"{metric.title} ({metric.unit}) for {project.label}, {first} to {last}")
         shape = ",.0f" if metric.unit == Unit.COUNT else ",.2f"
-        if metric.is_breakdown:
-            everything = series_of.breakdown(metric, by_day.values(), top_n=None)
-            for label, value in everything[: series_of.TOP_N]:
-                click.echo(f"  {format(value, shape):>12}  {click.unstyle(label)[:100]}")
-            more = max(len(everything), values_total(metric.block, snapshots)) - series_of.TOP_N
+        if data.top is not None:
+            for ranked in data.top:
+                label = click.unstyle(ranked.label)[:100]
+                click.echo(f"  {format(ranked.value, shape):>12}  {label}")
+            more = (data.values_total or 0) - len(data.top)
             if more > 0:
                 click.echo(f"  … and {more:,} more")
-        else:
-            points = series_of.daily_series(metric, by_day, first, last)
-            for point in points:
-                shown = "-" if point.value is None else format(point.value, shape)
-                click.echo(f"  {point.day}  {shown:>12}")
-        click.echo(f"{len(by_day)} of {days} days collected")
+        for point in data.points or []:
+            shown = "-" if point.value is None else format(point.value, shape)
+            click.echo(f"  {point.day}  {shown:>12}")
+        click.echo(f"{data.days_collected} of {days} days collected")
 
     run(go())

@@ -13,11 +13,15 @@ from typing import NoReturn
 import click
 
 from claritycast import __version__
+from claritycast.cli import accounts as cli_accounts
+from claritycast.cli import audit as cli_audit
 from claritycast.cli import dead_letters as cli_dead_letters
 from claritycast.cli import delivery as cli_delivery
 from claritycast.cli import demo as cli_demo
 from claritycast.cli import ingest as cli_ingest
+from claritycast.cli import keys as cli_keys
 from claritycast.cli import ops as cli_ops
+from claritycast.cli import projects as cli_projects
 from claritycast.cli import runtime as cli_runtime
 from claritycast.cli import simulate as cli_simulate
 from claritycast.cli import topics as cli_topics
@@ -53,6 +57,10 @@ for _command in (
     cli_ingest.sources,
     cli_ingest.series,
     cli_simulate.simulate,
+    cli_accounts.web,
+    cli_accounts.users,
+    cli_accounts.api_keys,
+    cli_projects.projects,
     cli_delivery.connections,
     cli_delivery.send_now,
     cli_delivery.preview,
@@ -62,6 +70,8 @@ for _command in (
     cli_dead_letters.replay_command,
     cli_topics.topics,
     cli_ops.quota,
+    cli_keys.keys,
+    cli_audit.audit,
 ):
     cli.add_command(_command)
 

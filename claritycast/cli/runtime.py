@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -45,31 +46,50 @@ def worker(settings: Settings, stages: str) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API's /api/v1/status.")
 @click.pass_obj
-def status(settings: Settings) -> None:
-    """Show where the broker and database are and which workers are alive."""
-    state = RunDir(settings.run_dir).live_state()
-    if state is not None:
-        click.echo(f"embedded servers: running ({state.describe()}, since {state.started_at})")
-    elif settings.embedded_kafka or settings.embedded_mongodb:
-        click.echo(f"embedded servers: not running on {settings.data_dir}")
-    endpoints = resolve_endpoints(settings)
-    click.echo(f"kafka:   {endpoints.kafka_url}")
-    click.echo(f"mongodb: {endpoints.mongodb_url} (database {settings.mongodb_database})")
+def status(settings: Settings, as_json: bool) -> None:
+    """Where the broker, database and web process are; workers alive; ready or why not.
 
-    async def show_workers() -> None:
+    Ready means what ``/readyz`` means (MongoDB and the broker answer, a
+    worker reported lately); the exit code is 0 when ready, 1 when not.
+    """
+    from claritycast.web import views
+
+    state = RunDir(settings.run_dir).live_state()
+    endpoints = resolve_endpoints(settings)
+
+    async def go() -> int:
         async with open_store(endpoints.mongodb_url, settings.mongodb_database) as store:
-            workers = await store.live_workers(within_s=30)
+            answer = await views.status(
+                store, endpoints.kafka_url, endpoints.mongodb_url, settings.mongodb_database
+            )
+        if as_json:
+            click.echo(json.dumps(views.dump(answer), indent=2))
+            return 0 if answer.readiness.ready else 1
+        if state is not None:
+            click.echo(f"embedded servers: running ({state.describe()}, since {state.started_at})")
+        elif settings.embedded_kafka or settings.embedded_mongodb:
+            click.echo(f"embedded servers: not running on {settings.data_dir}")
+        click.echo(f"kafka:   {answer.kafka_url}")
+        click.echo(f"mongodb: {answer.mongodb_url} (database {answer.database})")
+        if state is not None and state.web_url:
+            click.echo(f"web:     {state.web_url}")
+        workers = answer.readiness.workers
         if not workers:
             click.echo("workers: none alive")
         for beat in workers:
+            metrics = f", metrics at {beat.metrics_url}" if beat.metrics_url else ""
             click.echo(
-                f"worker {beat.worker_id}: stages {','.join(beat.stages)}, "
+                f"worker {beat.id}: stages {','.join(beat.stages)}, "
                 f"up since {beat.started_at:%Y-%m-%d %H:%M:%S}Z, "
-                f"seen {beat.seen_at:%H:%M:%S}Z"
+                f"seen {beat.seen_at:%H:%M:%S}Z{metrics}"
             )
+        ready = answer.readiness
+        click.echo("ready" if ready.ready else "not ready: " + "; ".join(ready.reasons))
+        return 0 if ready.ready else 1
 
-    run(show_workers())
+    sys.exit(run(go()))
 
 
 @click.command()

@@ -21,8 +21,9 @@ from topics.schema import describe_retention, json_schemas, topic_contracts
     is_flag=True,
     help="Print {topic: JSON Schema of its values} as one JSON document, and nothing else.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @click.pass_obj
-def topics(settings: Settings, as_json_schema: bool) -> None:
+def topics(settings: Settings, as_json_schema: bool, as_json: bool) -> None:
     """List every topic: key, value record and version, partitions, retention.
 
     Other services consume these topics; docs/events.md says how they may
@@ -33,6 +34,9 @@ def topics(settings: Settings, as_json_schema: bool) -> None:
         click.echo(json.dumps(schemas, indent=2, ensure_ascii=False))
         return
     contracts = topic_contracts(settings.topic_prefix, settings.partitions)
+    if as_json:
+        click.echo(json.dumps([c.as_json() for c in contracts], indent=2, ensure_ascii=False))
+        return
     rows = [
         (
             contract.name,

@@ -2,7 +2,8 @@
 
 The external upload flow (``files.upload`` is retired): ask for an upload URL,
 POST the PNG there, complete the upload without sharing it anywhere, then post
-one message whose ``image`` block references the file, which shares it.
+one message whose ``image`` block references the file, which shares it. If
+Slack then refuses the report for good, the file is deleted (``files.delete``).
 
 Every call is retried here, inside one deadline per report: rate limits wait
 for ``Retry-After``, 5xx / network failures / Slack's own transient error codes
@@ -30,6 +31,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from claritycast.delivery.slack_blocks import build_blocks, fallback_text
 from claritycast.errors import ConfigError, DeliveryPermanent, DeliveryRetryable
 from claritycast.logs import get_logger
 from claritycast.redact import register_secret
@@ -44,11 +46,6 @@ ATTEMPT_TIMEOUT_S = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 DEFAULT_RETRY_AFTER_S = 1.0
-
-# Block Kit limits (characters).
-HEADER_MAX = 150
-SECTION_MAX = 3000
-ALT_TEXT_MAX = 2000
 
 # Slack error codes worth another try: Slack said so, or it is having a bad moment.
 TRANSIENT_CODES = frozenset(
@@ -111,96 +108,6 @@ class _Transient:
     retry_after_s: float | None = None
 
 
-def escape(text: str) -> str:
-    """Slack's escaping: ``&``, ``<`` and ``>`` only, so untrusted text cannot
-    mention ``<!channel>`` or hide a link behind ``<https://…|label>``."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _cut(text: str, limit: int) -> str:
-    """Shorten to ``limit`` characters without splitting an ``&…;`` entity."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
-def _split_line(line: str, limit: int) -> list[str]:
-    """Cut one over-long line at spaces (or hard), never inside an ``&…;`` entity."""
-    parts: list[str] = []
-    while len(line) > limit:
-        cut = line.rfind(" ", 0, limit + 1)
-        if cut <= 0:
-            cut = limit
-            amp = line.rfind("&", 0, cut)
-            if amp != -1 and ";" not in line[amp:cut]:
-                cut = amp or limit
-        parts.append(line[:cut])
-        line = line[cut:].lstrip(" ")
-    return [*parts, line] if line else parts
-
-
-def _chunks(text: str, limit: int) -> list[str]:
-    """Split escaped text into pieces of at most ``limit`` characters, at line ends."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.splitlines():
-        for part in _split_line(line, limit) or [""]:
-            candidate = f"{current}\n{part}" if current else part
-            if len(candidate) <= limit:
-                current = candidate
-            else:
-                pieces.append(current)
-                current = part
-    if current.strip():
-        pieces.append(current)
-    return [piece for piece in pieces if piece.strip()]
-
-
-def build_blocks(report: Report, file_id: str) -> list[dict[str, Any]]:
-    """The message: title, period, the note (if any), the summary, then the chart."""
-    blocks: list[dict[str, Any]] = [
-        {
-            "type": "header",
-            "text": {
-                "type": "plain_text",
-                "text": _cut(escape(report.title or "Chart"), HEADER_MAX),
-            },
-        },
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(report.period_label)}]},
-    ]
-    if report.note:
-        note = _cut(f":warning: {escape(report.note)}", SECTION_MAX)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": note}})
-    # verbatim: no auto-linking of URLs or names in text we did not write.
-    blocks.extend(
-        {"type": "section", "text": {"type": "mrkdwn", "text": piece, "verbatim": True}}
-        for piece in _chunks(escape(report.summary), SECTION_MAX)
-    )
-    if file_id:
-        blocks.append(
-            {
-                "type": "image",
-                "slack_file": {"id": file_id},
-                "alt_text": _cut(report.alt_text or report.title or "chart", ALT_TEXT_MAX),
-            }
-        )
-    return blocks
-
-
-def fallback_text(report: Report) -> str:
-    """The plain text of notifications and clients that cannot show blocks."""
-    lines = [f"{report.title} · {report.period_label}"]
-    if report.note:
-        lines.append(f"⚠ {report.note}")
-    if report.summary.strip():
-        lines.append(report.summary.strip())
-    return escape("\n".join(lines))
-
-
 class SlackSender:
     """Sends reports to Slack channels with one bot token.
 
@@ -250,15 +157,10 @@ class SlackSender:
         self._session = None
         self._client = None
 
-    async def _upload_chart(
-        self,
-        client: AsyncWebClient,
-        session: aiohttp.ClientSession,
-        channel: str,
-        deadline: float,
-        report: Report,
-    ) -> str:
-        """The external upload flow; returns the completed file's id."""
+    async def _ask_upload_url(
+        self, client: AsyncWebClient, channel: str, deadline: float, report: Report
+    ) -> tuple[str, str]:
+        """The first step of the external upload: a file id and where to send its bytes."""
 
         async def get_upload_url() -> Any:
             return await client.files_getUploadURLExternal(
@@ -268,7 +170,19 @@ class SlackSender:
         ticket = await self._retrying(
             "files.getUploadURLExternal", channel, deadline, get_upload_url
         )
-        file_id, upload_url = _field(ticket, "file_id"), _field(ticket, "upload_url")
+        return _field(ticket, "file_id"), _field(ticket, "upload_url")
+
+    async def _upload_chart(
+        self,
+        client: AsyncWebClient,
+        session: aiohttp.ClientSession,
+        channel: str,
+        deadline: float,
+        report: Report,
+        ticket: tuple[str, str],
+    ) -> None:
+        """Send the bytes to the upload URL and complete the file, shared nowhere yet."""
+        file_id, upload_url = ticket
 
         async def upload() -> None:
             await _upload(session, upload_url, report.png, proxy=client.proxy)
@@ -281,15 +195,17 @@ class SlackSender:
             )
 
         await self._retrying("files.completeUploadExternal", channel, deadline, complete)
-        return file_id
 
     async def send(self, channel: str, report: Report) -> SlackReceipt:
-        """Upload the chart (if any) and post the report to ``channel`` (an id or a #name)."""
+        """Upload the chart (if any) and post the report to ``channel`` (an id or a #name).
+
+        When Slack refuses for good after the file exists (``not_in_channel``,
+        an archived channel, …) the file is deleted: no chart stays in the
+        workspace without its message.
+        """
         client, session = self._connect()
         deadline = asyncio.get_running_loop().time() + self.deadline_s
         file_id = ""
-        if report.has_chart:
-            file_id = await self._upload_chart(client, session, channel, deadline, report)
 
         async def post() -> Any:
             return await client.chat_postMessage(
@@ -300,10 +216,38 @@ class SlackSender:
                 unfurl_media=False,
             )
 
-        posted = await self._retrying("chat.postMessage", channel, deadline, post)
+        try:
+            if report.has_chart:
+                ticket = await self._ask_upload_url(client, channel, deadline, report)
+                file_id = ticket[0]
+                await self._upload_chart(client, session, channel, deadline, report, ticket)
+            posted = await self._retrying("chat.postMessage", channel, deadline, post)
+        except DeliveryPermanent:
+            if file_id:
+                await self._delete_file(client, file_id, channel)
+            raise
         receipt = SlackReceipt(_field(posted, "channel"), _field(posted, "ts"), file_id)
         log.info("slack.posted", channel=receipt.channel, ts=receipt.ts, file_id=file_id)
         return receipt
+
+    async def _delete_file(self, client: AsyncWebClient, file_id: str, channel: str) -> None:
+        """Delete a chart whose message Slack refused; a failure is logged, never raised.
+
+        Only after a permanent refusal: after a timeout the message may have
+        been posted after all, and deleting its file would blank its chart.
+        """
+        try:
+            async with asyncio.timeout(self.attempt_timeout_s):
+                await client.files_delete(file=file_id)
+        except Exception as exc:  # noqa: BLE001 - the delivery's own error must go on unmasked
+            reason = type(exc).__name__
+            if isinstance(exc, SlackApiError):
+                _, _, data = _parts(exc.response)
+                reason = data.get("error", reason) if isinstance(data, Mapping) else reason
+            log.warning("slack.file_left", file_id=file_id, channel=channel, reason=reason,
+                        fix="delete it in Slack by hand (Files), or ignore it")  # fmt: skip
+        else:
+            log.info("slack.file_deleted", file_id=file_id, channel=channel)
 
     def _connect(self) -> tuple[AsyncWebClient, aiohttp.ClientSession]:
         if self._session is None:

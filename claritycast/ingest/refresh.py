@@ -14,14 +14,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from claritycast.errors import InputError, QuotaRefused
-from claritycast.ingest.connect import GroupReport, SendFn, wait_for_outcomes
+from claritycast.errors import InputError, NotFound, QuotaRefused
+from claritycast.ingest.connect import GroupReport, Pull, SendFn, send_pull, wait_for_outcomes
+from claritycast.ingest.quota import COUNTED_FOR, QuotaState, decide, refreshes_left
 from claritycast.localtime import local_yesterday
 from claritycast.store.core import Store
 from models.clarity import GROUP_NAMES
 from models.documents import ProjectStatus
 from models.records import FetchRequested
-from topics import FETCH_REQUESTED
 
 
 async def refresh_requests(
@@ -30,7 +30,7 @@ async def refresh_requests(
     """The requests a refresh of ``groups`` (all when empty) would send; checks first."""
     project = await store.find_project(project_ref)
     if project is None:
-        raise InputError(f"no project {project_ref!r}; see `claritycast sources`")
+        raise NotFound(f"no project {project_ref!r}; see `claritycast sources`")
     if project.status != ProjectStatus.ACTIVE:
         raise InputError(
             f"project {project.label!r} is {project.status}"
@@ -46,7 +46,10 @@ async def refresh_requests(
         )
     unknown = [group for group in groups if group not in GROUP_NAMES]
     if unknown:
-        raise InputError(f"unknown group {unknown[0]!r}; one of: {', '.join(GROUP_NAMES)}")
+        raise InputError(
+            f"unknown group {unknown[0]!r}; one of: {', '.join(GROUP_NAMES)}", field="groups"
+        )
+    await _check_headroom(store, project.project_id, project.label, now)
     org = await store.get_organisation(project.org_id)
     timezone = org.timezone if org else default_timezone
     yesterday = local_yesterday(timezone, now).isoformat()
@@ -71,6 +74,39 @@ async def refresh_requests(
     ]
 
 
+async def _check_headroom(store: Store, project_id: str, label: str, now: datetime) -> None:
+    """Refuse at once, with when the next is possible, when the quota has no refresh left.
+
+    The quota check decides each request anyway (this reads the same call log);
+    refusing here only spares a round trip that could not succeed.
+    """
+    state = QuotaState.from_calls(await store.calls_since(project_id, now - COUNTED_FOR), now)
+    if refreshes_left(state, now) > 0:
+        return
+    decision = decide(state, reason="refresh", local_date="", group="", now=now)
+    when = decision.next_possible_at
+    raise QuotaRefused(
+        f"{label}: {decision.reason}"
+        + (f"; the next refresh is possible at {when:%Y-%m-%d %H:%M} UTC" if when else ""),
+        next_possible_at=when,
+        refreshes_left=0,
+    )
+
+
+async def start_refresh(
+    store: Store,
+    send: SendFn,
+    project_ref: str,
+    groups: list[str],
+    now: datetime,
+    *,
+    default_timezone: str = "UTC",
+) -> Pull:
+    """Send a refresh through the quota check, recorded as a pull; don't wait."""
+    requests = await refresh_requests(store, project_ref, groups, now, default_timezone)
+    return await send_pull(store, send, "refresh", requests, now)
+
+
 async def refresh(
     store: Store,
     send: SendFn,
@@ -82,7 +118,7 @@ async def refresh(
     wait_s: float = 60.0,
 ) -> tuple[GroupReport, ...]:
     """Send a refresh through the quota check and report each group's end."""
-    requests = await refresh_requests(store, project_ref, groups, now, default_timezone)
-    for request in requests:
-        await send(FETCH_REQUESTED, request.project_id, request)
-    return await wait_for_outcomes(store, requests, wait_s)
+    pull = await start_refresh(
+        store, send, project_ref, groups, now, default_timezone=default_timezone
+    )
+    return await wait_for_outcomes(store, pull.requests, wait_s)

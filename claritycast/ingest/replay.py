@@ -33,7 +33,7 @@ from datetime import datetime
 import faust
 
 from claritycast.delivery.log import RECHECK
-from claritycast.errors import InputError
+from claritycast.errors import InputError, NotFound
 from claritycast.ingest.connect import SendFn, wait_for_outcomes
 from claritycast.localtime import local_yesterday
 from claritycast.store.claim_check import BlocksMissing
@@ -83,7 +83,7 @@ async def replay(
     if project is not None:
         found = await store.find_project(project)
         if found is None:
-            raise InputError(f"no project {project!r}; see `claritycast sources`")
+            raise NotFound(f"no project {project!r}; see `claritycast sources`")
         project_id = found.project_id
     results = []
     for letter, _ in await store.dead_letters(stage=stage, project_id=project_id, since=since):
@@ -158,7 +158,10 @@ async def _replay_store(
 ) -> Replayed:
     """The answer was fetched (and counted): store it from the claim check, never ask again.
 
-    Its day need not be yesterday any more: the answer covers that day.
+    Its day need not be yesterday any more: the answer covers that day. The
+    group stays held until the store stage has stored it (a stored group is
+    never due, held or not): released before, the tick could ask Clarity for
+    it again in between, spending a request on an answer already in hand.
     """
     record = SnapshotFetched.from_data(letter.original)
     project_id, local_date, group = record.project_id, record.local_date, record.group
@@ -171,7 +174,6 @@ async def _replay_store(
     except BlocksMissing:
         await store.release_group(project_id, local_date, group)
         return Replayed(letter, "expired", f"the answer for {local_date} {group} is no longer kept")
-    await store.release_group(project_id, local_date, group)
     await send(SNAPSHOTS_FETCHED, project_id, record)
     return Replayed(letter, "sent", f"{local_date} {group} back to the store stage", record)
 

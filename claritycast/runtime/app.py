@@ -24,12 +24,15 @@ import agents
 from agents.deps import Deps
 from claritycast.clock import Clock
 from claritycast.errors import StoreError
+from claritycast.ingest.keys import encrypt_plain_tokens_on_start
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import Endpoints
+from claritycast.runtime.metrics_server import MetricsServer
 from claritycast.runtime.transport import KafkaTransport, SteadyFlowControl, TansuTransport
 from claritycast.settings import Settings
+from models.audit import Actor, ActorKind
 from models.documents import WorkerBeat
-from topics import Topics
+from topics import Topics, TopicSpec, send_bounded
 
 log = get_logger(__name__)
 
@@ -64,13 +67,29 @@ class ClarityCastApp(faust.App):
     def flow_control(self) -> FlowControlEvent:
         return SteadyFlowControl(loop=self.loop)
 
+    metrics: MetricsServer | None = None
+
     async def on_start(self) -> None:
         await super().on_start()
         await self.deps.open()
         await self.declared.declare_all()
+        if self.metrics is not None:
+            await self.metrics.start()
+        if self.deps.store.keyring is not None:
+            # Before the fetch stage reads a token: what an older version stored plain is sealed.
+            worker = Actor(ActorKind.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+            await encrypt_plain_tokens_on_start(
+                self.deps.store, self.send_to, worker, self.deps.clock.now()
+            )
+
+    async def send_to(self, spec: TopicSpec, key: str, record: faust.Record) -> None:
+        """Send one record on a declared topic, within the size bound."""
+        await send_bounded(self.declared[spec], key, record)
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.deps.close()
 
     async def _on_agent_error(self, agent: AgentT, exc: BaseException) -> None:
@@ -147,10 +166,13 @@ def create_app(
     app = ClarityCastApp(app_id, **faust_options(settings, endpoints, app_id))
     app.tansu = is_tansu(settings, endpoints)
     app.stage_names = names
-    app.deps = Deps.build(settings, endpoints.mongodb_url, clock)
+    # Only the fetch stage opens Clarity tokens: only its workers need (and get) the key.
+    app.deps = Deps.build(settings, endpoints.mongodb_url, clock, opens_tokens="fetch" in names)
     app.declared = Topics(app, settings.topic_prefix, settings.partitions)
     for stage in chosen:
         stage.register(app, app.declared, app.deps)
+    if settings.metrics_port is not None:
+        app.metrics = MetricsServer(app, settings.metrics_host, settings.metrics_port)
     _add_heartbeat(app)
     return app
 
@@ -174,6 +196,7 @@ def _add_heartbeat(app: ClarityCastApp) -> None:
                     pid=pid,
                     started_at=started_at,
                     seen_at=datetime.now(UTC),
+                    metrics_url=app.metrics.url if app.metrics is not None else None,
                 )
                 try:
                     await app.deps.store.beat(beat)

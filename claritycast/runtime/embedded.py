@@ -219,6 +219,7 @@ class RunState:
     embedded_mongodb: bool
     started_at: str
     children: dict[str, int] = field(default_factory=dict)
+    web_url: str | None = None
 
     @property
     def endpoints(self) -> Endpoints:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import time
+
+from claritycast.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
 
@@ -15,6 +18,25 @@ def free_port(host: str = LOOPBACK) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def bind(host: str, port: int, setting: str = "CLARITYCAST_WEB_PORT") -> socket.socket:
+    """A listening socket on ``host:port``, or a `ConfigError` naming the setting at fault."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        in_use = exc.errno == errno.EADDRINUSE
+        raise ConfigError(
+            setting if in_use else setting.replace("_PORT", "_HOST"),
+            f"cannot listen on {host}:{port}: "
+            + ("the port is in use" if in_use else str(exc.strerror)),
+        ) from None
+    sock.listen(128)
+    return sock
 
 
 def is_listening(port: int, host: str = LOOPBACK, timeout_s: float = 0.25) -> bool:

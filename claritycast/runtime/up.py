@@ -21,7 +21,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+import httpx
+
 from claritycast.errors import ServerFailedToStart
+from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import (
     ChildProcess,
@@ -31,6 +34,7 @@ from claritycast.runtime.embedded import (
     start_servers,
     stop_all,
 )
+from claritycast.runtime.ports import bind, free_port
 from claritycast.settings import Settings
 from claritycast.store.core import Store
 
@@ -46,9 +50,19 @@ RESTART_STABLE_S = 120.0
 async def run_up(
     settings: Settings, stages: Sequence[str], announce: Callable[[str], None] = print
 ) -> int:
-    """Run until a signal arrives or the worker exits; returns the exit code."""
+    """Run until a signal arrives; returns the exit code."""
     run_dir = RunDir(settings.run_dir)
     run_dir.acquire()
+    try:
+        web_port = _web_port(settings)  # a taken port says so before anything is made
+        # The embedded default makes its key on the first start; an external MongoDB
+        # without CLARITYCAST_SECRET_KEYS stops here, before anything is started. The
+        # web process always needs it (it seals the tokens people give), the worker
+        # when it fetches (it opens them).
+        keyring_for(settings, create=True)
+    except BaseException:
+        run_dir.release()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -58,34 +72,64 @@ async def run_up(
         servers = await start_servers(settings)
         children.extend(servers)
         state = new_state(settings, servers)
+        state.web_url = f"http://{settings.web_host}:{web_port}"
         run_dir.write_state(state)
+        env = dict(os.environ)
+        env.setdefault("CLARITYCAST_METRICS_PORT", "0")  # a worker's /metrics on a free port
         worker = ChildProcess(
             "worker", [sys.executable, "-m", "claritycast", "worker", "--stages", ",".join(stages)]
         )
-        await worker.spawn(env=dict(os.environ))
-        children.append(worker)
-        assert worker.pid is not None
-        state.children["worker"] = worker.pid
+        web = ChildProcess("web", [sys.executable, "-m", "claritycast", "web"])
+        web_env = env | {"CLARITYCAST_WEB_PORT": str(web_port)}
+        for child, child_env in ((worker, env), (web, web_env)):
+            await child.spawn(env=child_env)
+            children.append(child)
+            assert child.pid is not None
+            state.children[child.name] = child.pid
         run_dir.write_state(state)
 
-        if await _wait_ready(settings, state, worker, stop):
+        if await _wait_ready(settings, state, worker, stop) and await _web_answers(
+            state.web_url, web, stop
+        ):
             announce(
-                f"claritycast is ready: kafka at {state.kafka_url}, mongodb at "
-                f"{state.mongodb_url}, data in {settings.data_dir}. Ctrl-C to stop."
+                f"claritycast is ready: web at {state.web_url}, kafka at {state.kafka_url}, "
+                f"mongodb at {state.mongodb_url}, data in {settings.data_dir}. Ctrl-C to stop."
             )
-            if not await _has_projects(settings, state):
-                announce(
-                    "No Clarity project is connected yet. Connect one with "
-                    "`claritycast connect --label NAME --token -`, or see everything work "
-                    "first with `claritycast demo` (30 simulated days in about a minute, "
-                    f"reports in {settings.data_dir / 'outbox'})."
-                )
-        return await _supervise(worker, state, run_dir, stop, announce)
+            for line in await _first_steps(settings, state):
+                announce(line)
+        envs = {"worker": env, "web": web_env}
+        return await _supervise([worker, web], envs, state, run_dir, stop, announce)
     finally:
         await _stop_children(children)
         run_dir.release()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def _web_port(settings: Settings) -> int:
+    """The web process's port, checked free now (0: a free one) so a taken one is one line."""
+    if settings.web_port == 0:
+        return free_port(settings.web_host)
+    probe = bind(settings.web_host, settings.web_port)
+    probe.close()
+    return settings.web_port
+
+
+async def _web_answers(url: str, web: ChildProcess, stop: asyncio.Event) -> bool:
+    """True once the web process answers ``/healthz``."""
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while not stop.is_set() and web.returncode is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/healthz")).status_code == 200:
+                    return True
+            if asyncio.get_running_loop().time() > deadline:
+                raise ServerFailedToStart(
+                    f"the web process (pid {web.pid}) did not answer within "
+                    f"{READY_TIMEOUT_S:.0f} s; see its log lines above"
+                )
+            await asyncio.sleep(0.25)
+    return False
 
 
 async def _wait_ready(
@@ -110,65 +154,102 @@ async def _wait_ready(
         await store.close()
 
 
-async def _has_projects(settings: Settings, state: RunState) -> bool:
+async def _first_steps(settings: Settings, state: RunState) -> list[str]:
+    """What a person should do next: create the first user, connect the first project."""
     store = Store.connect(state.mongodb_url, settings.mongodb_database)
     try:
-        return bool(await store.projects())
+        has_users = await store.count_users() > 0
+        has_projects = bool(await store.projects_page(None, 1))
     finally:
         await store.close()
+    lines = []
+    if not has_users:
+        lines.append(
+            "No one can sign in yet: create the first admin with "
+            "`claritycast users add you@example.com --role admin`, then open "
+            f"{state.web_url}. Services use API keys: `claritycast api-keys create NAME`."
+        )
+    if not has_projects:
+        lines.append(
+            "No Clarity project is connected yet. Connect one with "
+            "`claritycast connect --label NAME --token -`, or see everything work "
+            "first with `claritycast demo` (30 simulated days in about a minute, "
+            f"reports in {settings.data_dir / 'outbox'})."
+        )
+    return lines
 
 
 async def _supervise(
-    worker: ChildProcess,
+    children: list[ChildProcess],
+    envs: dict[str, dict[str, str]],
     state: RunState,
     run_dir: RunDir,
     stop: asyncio.Event,
     announce: Callable[[str], None],
 ) -> int:
-    """Keep a worker running until a signal: one that exits is started again, with backoff."""
+    """Keep the worker and the web process running until a signal, each restarted with backoff."""
+    await asyncio.gather(
+        *(_keep_running(child, envs[child.name], state, run_dir, stop, announce)
+          for child in children)
+    )  # fmt: skip
+    log.info("up.stopping", reason="signal")
+    return 0
+
+
+async def _keep_running(
+    child: ChildProcess,
+    env: dict[str, str],
+    state: RunState,
+    run_dir: RunDir,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
+) -> None:
     loop = asyncio.get_running_loop()
     delay_s = RESTART_FIRST_S
     while True:
         started = loop.time()
-        code = await _wait_end(worker, stop)
+        code = await _wait_end(child, stop)
         if code is None:
-            return 0
+            return
         if loop.time() - started > RESTART_STABLE_S:
             delay_s = RESTART_FIRST_S
-        log.error("up.worker_exited", pid=worker.pid, exit_code=code, restart_in_s=delay_s)
-        announce(f"the worker (pid {worker.pid}) exited with code {code}; "
+        what = "the worker" if child.name == "worker" else f"the {child.name} process"
+        log.error(f"up.{child.name}_exited", pid=child.pid, exit_code=code, restart_in_s=delay_s)
+        announce(f"{what} (pid {child.pid}) exited with code {code}; "
                  f"starting a new one in {delay_s:.0f} s")  # fmt: skip
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay_s)
         if stop.is_set():
-            log.info("up.stopping", reason="signal")
-            return 0
+            return
         delay_s = min(delay_s * 2, RESTART_MAX_S)
-        await worker.spawn(env=dict(os.environ))
-        assert worker.pid is not None
-        state.children["worker"] = worker.pid
+        await child.spawn(env=env)
+        assert child.pid is not None
+        state.children[child.name] = child.pid
         run_dir.write_state(state)
-        log.info("up.worker_restarted", pid=worker.pid)
+        log.info(f"up.{child.name}_restarted", pid=child.pid)
 
 
-async def _wait_end(worker: ChildProcess, stop: asyncio.Event) -> int | None:
-    """The worker's exit code when it exits on its own; None when a signal came first."""
-    assert worker.process is not None
+async def _wait_end(child: ChildProcess, stop: asyncio.Event) -> int | None:
+    """The child's exit code when it exits on its own; None when a signal came first."""
+    assert child.process is not None
     stopped = asyncio.create_task(stop.wait())
-    exited = asyncio.create_task(worker.process.wait())
+    exited = asyncio.create_task(child.process.wait())
     await asyncio.wait({stopped, exited}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     exited.cancel()
     if stop.is_set():
-        log.info("up.stopping", reason="signal")
         return None
-    return worker.returncode if worker.returncode is not None else 1
+    return child.returncode if child.returncode is not None else 1
 
 
 async def _stop_children(children: list[ChildProcess]) -> None:
-    workers = [child for child in children if child.name == "worker"]
-    servers = [child for child in children if child.name != "worker"]
-    for worker in workers:
-        code = await worker.stop(WORKER_STOP_TIMEOUT_S)
-        log.info("process.stopped", process="worker", pid=worker.pid, exit_code=code)
+    """The web process and the worker first (in parallel), then the servers they use."""
+    processes = [child for child in children if child.name in ("worker", "web")]
+    servers = [child for child in children if child.name not in ("worker", "web")]
+
+    async def stop(child: ChildProcess) -> None:
+        code = await child.stop(WORKER_STOP_TIMEOUT_S)
+        log.info("process.stopped", process=child.name, pid=child.pid, exit_code=code)
+
+    await asyncio.gather(*(stop(child) for child in processes))
     await stop_all(servers)

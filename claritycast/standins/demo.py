@@ -32,6 +32,7 @@ from claritycast.delivery.schedule import next_due
 from claritycast.errors import ClarityCastError
 from claritycast.ingest.connect import add_organisation, connect_project
 from claritycast.ingest.quota import LEASE
+from claritycast.keyring import new_key
 from claritycast.localtime import local_midnight, local_yesterday
 from claritycast.runtime.app import ClarityCastApp, create_app
 from claritycast.runtime.embedded import (
@@ -133,7 +134,8 @@ async def run_demo(
     """Run ``days`` simulated days; returns what was stored and sent."""
     root = settings.data_dir / "demo"
     _fresh_folders(root, outbox)
-    base = _demo_settings(settings, root)
+    key = new_key()  # the demo's database starts from nothing each run, and so does its key
+    base = _demo_settings(settings, root, secret_keys=key)
     if base.log_level != "DEBUG":
         for name in ("faust", "aiokafka", "mode", "claritycast", "agents"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -158,7 +160,7 @@ async def run_demo(
             kafka_url = f"kafka://127.0.0.1:{ports['tansu']}"
             mongodb_url = embedded_mongodb_url(ports["secantusdb"])
             live = _demo_settings(
-                settings, root, kafka_url=kafka_url, mongodb_url=mongodb_url,
+                settings, root, secret_keys=key, kafka_url=kafka_url, mongodb_url=mongodb_url,
                 clarity_api_url=simulator.export_url,
                 slack_token=slack.token, slack_api_url=slack_url,
                 smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="none",

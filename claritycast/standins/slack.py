@@ -2,7 +2,8 @@
 
 slack-sdk is pointed at it with ``base_url``. It serves the four steps of the
 external upload flow (``files.getUploadURLExternal``, the upload URL,
-``files.completeUploadExternal``, ``chat.postMessage``) plus ``auth.test``,
+``files.completeUploadExternal``, ``chat.postMessage``), ``files.delete``
+(which takes back a file whose message was refused) and ``auth.test``,
 and checks what Slack checks: the bearer token, the declared length against
 the bytes uploaded, a file completed before a block references it, and the
 channel (unknown, archived, or without the app as a member). Answers are
@@ -10,8 +11,9 @@ Slack-shaped: ``{"ok": false, "error": "not_in_channel"}``, ids like
 ``C0…`` and ``F0…``, message ``ts`` strings.
 
 Everything is deterministic: ids and timestamps come from counters. Tests read
-``messages`` (every posted message with its image bytes) and ``calls`` (every
-request, without its token), and inject faults with `fail_next`,
+``messages`` (every posted message with its image bytes), ``files`` (what is
+still in the workspace), ``deleted`` (the ids of deleted files) and ``calls``
+(every request, without its token), and inject faults with `fail_next`,
 `files_not_ready`, `revoke_token` and `archive`. Given an ``outbox``, each
 delivered message is also written to ``<outbox>/slack/<channel>-<ts>.json``
 with its chart next to it as ``<channel>-<ts>.png``.
@@ -49,6 +51,7 @@ API_METHODS = (
     "files.getUploadURLExternal",
     "files.completeUploadExternal",
     "chat.postMessage",
+    "files.delete",
 )
 UPLOAD = "upload"  # the method name of the upload URL, for `fail_next` and `calls`
 
@@ -87,6 +90,7 @@ class SlackStandin:
         self.channels: dict[str, StandinChannel] = {}
         self.files: dict[str, StandinFile] = {}
         self.messages: list[PostedMessage] = []
+        self.deleted: list[str] = []
         self.calls: list[LoggedCall] = []
         self._faults: dict[str, list[Fault]] = {}
         self._files_not_ready = 0
@@ -274,6 +278,8 @@ class SlackStandin:
             return self._complete_upload(args)
         if method == "chat.postMessage":
             return await self._post_message(args)
+        if method == "files.delete":
+            return self._delete_file(args)
         raise SlackError("unknown_method", status=404)
 
     def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -341,6 +347,14 @@ class SlackStandin:
                 for f in completed
             ]
         }
+
+    def _delete_file(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Like Slack: the file is gone from the workspace; an unknown id is ``file_not_found``."""
+        file = self.files.pop(str(args.get("file") or ""), None)
+        if file is None:
+            raise SlackError("file_not_found")
+        self.deleted.append(file.id)
+        return {}
 
     def _writable_channel(self, name_or_id: str) -> StandinChannel:
         channel = self.channel(name_or_id) if name_or_id else None

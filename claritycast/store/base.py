@@ -23,6 +23,7 @@ from pymongo.errors import (
 )
 
 from claritycast.errors import StoreError, StoreUnavailable
+from claritycast.keyring import Keyring
 from claritycast.redact import redact
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
@@ -84,15 +85,30 @@ def _brief(exc: Exception) -> str:
 class StoreBase:
     """A client on one database; `Store` adds the operations, collection by collection."""
 
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[dict[str, Any]],
+        database: str,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.client = client
         self.db: AsyncDatabase[dict[str, Any]] = client[database]
+        self.keyring = keyring
 
     @classmethod
     def connect(
-        cls, url: str, database: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS
+        cls,
+        url: str,
+        database: str,
+        *,
+        keyring: Keyring | None = None,
+        timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS,
     ) -> Self:
-        """A store on ``url``; no I/O happens until the first operation."""
+        """A store on ``url``; no I/O happens until the first operation.
+
+        ``keyring`` seals and opens Clarity tokens (`claritycast.store.tokens`);
+        a store without one can do everything but touch a token.
+        """
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url,
             tz_aware=True,
@@ -100,7 +116,7 @@ class StoreBase:
             connectTimeoutMS=timeout_ms,
             appname="claritycast",
         )
-        return cls(client, database)
+        return cls(client, database, keyring)
 
     async def close(self) -> None:
         await self.client.close()

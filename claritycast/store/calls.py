@@ -6,6 +6,7 @@ rebuilt after any restart; refusals say why a request was not granted.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "refusals": [IndexModel([("at", ASCENDING)], expireAfterSeconds=7 * 86400, name="expire")],
+    "pull_jobs": [
+        IndexModel([("created_at", ASCENDING)], expireAfterSeconds=7 * 86400, name="expire")
+    ],
 }
 
 
@@ -130,6 +134,22 @@ class CallsMixin:
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
             return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
 
+    async def calls_since_many(
+        self, project_ids: list[str], since: datetime
+    ) -> dict[str, list[Call]]:
+        """Several projects' calls since ``since``, oldest first, by project.
+
+        One indexed query per project, all at once, like `pulls_since_many`.
+        """
+
+        async def one(project_id: str) -> list[Call]:
+            cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
+            return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
+
+        with translated("reading the call log"):
+            found = await asyncio.gather(*(one(project_id) for project_id in project_ids))
+        return dict(zip(project_ids, found, strict=True))
+
     async def calls_for(
         self, project_id: str, local_date: str, group: str, since: datetime
     ) -> list[Call]:
@@ -200,3 +220,14 @@ class CallsMixin:
         with translated("reading calls"):
             cursor = self.db.calls.find({"_id": {"$in": request_ids}})
             return [Call.from_document(doc) async for doc in cursor]
+
+    # Pulls followed by someone (a connect's first pull, a refresh)
+
+    async def record_pull(self, document: dict[str, Any]) -> None:
+        """Remember which requests were sent together, so their progress can be read back."""
+        with translated("recording a pull"):
+            await self.db.pull_jobs.insert_one(document)
+
+    async def get_pull(self, pull_id: str) -> dict[str, Any] | None:
+        with translated("reading a pull"):
+            return await self.db.pull_jobs.find_one({"_id": pull_id})

@@ -117,8 +117,13 @@ class DeadLettersMixin:
         project_id: str | None = None,
         since: datetime | None = None,
         state: str | None = "dead",
+        after: tuple[datetime, str] | None = None,
+        limit: int = 0,
     ) -> list[tuple[DeadLetter, str]]:
-        """Dead letters, oldest first, with their state (``dead``, ``replayed``, ``expired``)."""
+        """Dead letters, oldest first, with their state (``dead``, ``replayed``, ``expired``).
+
+        ``after`` (failed at, id) and ``limit`` read one page of them.
+        """
         query: dict[str, Any] = {}
         if stage:
             query["stage"] = stage
@@ -128,9 +133,17 @@ class DeadLettersMixin:
             query["failed_at"] = {"$gte": since}
         if state:
             query["state"] = state
+        if after is not None:
+            at, letter_id = after
+            query["$or"] = [
+                {"failed_at": {"$gt": at}},
+                {"failed_at": at, "_id": {"$gt": letter_id}},
+            ]
         with translated("listing dead letters"):
-            cursor = self.db.dead_letters.find(query).sort("failed_at", ASCENDING)
-            return [_dead_letter(doc) async for doc in cursor]
+            cursor = self.db.dead_letters.find(query).sort(
+                [("failed_at", ASCENDING), ("_id", ASCENDING)]
+            )
+            return [_dead_letter(doc) async for doc in cursor.limit(limit)]
 
     async def get_dead_letter(self, dead_letter_id: str) -> tuple[DeadLetter, str] | None:
         """One dead letter and its state, by id."""

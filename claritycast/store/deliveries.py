@@ -6,11 +6,11 @@ claim decides which worker sends it, so each report goes out once.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     DuplicateKeyError,
@@ -18,6 +18,7 @@ from pymongo.errors import (
 
 from claritycast.store.base import translated
 from models.delivery import Attempt, Connection, ConnectionStatus, Delivery, DeliveryState
+from models.documents import as_utc
 from models.report import Report
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -25,11 +26,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     "deliveries": [
         IndexModel([("connection", ASCENDING), ("created_at", ASCENDING)], name="by_connection"),
         IndexModel([("state", ASCENDING), ("next_check_at", ASCENDING)], name="by_state"),
+        IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first"),
     ],
     "charts": [
         IndexModel([("created_at", ASCENDING)], expireAfterSeconds=90 * 86400, name="expire")
     ],
 }
+
+# How far back a page of the delivery log looks first, then next; the last
+# try looks back to the beginning (`DeliveriesMixin.deliveries`).
+RECENT_WINDOWS = (
+    timedelta(minutes=10),
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=7),
+    timedelta(days=31),
+)
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 # Delivery states a worker may still move forward; the others are final.
 OPEN_STATES = [
@@ -98,6 +111,17 @@ class DeliveriesMixin:
             cursor = self.db.connections.find(query).sort("_id", ASCENDING)
             return [Connection.from_document(doc) async for doc in cursor]
 
+    async def connections_page(
+        self, after_name: str | None, limit: int, project_id: str | None = None
+    ) -> list[Connection]:
+        """Connections by name, those after ``after_name``: one page of a listing."""
+        query: dict[str, Any] = {"_id": {"$gt": after_name}} if after_name else {}
+        if project_id is not None:
+            query["project_id"] = project_id
+        with translated("listing connections"):
+            cursor = self.db.connections.find(query).sort("_id", ASCENDING).limit(limit)
+            return [Connection.from_document(doc) async for doc in cursor]
+
     async def set_connection_status(
         self, name: str, status: ConnectionStatus, reason: str | None
     ) -> bool:
@@ -105,6 +129,14 @@ class DeliveriesMixin:
         with translated("updating a connection"):
             result = await self.db.connections.update_one(
                 {"_id": name}, {"$set": {"status": status.value, "status_reason": reason}}
+            )
+        return result.matched_count == 1
+
+    async def replace_connection(self, connection: Connection) -> bool:
+        """Store a changed connection under its name; False when there is no such connection."""
+        with translated("changing a connection"):
+            result = await self.db.connections.replace_one(
+                {"_id": connection.name}, connection.to_document()
             )
         return result.matched_count == 1
 
@@ -149,12 +181,44 @@ class DeliveriesMixin:
             cursor = self.db.deliveries.find({"_id": {"$in": keys}})
             return {doc["_id"]: Delivery.from_document(doc) async for doc in cursor}
 
-    async def deliveries(self, connection: str | None = None, limit: int = 50) -> list[Delivery]:
-        """The delivery log, newest first."""
-        query = {"connection": connection} if connection else {}
-        with translated("listing deliveries"):
-            cursor = self.db.deliveries.find(query).sort("created_at", -1).limit(limit)
-            return [Delivery.from_document(doc) async for doc in cursor]
+    async def deliveries(
+        self,
+        connection: str | None = None,
+        limit: int = 50,
+        *,
+        state: str | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Delivery]:
+        """The delivery log, newest first; ``before`` (created at, key) pages on.
+
+        The log grows by every report every day, so a page is read from a
+        recent window first and the window widens only while it holds fewer
+        than ``limit`` deliveries (see `RECENT_WINDOWS`): a server reads the
+        window, never the whole log, however it plans a sort with a limit.
+        The last try has no lower bound, so the answer is always exact.
+        """
+        query: dict[str, Any] = {"connection": connection} if connection else {}
+        if state:
+            query["state"] = state
+        if before is not None:
+            at, key = before
+            query["$or"] = [{"created_at": {"$lt": at}}, {"_id": {"$lt": key}}]
+        newest = as_utc(before[0]) if before is not None else datetime.now(UTC)
+        found: list[Delivery] = []
+        for window in (*RECENT_WINDOWS, None):
+            created: dict[str, Any] = {} if window is None else {"$gte": newest - window}
+            if before is not None:
+                created["$lte"] = before[0]
+            if created:
+                query["created_at"] = created
+            else:
+                query.pop("created_at", None)
+            with translated("listing deliveries"):
+                cursor = self.db.deliveries.find(query).sort(NEWEST_FIRST).limit(limit)
+                found = [Delivery.from_document(doc) async for doc in cursor]
+            if len(found) >= limit:
+                break
+        return found
 
     async def recheck_delivery(self, key: str, now: datetime, next_check_at: datetime) -> bool:
         """Take an open delivery whose check is due; True for exactly one caller.

@@ -13,6 +13,7 @@ from pymongo.errors import (
 )
 
 from claritycast.store.base import DUE_AT_ONCE, chunks, translated
+from claritycast.store.tokens import ensure_sealed
 from models.documents import (
     Organisation,
     Project,
@@ -59,6 +60,14 @@ class ProjectsMixin:
             doc = await self.db.organisations.find_one({"_id": org_id})
         return Organisation.from_document(doc) if doc else None
 
+    async def set_organisation_timezone(self, org_id: str, timezone: str) -> bool:
+        """Change an organisation's timezone; False when there is no such organisation."""
+        with translated("changing an organisation's timezone"):
+            result = await self.db.organisations.update_one(
+                {"_id": org_id}, {"$set": {"timezone": timezone}}
+            )
+        return result.matched_count == 1
+
     async def organisations(self) -> list[Organisation]:
         with translated("listing organisations"):
             cursor = self.db.organisations.find().sort("name", ASCENDING)
@@ -68,6 +77,7 @@ class ProjectsMixin:
 
     async def add_project(self, project: Project, metric_ids: list[str]) -> bool:
         """Store a project and one metric source per catalogue metric (idempotent)."""
+        ensure_sealed(project)
         with translated("adding a project"):
             try:
                 await self.db.projects.insert_one(project.to_document())
@@ -114,6 +124,18 @@ class ProjectsMixin:
             cursor = self.db.projects.find(query).sort("label", ASCENDING)
             return [Project.from_document(doc) async for doc in cursor]
 
+    async def projects_page(self, after: tuple[str, str] | None, limit: int) -> list[Project]:
+        """Projects by label (then id), those after ``after`` (label, id): one page."""
+        query: dict[str, Any] = {}
+        if after is not None:
+            label, project_id = after
+            query = {
+                "$or": [{"label": {"$gt": label}}, {"label": label, "_id": {"$gt": project_id}}]
+            }
+        with translated("listing projects"):
+            cursor = self.db.projects.find(query).sort([("label", ASCENDING), ("_id", ASCENDING)])
+            return [Project.from_document(doc) async for doc in cursor.limit(limit)]
+
     async def change_project_status(
         self, project_id: str, from_status: str, to_status: str, reason: str | None
     ) -> bool:
@@ -154,6 +176,13 @@ class ProjectsMixin:
                  "$or": [{"next_pull_at": {"$gt": earliest}}, {"next_pull_at": None}]},
                 {"$set": {"next_pull_at": earliest}},
             )  # fmt: skip
+
+    async def remove_project(self, project_id: str) -> bool:
+        """Delete a project and its metric sources (its snapshots and call log stay)."""
+        with translated("removing a project"):
+            result = await self.db.projects.delete_one({"_id": project_id})
+            await self.db.metric_sources.delete_many({"project_id": project_id})
+        return result.deleted_count == 1
 
     async def metric_sources(self, project_id: str) -> list[str]:
         with translated("listing metric sources"):

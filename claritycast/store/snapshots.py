@@ -7,6 +7,7 @@ are stored or held, so the tick and the quota check never scan snapshots.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -31,6 +32,10 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="one_per_project_date_group",
         ),
         IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
+    ],
+    # Read by id (the tick, the quota check) or by project and date (the API's lists).
+    "pulls": [
+        IndexModel([("project_id", ASCENDING), ("local_date", ASCENDING)], name="by_project_date"),
     ],
     claim_check.COLLECTION: claim_check.INDEXES,
 }
@@ -230,6 +235,45 @@ class SnapshotsMixin:
             await self.db.projects.update_one(
                 {"_id": project_id}, {"$set": {"next_pull_at": DUE_AT_ONCE}}
             )
+
+    async def pulls_since_many(
+        self, project_ids: list[str], first_date: str
+    ) -> dict[str, dict[str, set[str]]]:
+        """Several projects' stored groups by local date from ``first_date``.
+
+        One indexed query per project, all at once: a single ``$in`` over the
+        projects is planned as a scan of every pull by some servers
+        (SecantusDB), an equality on the project never is.
+        """
+
+        async def one(project_id: str) -> dict[str, set[str]]:
+            cursor = self.db.pulls.find(
+                {"project_id": project_id, "local_date": {"$gte": first_date}},
+                {"local_date": 1, "groups": 1},
+            )
+            return {doc["local_date"]: set(doc["groups"]) async for doc in cursor
+                    if doc.get("groups")}  # fmt: skip
+
+        with translated("reading the pulls' progress"):
+            found = await asyncio.gather(*(one(project_id) for project_id in project_ids))
+        return dict(zip(project_ids, found, strict=True))
+
+    async def remove_snapshots(self, project_id: str) -> int:
+        """Delete every snapshot of a project and its pulls' progress; how many snapshots."""
+        with translated("removing snapshots"):
+            result = await self.db.snapshots.delete_many({"project_id": project_id})
+            await self.db.pulls.delete_many({"project_id": project_id})
+        return result.deleted_count
+
+    async def snapshot_days(self, project_id: str, first_date: str, last_date: str) -> set[str]:
+        """The local dates with at least one snapshot in [first_date, last_date]."""
+        after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
+        with translated("listing snapshot days"):
+            cursor = self.db.pulls.find(
+                {"project_id": project_id, "local_date": {"$gte": first_date, "$lt": after_last}},
+                {"local_date": 1, "groups": 1},
+            )
+            return {doc["local_date"] async for doc in cursor if doc.get("groups")}
 
     async def last_snapshot_date(self, project_id: str) -> str | None:
         with translated("reading the last snapshot"):

@@ -1,0 +1,112 @@
+"""Looking for secrets where they must not be: a whole database, every topic, a log.
+
+A leak is a secret, or any 12 characters of one, found in text. Assertions
+name the secret that leaked, never its value: the test's output must not show
+it either.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from bson import Binary, json_util
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.helpers import bootstrap
+
+SUBSTRING = 12
+
+
+def pieces(secret: str, size: int = SUBSTRING) -> set[str]:
+    """Every ``size``-character substring of ``secret`` (the secret itself if shorter)."""
+    if len(secret) <= size:
+        return {secret}
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def leaks(text: str, secrets: Mapping[str, str]) -> list[str]:
+    """The names of the secrets of which ``text`` holds 12 characters or more."""
+    return sorted(
+        name for name, secret in secrets.items() if any(p in text for p in pieces(secret))
+    )
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in a document, binaries as latin-1 and, when compressed, decompressed."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bytes | Binary):
+        raw = bytes(value)
+        yield raw.decode("latin-1")
+        try:
+            plain = zlib.decompress(raw)
+        except zlib.error:
+            plain = b""
+        yield plain.decode("latin-1")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key)
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
+
+async def dump_database(db: AsyncDatabase[dict[str, Any]]) -> str:
+    """Every field of every document of every collection (GridFS chunks included), as text."""
+    parts = []
+    for name in sorted(await db.list_collection_names()):
+        async for document in db[name].find():
+            parts.append(f"{name}: {json_util.dumps(document)}")
+            parts.extend(_texts(document))
+    return "\n".join(parts)
+
+
+async def dump_topics(
+    kafka_url: str, prefix: str, *, timeout_s: float = 60
+) -> dict[str, list[str]]:
+    """Every record (key and value, as text) of every topic whose name starts with ``prefix``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    records: dict[str, list[str]] = {}
+    try:
+        await consumer._client.force_metadata_update()  # no public refresh call
+        names = [name for name in await consumer.topics() if name.startswith(prefix)]
+        partitions = [
+            TopicPartition(name, p) for name in names for p in consumer.partitions_for_topic(name)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                records.setdefault(tp.topic, []).extend(
+                    (m.key or b"").decode("latin-1") + " " + (m.value or b"").decode("latin-1")
+                    for m in messages
+                )
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        assert not remaining, f"could not read to the end of {sorted(map(str, remaining))}"
+    finally:
+        await consumer.stop()
+    return records
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of ``text`` (other lines, e.g. a library's print, are skipped)."""
+    found = []
+    for line in text.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
