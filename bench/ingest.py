@@ -37,8 +37,11 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import bson
 import httpx
+from pymongo.asynchronous.database import AsyncDatabase
 
 from bench import round_trips
 from bench.embedded import Up, memory_kib
@@ -46,6 +49,7 @@ from bench.progress import EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
 from claritycast.standins.clarity import EXPORT_PATH
+from claritycast.store import claim_check
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
@@ -79,6 +83,20 @@ def simulator_log_check(url: str, count: int) -> str:
     return (f"  Clarity saw {len(entries)} requests: each of the {count} projects asked once "
             f"for each of its {SNAPSHOTS_PER_PROJECT} groups, every one answered 200 "
             f"(no 429: none over quota)")  # fmt: skip
+
+
+async def document_sizes(db: AsyncDatabase[dict[str, Any]], sample: int = 300) -> str:
+    """Mean BSON size of the documents a night writes, from the first ``sample`` of each.
+
+    For sizing MongoDB (``docs/scaling.md``); one small read per collection.
+    """
+    sizes = []
+    for name in ("projects", "calls", "pulls", "snapshots", claim_check.COLLECTION):
+        docs = [doc async for doc in db[name].find().limit(sample)]
+        if docs:
+            mean = sum(len(bson.encode(doc)) for doc in docs) / len(docs)
+            sizes.append(f"{name} {mean / 1024:.1f} KiB")
+    return "  mean document size: " + ", ".join(sizes)
 
 
 def start_simulator(
@@ -142,6 +160,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
             print("\n".join(await round_trips.report(store.db, expected, "request")))
         snapshots = await store.db.snapshots.count_documents({})
         calls = await store.db.calls.count_documents({})
+        sizes = await document_sizes(store.db)
         await store.close()
         print(f"-- {count} projects, one night ({expected} Clarity requests); "
               f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
@@ -157,6 +176,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
         assert calls == expected, f"{calls} requests for {expected} snapshots"
         print(simulator_log_check(url, count))
+        print(sizes)
         up.stop()
     finally:
         up.kill()
