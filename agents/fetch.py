@@ -25,9 +25,14 @@ MongoDB outage.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
 import faust
 from faust.types import StreamT
 
+from agents.batch import BATCH_MAX, BATCH_WAIT_S, guarded_batch
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded, with_store_retry
 from claritycast.errors import ClarityError
@@ -39,7 +44,7 @@ from claritycast.logs import get_logger
 from claritycast.store.claim_check import fetched_record
 from claritycast.telemetry import CLARITY_CALLS, DEAD_LETTERS
 from models.clarity import GROUPS_BY_NAME
-from models.documents import ProjectStatus
+from models.documents import Project, ProjectStatus
 from models.records import FetchGranted
 from topics import (
     DEAD_FETCHES,
@@ -52,43 +57,103 @@ from topics import (
 
 log = get_logger(__name__)
 
+# Requests in flight at once per worker: Clarity answers in hundreds of milliseconds,
+# and a batch's requests are independent (the quota counted each already).
+CONCURRENCY = 8
+
 
 async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     """Make the request (once), record its outcome, emit the snapshot."""
+    await handle_for(granted, await deps.store.get_project(granted.project_id), deps, topics)
+
+
+async def handle_batch(
+    grants: Sequence[FetchGranted],
+    deps: Deps,
+    topics: Topics,
+    one_by_one: Callable[[FetchGranted, Project | None], Awaitable[None]],
+) -> None:
+    """`handle` for a batch: its projects in one read, up to `CONCURRENCY` requests at once.
+
+    Past the read, each grant is handled alone and guarded (``one_by_one``):
+    a grant once started is never handled again because another failed, and
+    Clarity's latency is spent in parallel rather than in turn.
+    """
+    projects = await deps.store.get_projects({granted.project_id for granted in grants})
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def limited(granted: FetchGranted) -> None:
+        async with slots:
+            await one_by_one(granted, projects.get(granted.project_id))
+
+    await asyncio.gather(*(limited(granted) for granted in grants))
+
+
+async def handle_for(
+    granted: FetchGranted, project: Project | None, deps: Deps, topics: Topics
+) -> None:
+    """Make the request of a grant whose project was just read.
+
+    A grant is made only if its call is still ``granted`` in the call log,
+    and moving it to ``calling`` is the same conditional write that decides
+    it (`Store.start_call`): one write for the usual case. The call is read
+    only when that fails, to tell a redelivery after a worker died during the
+    request (counted, and closed as ``interrupted``) from one already made.
+    """
     store = deps.store
+    called_at = deps.clock.now()
+    context = {"project": granted.project_id, "group": granted.group, "reason": granted.reason}
+    skip = _why_not_now(granted, project, called_at)
+    if skip is not None:
+        outcome, detail = skip
+        if await store.close_granted_call(granted.request_id, outcome, detail):
+            log.info(f"fetch.{outcome}", why=detail, granted_at=granted.granted_at, **context)
+            return
+    else:
+        assert project is not None
+        token = await readable_token(store, project)  # decrypted at the last moment
+        if token is None:  # marked "token unreadable": nothing is asked of Clarity
+            await store.close_granted_call(granted.request_id, "skipped", "token unreadable")
+            return
+        if await store.start_call(granted.request_id):
+            await _make(granted, token, deps, topics, called_at, context)
+            return
     call = await store.get_call(granted.request_id)
     if call is not None and call.outcome == "calling":
         # Redelivered after a worker died during the request: it may have reached
         # Clarity, and it is counted; asking again is the quota check's decision.
         await store.finish_call(granted.request_id, "interrupted", None, "worker stopped")
-        return
-    if call is not None and call.outcome != "granted":
-        return  # already made: a redelivery must not spend another request
-    project = await store.get_project(granted.project_id)
-    called_at = deps.clock.now()
+    # Otherwise already made, skipped or expired: a redelivery must not spend another request.
+
+
+def _why_not_now(
+    granted: FetchGranted, project: Project | None, now: datetime
+) -> tuple[str, str] | None:
+    """(outcome, why) when this grant must not become a request; None when it may."""
     if project is None or project.status != ProjectStatus.ACTIVE:
-        status = project.status if project else "removed"
-        await store.finish_call(granted.request_id, "skipped", None, f"project {status}")
-        return
-    context = {"project": project.project_id, "group": granted.group, "reason": granted.reason}
-    if project.exhausted_until is not None and project.exhausted_until > called_at:
+        return "skipped", f"project {project.status if project else 'removed'}"
+    if project.exhausted_until is not None and project.exhausted_until > now:
         # Clarity said 429: its count is the truth, whatever our ledger says.
-        detail = f"Clarity answered 429; exhausted until {project.exhausted_until:%Y-%m-%d %H:%M}Z"
-        await store.finish_call(granted.request_id, "skipped", None, detail)
-        log.info("fetch.skipped", why=detail, **context)
-        return
-    if granted.granted_at < called_at - GRANT_TTL:
+        return "skipped", (
+            f"Clarity answered 429; exhausted until {project.exhausted_until:%Y-%m-%d %H:%M}Z"
+        )
+    if granted.granted_at < now - GRANT_TTL:
         # The quota counted this call from its grant time; made now, Clarity would
         # count it later than the quota does. The tick asks again if still needed.
-        await store.finish_call(granted.request_id, "expired", None, "granted too long ago")
-        log.info("fetch.expired", granted_at=granted.granted_at, **context)
-        return
-    token = await readable_token(store, project)
-    if token is None:  # marked "token unreadable": nothing is asked of Clarity
-        await store.finish_call(granted.request_id, "skipped", None, "token unreadable")
-        return
-    if not await store.start_call(granted.request_id):
-        return  # the quota check expired it first: it will never be made
+        return "expired", "granted too long ago"
+    return None
+
+
+async def _make(
+    granted: FetchGranted,
+    token: str,
+    deps: Deps,
+    topics: Topics,
+    called_at: datetime,
+    context: dict[str, str],
+) -> None:
+    """The request itself, and what follows: the answer stored aside and sent on, or the failure."""
+    store = deps.store
     try:
         response = await deps.clarity.fetch(token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:
@@ -111,9 +176,9 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     )
     late = is_late(called_at, granted.local_date, granted.timezone)
     record = fetched_record(
-        project.project_id, granted.local_date, granted.group, called_at, ref, late=late
+        granted.project_id, granted.local_date, granted.group, called_at, ref, late=late
     )
-    await send_bounded(topics[SNAPSHOTS_FETCHED], project.project_id, record)
+    await send_bounded(topics[SNAPSHOTS_FETCHED], granted.project_id, record)
     detail = "; ".join(response.notes) or None
     await with_store_retry(
         "fetch", lambda: store.finish_call(granted.request_id, "ok", 200, detail), **context
@@ -126,15 +191,22 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     """Add the fetch agent to ``app``."""
     sink = DeadLetterSink("fetch", topics[DEAD_FETCHES], deps.store, deps.clock)
 
+    async def guard(granted: FetchGranted, handler: Callable[[], Awaitable[None]]) -> None:
+        await guarded("fetch", handler, message=granted, key=granted.project_id, sink=sink,
+                      project=granted.project_id, group=granted.group)  # fmt: skip
+
+    async def one(granted: FetchGranted) -> None:
+        await guard(granted, lambda: handle(granted, deps, topics))
+
+    async def in_batch(granted: FetchGranted, project: Project | None) -> None:
+        await guard(granted, lambda: handle_for(granted, project, deps, topics))
+
     @app.agent(topics[FETCH_GRANTED], name="claritycast.fetch")
     async def fetch_agent(stream: StreamT[FetchGranted]) -> None:
-        async for granted in stream:
-            await guarded(
+        async for grants in stream.take(BATCH_MAX, within=BATCH_WAIT_S):
+            await guarded_batch(
                 "fetch",
-                lambda granted=granted: handle(granted, deps, topics),
-                message=granted,
-                key=granted.project_id,
-                sink=sink,
-                project=granted.project_id,
-                group=granted.group,
+                lambda grants=grants: handle_batch(grants, deps, topics, in_batch),
+                messages=grants,
+                one_by_one=one,
             )

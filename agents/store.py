@@ -12,9 +12,13 @@ complete blocks are kept for good.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import faust
 from faust.types import StreamT, TopicT
 
+from agents.batch import BATCH_MAX, BATCH_WAIT_S, guarded_batch
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded
 from claritycast import telemetry
@@ -38,10 +42,19 @@ async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStore
         if not await store.snapshot_exists(record.project_id, record.local_date, record.group):
             raise
         blocks = []  # stored long ago, its pending blocks since expired: a redelivery
+    snapshot = snapshot_of(record, blocks)
+    if snapshot.cut_down:
+        await store.pin_blocks(record.blocks_ref)
+    created = await store.save_snapshot(snapshot)
+    return stored_event(snapshot, created)
+
+
+def snapshot_of(record: SnapshotFetched, blocks: list[dict[str, Any]]) -> Snapshot:
+    """The snapshot of a fetched record and its blocks, cut down for reading if very large."""
     if blocks and record.blocks_ref != f"sha256:{record.blocks_sha256}":
         raise StoreError(f"the blocks of {record.blocks_ref[:19]}… are not the ones announced")
     readable, was_cut = cut_down(blocks)
-    snapshot = Snapshot(
+    return Snapshot(
         project_id=record.project_id,
         local_date=record.local_date,
         group=record.group,
@@ -54,9 +67,9 @@ async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStore
         rows_total=dict(record.rows),
         cut_down=was_cut,
     )
-    if was_cut:
-        await store.pin_blocks(record.blocks_ref)
-    created = await store.save_snapshot(snapshot)
+
+
+def stored_event(snapshot: Snapshot, created: bool) -> SnapshotStored:
     return SnapshotStored(
         project_id=snapshot.project_id,
         local_date=snapshot.local_date,
@@ -69,7 +82,31 @@ async def store_snapshot(record: SnapshotFetched, store: Store) -> SnapshotStore
 
 async def handle(record: SnapshotFetched, deps: Deps, stored_topic: TopicT) -> None:
     """Store, then announce on ``snapshots.stored``."""
-    stored = await store_snapshot(record, deps.store)
+    await _announce(record, await store_snapshot(record, deps.store), stored_topic)
+
+
+async def handle_batch(
+    records: Sequence[SnapshotFetched], deps: Deps, stored_topic: TopicT
+) -> None:
+    """`handle` for a batch: its blocks in one read, its snapshots in one bulk write.
+
+    A record whose blocks are missing or wrong makes the batch fail, and then
+    each record is handled alone (`agents.batch`).
+    """
+    store = deps.store
+    blocks = await store.get_blocks_many({record.blocks_ref for record in records})
+    snapshots = [snapshot_of(record, blocks[record.blocks_ref]) for record in records]
+    for snapshot in snapshots:
+        if snapshot.cut_down and snapshot.blocks_ref is not None:
+            await store.pin_blocks(snapshot.blocks_ref)
+    created = await store.save_snapshots(snapshots)
+    for record, snapshot in zip(records, snapshots, strict=True):
+        first = snapshot.id in created  # a record twice in one batch is created once
+        created.discard(snapshot.id)
+        await _announce(record, stored_event(snapshot, first), stored_topic)
+
+
+async def _announce(record: SnapshotFetched, stored: SnapshotStored, stored_topic: TopicT) -> None:
     if stored.created:
         telemetry.SNAPSHOTS_STORED.inc()
         telemetry.LAST_STORED.labels(record.project_id).set(stored.stored_at.timestamp())
@@ -89,16 +126,24 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     stored_topic = topics[SNAPSHOTS_STORED]
     sink = DeadLetterSink("store", topics[DEAD_STORE], deps.store, deps.clock)
 
+    async def one(record: SnapshotFetched) -> None:
+        await guarded(
+            "store",
+            lambda: handle(record, deps, stored_topic),
+            message=record,
+            key=record.project_id,
+            sink=sink,
+            project=record.project_id,
+            group=record.group,
+            local_date=record.local_date,
+        )
+
     @app.agent(topics[SNAPSHOTS_FETCHED], name="claritycast.store")
     async def store_agent(stream: StreamT[SnapshotFetched]) -> None:
-        async for record in stream:
-            await guarded(
+        async for records in stream.take(BATCH_MAX, within=BATCH_WAIT_S):
+            await guarded_batch(
                 "store",
-                lambda record=record: handle(record, deps, stored_topic),
-                message=record,
-                key=record.project_id,
-                sink=sink,
-                project=record.project_id,
-                group=record.group,
-                local_date=record.local_date,
+                lambda records=records: handle_batch(records, deps, stored_topic),
+                messages=records,
+                one_by_one=one,
             )

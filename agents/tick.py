@@ -1,13 +1,14 @@
 """tick: the leader's timer that asks for every missing snapshot and due delivery.
 
 Due-ness comes from the store, never from the timer: each tick looks at every
-active project, works out "yesterday" in its organisation's timezone (so DST
-days are right), and requests each fetch group not yet stored. A missed tick
+active project whose moment has come (an indexed time on the project, see
+`claritycast.store.due`), works out "yesterday" in its organisation's timezone
+(so DST days are right), and requests each fetch group not yet stored. A missed tick
 is made up by the next; a doubled one is absorbed by the quota check's leases.
 Clarity only serves the last 24 to 72 hours, so after downtime only yesterday
 can be caught up; older missing days are reported once in the log.
 
-Deliveries are found the same way (`claritycast.deliveries.due_deliveries`):
+Deliveries are found the same way (`claritycast.delivery.log.due_deliveries`):
 from connections' schedules and the delivery log, never from the timer.
 """
 
@@ -21,10 +22,11 @@ from faust.types import TopicT
 
 from agents.deps import Deps
 from claritycast.delivery.log import due_deliveries
-from claritycast.localtime import local_yesterday
+from claritycast.localtime import local_midnight, local_yesterday, next_local_midnight
 from claritycast.logs import get_logger
+from claritycast.store.due import DueProject
 from models.clarity import GROUP_NAMES
-from models.documents import Project, ProjectStatus
+from models.documents import PullProgress
 from models.records import FetchRequested
 from topics import DELIVERIES_DUE, FETCH_REQUESTED, Topics, send_bounded
 
@@ -33,6 +35,13 @@ log = get_logger(__name__)
 
 class Ticker:
     """One tick's work; between ticks it remembers only what it asked for recently.
+
+    The tick reads only the projects whose moment has come
+    (`claritycast.store.due`), decides for each which groups of yesterday to
+    ask for, and writes when to look at it again: its next local midnight (a
+    new yesterday), a held group's retry, the end of the fetch lease of what
+    it asked for, or the end of a wait on the quota. With nothing due, a tick
+    is two small indexed queries for projects and three for deliveries.
 
     A group asked for is not asked again for the fetch lease (`LEASE` unless
     ``CLARITYCAST_FETCH_LEASE_S`` says otherwise, by the clock): within that
@@ -53,35 +62,40 @@ class Ticker:
         now = self.deps.clock.now()
         lease = timedelta(seconds=self.deps.settings.fetch_lease_s)
         self._asked = {key: at for key, at in self._asked.items() if at > now - lease}
-        timezones = {org.org_id: org.timezone for org in await store.organisations()}
-        due: list[tuple[Project, str, str]] = []
-        for project in await store.projects(status=ProjectStatus.ACTIVE):
-            waiting_until = project.waiting_until()
-            if waiting_until is not None and waiting_until > now:
+        projects = await store.projects_due(now)
+        if not projects:
+            return 0
+        timezones = await store.timezones_of({project.org_id for project in projects})
+        next_at: dict[str, datetime] = {}
+        due: list[tuple[DueProject, str, date]] = []
+        for project in projects:
+            if project.waiting_until is not None and project.waiting_until > now:
+                next_at[project.project_id] = project.waiting_until
                 continue
             timezone = timezones.get(project.org_id, self.deps.settings.default_timezone)
-            due.append((project, timezone, local_yesterday(timezone, now).isoformat()))
-        not_due = await store.groups_not_due_on(sorted({day for _, _, day in due}), now)
+            due.append((project, timezone, local_yesterday(timezone, now)))
+        pulls = await store.pulls_of(
+            (project.project_id, day.isoformat())
+            for project, _, yesterday in due
+            for day in (yesterday, yesterday - timedelta(days=1))
+        )
         sent = 0
         for project, timezone, yesterday in due:
-            have = not_due.get((project.project_id, yesterday), set())
+            pull = pulls.get((project.project_id, yesterday.isoformat()), PullProgress())
             missing = [
-                group
-                for group in GROUP_NAMES
-                if group not in have and (project.project_id, yesterday, group) not in self._asked
+                group for group in GROUP_NAMES if self._wanted(project, yesterday, group, pull, now)
             ]
-            if not missing:
-                continue
-            await self._report_gap(project, date.fromisoformat(yesterday))
+            if missing:
+                await self._report_gap(project, timezone, yesterday, pulls)
             for group in missing:
-                self._asked[(project.project_id, yesterday, group)] = now
+                self._asked[(project.project_id, yesterday.isoformat(), group)] = now
                 await send_bounded(
                     self.requested_topic,
                     project.project_id,
                     FetchRequested(
                         request_id=uuid.uuid4().hex,
                         project_id=project.project_id,
-                        local_date=yesterday,
+                        local_date=yesterday.isoformat(),
                         group=group,
                         reason="daily",
                         timezone=timezone,
@@ -89,11 +103,67 @@ class Ticker:
                     ),
                 )
                 sent += 1
+            next_at[project.project_id] = self._next_look(
+                project, timezone, yesterday, pull, now, lease
+            )
+        await store.set_next_pulls(projects, next_at)
         if sent:
             log.info("tick.requested", fetches=sent)
         return sent
 
-    async def _report_gap(self, project: Project, yesterday: date) -> None:
+    def _wanted(
+        self, project: DueProject, yesterday: date, group: str, pull: PullProgress, now: datetime
+    ) -> bool:
+        """Is ``group`` of yesterday neither stored, held, nor asked for within the lease?"""
+        if group in pull.stored or pull.held(group, now) is not None:
+            return False
+        return (project.project_id, yesterday.isoformat(), group) not in self._asked
+
+    def _next_look(
+        self,
+        project: DueProject,
+        timezone: str,
+        yesterday: date,
+        pull: PullProgress,
+        now: datetime,
+        lease: timedelta,
+    ) -> datetime:
+        """When this project may next have something to ask for.
+
+        Its next local midnight, or sooner: the end of the lease of a group
+        asked for and not stored yet (it is asked again then), or a held
+        group's retry.
+        """
+        moments = [next_local_midnight(now, timezone)]
+        for group in GROUP_NAMES:
+            if group in pull.stored:
+                continue
+            asked = self._asked.get((project.project_id, yesterday.isoformat(), group))
+            if asked is not None:
+                moments.append(asked + lease)
+            retry_at = pull.retry_at.get(group)
+            if retry_at is not None and retry_at > now and group not in pull.dead:
+                moments.append(retry_at)
+        return min(moments)
+
+    async def _report_gap(
+        self,
+        project: DueProject,
+        timezone: str,
+        yesterday: date,
+        pulls: dict[tuple[str, str], PullProgress],
+    ) -> None:
+        """Log once when days before yesterday are missing: Clarity cannot serve them any more.
+
+        The pulls of yesterday and the day before answer for nearly every
+        project; the snapshots are read only for a project that has neither
+        and existed before yesterday began.
+        """
+        for day in (yesterday, yesterday - timedelta(days=1)):
+            if pulls.get((project.project_id, day.isoformat()), PullProgress()).stored:
+                return
+        if project.connected_at >= local_midnight(yesterday + timedelta(days=1), timezone):
+            return  # connected today: nothing before yesterday was ever due
         last = await self.deps.store.last_snapshot_date(project.project_id)
         if last is None or date.fromisoformat(last) >= yesterday - timedelta(days=1):
             return

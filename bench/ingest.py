@@ -2,12 +2,26 @@
 
 `claritycast simulate` serves N projects in its own process; `claritycast up`
 runs Tansu, SecantusDB and a worker with every built stage. The projects are
-written to MongoDB (as `connect` would, without its first pull) and the clock
-starts; the tick finds all of them missing yesterday and requests 7 groups
-each, which go through the quota check, the fetch stage and the store. The
-clock stops when MongoDB holds all 7 x N snapshots.
+written to MongoDB paused (as `connect` would, without its first pull), then
+made active at once and the clock starts; the tick finds all of them missing
+yesterday and requests 7 groups each, which go through the quota check, the
+fetch stage and the store. The clock stops when 7 x N snapshots are stored.
 
-    .venv/bin/python -m bench.ingest [projects ...]      (default: 100 1000)
+Progress is counted from the ``snapshots.stored`` events (`bench.progress`),
+not by counting documents: a count on SecantusDB decodes every snapshot, and
+polling it was most of the database's work. The database is counted exactly
+once, at the end, with the Clarity requests: exactly one per snapshot. Then
+the simulator's own request log is read: every project asked exactly once for
+each of its 7 groups, and every request answered 200 (a 429 would mean a
+request over the quota).
+
+    .venv/bin/python -m bench.ingest [projects ...] [--profile DIR] [--ops]   (default: 100 1000)
+
+``--profile DIR`` samples the worker and SecantusDB with py-spy for the whole
+pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them);
+with ``BENCH_PROFILE_GIL=1`` only samples holding the GIL (CPU in Python) count.
+``--ops`` lists every database operation by shape, per Clarity request, with
+its plan (`bench.round_trips`); the profiler it needs slows the run down.
 """
 
 from __future__ import annotations
@@ -20,17 +34,69 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import bson
+import httpx
+from pymongo.asynchronous.database import AsyncDatabase
+
+from bench import round_trips
 from bench.embedded import Up, memory_kib
+from bench.progress import EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
+from claritycast.standins.clarity import EXPORT_PATH
+from claritycast.store import claim_check
 from claritycast.store.core import Store
 from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
 
 SNAPSHOTS_PER_PROJECT = 7
+STORED_TOPIC = "claritycast.snapshots.stored"
+
+
+def simulator_log_check(url: str, count: int) -> str:
+    """What Clarity saw, from the simulator's own request log: each request once, none refused.
+
+    Every project must have been asked exactly once for each of its 7 groups
+    (no request made twice, none missing) and Clarity must have answered every
+    one (no 429: never over quota; no other error). Raises with the first
+    project at fault; returns the line the benchmark prints.
+    """
+    base = url.removesuffix(EXPORT_PATH)
+    entries = httpx.get(f"{base}/_simulator/log", timeout=300).raise_for_status().json()
+    by_project: dict[str, list[tuple[str, ...]]] = {}
+    statuses: Counter[int] = Counter()
+    for entry in entries:
+        statuses[entry["status"]] += 1
+        params = tuple(sorted(f"{k}={v}" for k, v in entry["params"].items()))
+        by_project.setdefault(str(entry["project_id"]), []).append(params)
+    assert len(by_project) == count, f"{len(by_project)} projects asked, {count} expected"
+    for project_id, asked in by_project.items():
+        assert len(asked) == SNAPSHOTS_PER_PROJECT == len(set(asked)), (
+            f"{project_id}: {len(asked)} requests for {len(set(asked))} groups"
+        )
+    assert set(statuses) == {200}, f"Clarity answered {dict(statuses)}"
+    return (f"  Clarity saw {len(entries)} requests: each of the {count} projects asked once "
+            f"for each of its {SNAPSHOTS_PER_PROJECT} groups, every one answered 200 "
+            f"(no 429: none over quota)")  # fmt: skip
+
+
+async def document_sizes(db: AsyncDatabase[dict[str, Any]], sample: int = 300) -> str:
+    """Mean BSON size of the documents a night writes, from the first ``sample`` of each.
+
+    For sizing MongoDB (``docs/scaling.md``); one small read per collection.
+    """
+    sizes = []
+    for name in ("projects", "calls", "pulls", "snapshots", claim_check.COLLECTION):
+        docs = [doc async for doc in db[name].find().limit(sample)]
+        if docs:
+            mean = sum(len(bson.encode(doc)) for doc in docs) / len(docs)
+            sizes.append(f"{name} {mean / 1024:.1f} KiB")
+    return "  mean document size: " + ", ".join(sizes)
 
 
 def start_simulator(
@@ -50,7 +116,17 @@ def start_simulator(
     return process, url, tokens
 
 
-async def night(count: int) -> None:
+async def add_paused_projects(store: Store, tokens: dict[str, str], org: str = "bench") -> None:
+    """The projects as `connect` stores them (sealed tokens), paused: none due before the clock."""
+    await store.add_organisation(Organisation(org, org, "UTC", datetime.now(UTC)))
+    metric_ids = [metric.id for metric in catalogue.METRICS]
+    for project_id, token in tokens.items():
+        sealed = store.seal_token(token, project_id)
+        paused = Project(project_id, project_id, org, sealed, status=ProjectStatus.PAUSED)
+        await store.add_project(paused, metric_ids)
+
+
+async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
     up = Up(clarity_api_url=url, tick_interval_s="2", partitions="8")
@@ -63,34 +139,44 @@ async def night(count: int) -> None:
         # Sealed with the key `up` made in its data folder, as `connect` would seal them.
         keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
         store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
-        now = datetime.now(UTC)
-        await store.add_organisation(Organisation("bench", "bench", "UTC", now))
-        metric_ids = [metric.id for metric in catalogue.METRICS]
-        for project_id, token in tokens.items():
-            sealed = store.seal_token(token, project_id)
-            paused = Project(project_id, project_id, "bench", sealed, status=ProjectStatus.PAUSED)
-            await store.add_project(paused, metric_ids)
-        began = time.monotonic()  # all due at once: the tick sees them from now on
-        await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
+        await add_paused_projects(store, tokens)
+        if ops:
+            await round_trips.start(store.db)
         expected = count * SNAPSHOTS_PER_PROJECT
-        stored = 0
-        while stored < expected:
-            await asyncio.sleep(0.25)
-            stored = await store.count_snapshots()
-            if time.monotonic() - began > 1800:
-                raise SystemExit(f"only {stored} of {expected} snapshots after 30 minutes")
-        elapsed = time.monotonic() - began
+        async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, created) as stored:
+            pids = {"worker": children["worker"], "secantusdb": children["secantusdb"],
+                    "tansu": children["tansu"], "simulator": simulator.pid}  # fmt: skip
+            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+            load_before = os.getloadavg()[0]
+            spied = {name: pids[name] for name in ("worker", "secantusdb")}
+            gil = os.environ.get("BENCH_PROFILE_GIL") == "1"
+            with Profiler(profile_dir / str(count) if profile_dir else None, spied, gil=gil):
+                began = time.monotonic()  # all due at once: the tick sees them from now on
+                await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
+                await stored.wait_for(expected, timeout_s=3600)
+                elapsed = time.monotonic() - began
+            cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+        if ops:
+            print("\n".join(await round_trips.report(store.db, expected, "request")))
+        snapshots = await store.db.snapshots.count_documents({})
         calls = await store.db.calls.count_documents({})
+        sizes = await document_sizes(store.db)
         await store.close()
-        print(f"-- {count} projects, one night ({expected} Clarity requests)")
+        print(f"-- {count} projects, one night ({expected} Clarity requests); "
+              f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
         rates = (count / elapsed, calls / elapsed, expected / elapsed)
         print("  {:.1f} s: {:.1f} projects/s, {:.1f} requests/s, {:.1f} snapshots/s".format(
             elapsed, *rates))  # fmt: skip
+        print(f"  {1000 * elapsed / count:.1f} ms per project; CPU seconds: " + ", ".join(
+            f"{name} {seconds:.1f}" for name, seconds in cpu.items()))  # fmt: skip
         peak_mib = memory_kib(children["worker"], "VmHWM") / 1024
         broker_mib = (broker_before / 1024, memory_kib(children["tansu"]) / 1024)
         print(f"  worker peak memory {peak_mib:.0f} MiB; broker {broker_mib[0]:.0f} -> "
               f"{broker_mib[1]:.0f} MiB")  # fmt: skip
+        assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
         assert calls == expected, f"{calls} requests for {expected} snapshots"
+        print(simulator_log_check(url, count))
+        print(sizes)
         up.stop()
     finally:
         up.kill()
@@ -98,10 +184,17 @@ async def night(count: int) -> None:
         simulator.wait(30)
 
 
-def main(counts: list[int]) -> None:
-    for count in counts:
-        asyncio.run(night(count))
+def main(argv: list[str]) -> None:
+    ops = "--ops" in argv
+    argv = [arg for arg in argv if arg != "--ops"]
+    profile_dir = None
+    if "--profile" in argv:
+        at = argv.index("--profile")
+        profile_dir = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
+    for count in [int(arg) for arg in argv] or [100, 1000]:
+        asyncio.run(night(count, profile_dir, ops))
 
 
 if __name__ == "__main__":
-    main([int(arg) for arg in sys.argv[1:]] or [100, 1000])
+    main(sys.argv[1:])

@@ -41,7 +41,13 @@ from claritycast.delivery.connections import create_connection
 from claritycast.delivery.log import due_deliveries
 from claritycast.keyring import new_key
 from claritycast.runtime.app import app_id_for
-from claritycast.runtime.embedded import ServerProcess, die_with_parent, secantusdb, tansu
+from claritycast.runtime.embedded import (
+    ServerProcess,
+    die_with_parent,
+    embedded_mongodb_url,
+    secantusdb,
+    tansu,
+)
 from claritycast.runtime.ports import LOOPBACK, free_port
 from claritycast.runtime.publisher import Publisher
 from claritycast.settings import load_settings
@@ -248,7 +254,7 @@ async def start_servers() -> tuple[list[ServerProcess], Servers]:
     await database.start()
     assert database.pid is not None
     return [broker, database], Servers(
-        f"kafka://{LOOPBACK}:{broker.port}", f"mongodb://{LOOPBACK}:{database.port}", database.pid
+        f"kafka://{LOOPBACK}:{broker.port}", embedded_mongodb_url(database.port), database.pid
     )
 
 

@@ -302,6 +302,7 @@ class Call:
     outcome: str = "granted"
     status: int | None = None
     detail: str | None = None
+    settled: bool = False  # a call never made that the quota has stopped counting
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -328,4 +329,5 @@ class Call:
             outcome=doc["outcome"],
             status=doc.get("status"),
             detail=doc.get("detail"),
+            settled=bool(doc.get("settled")),
         )

@@ -22,7 +22,13 @@ from claritycast.clock import Clock, ManualClock, SystemClock
 from claritycast.keyfile import keyring_for
 from claritycast.keyring import new_key
 from claritycast.runtime.app import ClarityCastApp, create_app
-from claritycast.runtime.embedded import Endpoints, ServerProcess, secantusdb, tansu
+from claritycast.runtime.embedded import (
+    Endpoints,
+    ServerProcess,
+    embedded_mongodb_url,
+    secantusdb,
+    tansu,
+)
 from claritycast.runtime.ports import free_port
 from claritycast.settings import Settings, load_settings
 from claritycast.standins.clarity import ClaritySimulator
@@ -70,7 +76,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
         processes.append(_start(database))
         yield Endpoints(
             kafka_url=f"kafka://127.0.0.1:{broker.port}",
-            mongodb_url=f"mongodb://127.0.0.1:{database.port}",
+            mongodb_url=embedded_mongodb_url(database.port),
             embedded_kafka=True,
             embedded_mongodb=True,
         )

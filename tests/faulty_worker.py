@@ -18,6 +18,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faust.events import Event
+
 from claritycast.cli.main import main
 
 
@@ -27,10 +29,17 @@ class InjectedFault(RuntimeError):
 
 def _about(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     message = kwargs.get("message", args[0] if args else None)
+    if isinstance(message, Event):  # a batch of the quota stage holds events
+        message = message.value
     return str(getattr(message, "connection", None) or getattr(message, "project_id", ""))
 
 
 def break_handler(stage: str) -> None:
+    """The stage's handler raises for poisoned messages; so does its batch handler, if any.
+
+    A batch that holds a poisoned message fails as a whole, and the agent then
+    takes its messages one at a time (`agents.batch`), through ``handle``.
+    """
     module = importlib.import_module(f"agents.{stage}")
     handle: Callable[..., Awaitable[None]] = module.handle
 
@@ -40,9 +49,25 @@ def break_handler(stage: str) -> None:
         await handle(*args, **kwargs)
 
     module.handle = faulty
+    handle_batch: Callable[..., Awaitable[None]] | None = getattr(module, "handle_batch", None)
+    if handle_batch is None:
+        return
+    batch_handler = handle_batch
+
+    async def faulty_batch(messages: list[Any], *args: Any, **kwargs: Any) -> None:
+        if any(_about((message,), {}).startswith(f"poison-{stage}") for message in messages):
+            raise InjectedFault(f"injected into the {stage} batch handler")
+        await batch_handler(messages, *args, **kwargs)
+
+    module.handle_batch = faulty_batch
 
 
 def break_agent(stage: str) -> None:
+    """The stage's loop raises, outside the handler, for a message about ``crash…``.
+
+    The loop hands a message to ``guarded``, or a batch of them to
+    ``guarded_batch``: both are broken.
+    """
     module = importlib.import_module(f"agents.{stage}")
     guarded: Callable[..., Awaitable[None]] = module.guarded
 
@@ -52,6 +77,17 @@ def break_agent(stage: str) -> None:
         await guarded(*args, **kwargs)
 
     module.guarded = crashing
+    guarded_batch: Callable[..., Awaitable[None]] | None = getattr(module, "guarded_batch", None)
+    if guarded_batch is None:
+        return
+    batch_guard = guarded_batch
+
+    async def crashing_batch(*args: Any, **kwargs: Any) -> None:
+        if any(_about((message,), {}).startswith("crash") for message in kwargs["messages"]):
+            raise InjectedFault(f"injected into the {stage} agent's loop")
+        await batch_guard(*args, **kwargs)
+
+    module.guarded_batch = crashing_batch
 
 
 if __name__ == "__main__":

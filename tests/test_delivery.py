@@ -100,9 +100,14 @@ async def shop(store: Store) -> Project:
 
 
 async def connect(store: Store, name: str, metric: str, **destination: str | bool) -> None:
+    """A connection made yesterday just after its 09:00: today's report is its first.
+
+    Made at 09:00 itself, yesterday's send would be due too, and a tick landing
+    between a test's connections and its move of the clock would send it.
+    """
     await create_connection(
-        store, project=PROJECT, metric=metric, now=NINE - timedelta(days=1), name=name,
-        **destination,  # type: ignore[arg-type]
+        store, project=PROJECT, metric=metric, now=NINE - timedelta(days=1, minutes=-1),
+        name=name, **destination,  # type: ignore[arg-type]
     )  # fmt: skip
 
 

@@ -85,6 +85,28 @@ def test_state_round_trips_and_rebuilds_from_the_call_log() -> None:
     assert set(rebuilt.leases) == set(state.leases)
 
 
+def test_a_table_behind_its_log_counts_each_logged_call_once() -> None:
+    """A batch logs a project's calls at one moment: a table that missed them counts all 7.
+
+    Calls the table holds already are not counted again, and calls never made
+    or older than the window are not counted at all.
+    """
+    calls = [
+        Call(f"r{i}", "p", "2026-11-23", group, "daily", T0) for i, group in enumerate(GROUP_NAMES)
+    ]
+    now = T0 + timedelta(minutes=1)
+    behind = QuotaState()
+    assert behind.count_logged(calls, now) == len(GROUP_NAMES)
+    assert behind.used(now) == len(GROUP_NAMES)
+    assert behind.count_logged(calls, now) == 0  # a second look adds nothing
+    half = QuotaState(calls=[(T0, "daily")] * 3)
+    assert half.count_logged(calls, now) == len(GROUP_NAMES) - 3
+    assert half.used(now) == len(GROUP_NAMES)
+    unmade = Call("x", "p", "2026-11-23", "overall", "refresh", T0, outcome="expired")
+    old = Call("y", "p", "2026-11-22", "overall", "daily", T0 - COUNTED_FOR - timedelta(hours=1))
+    assert QuotaState().count_logged([unmade, old], now) == 0
+
+
 def test_random_traffic_never_exceeds_ten_in_any_24_hours() -> None:
     """A month of random daily, connect and refresh requests, doubled at times: ≤ 10 per 24 h."""
     rng = random.Random(7)

@@ -254,7 +254,12 @@ async def stop_up(up: UpProcess) -> None:
 
 
 async def forget_groups(store: Store, project_id: str, day: str, groups: list[str]) -> None:
-    """Delete stored snapshots behind the service's back, so these groups are missing."""
+    """Delete stored snapshots behind the service's back, so these groups are missing.
+
+    The tick looks at a project only when its next moment comes
+    (`claritycast.store.due`): the groups are then released as a replay
+    releases them, which makes the project due at the next tick.
+    """
     await store.db.snapshots.delete_many(
         {"project_id": project_id, "local_date": day, "group": {"$in": groups}}
     )
@@ -262,6 +267,8 @@ async def forget_groups(store: Store, project_id: str, day: str, groups: list[st
     await store.db.pulls.update_one(
         {"_id": f"{project_id}/{day}"}, {"$set": {"groups": sorted(remaining)}}
     )
+    for group in groups:
+        await store.release_group(project_id, day, group)
 
 
 @pytest.fixture

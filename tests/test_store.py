@@ -17,7 +17,7 @@ from claritycast.runtime.ports import free_port
 from claritycast.store import claim_check
 from claritycast.store.claim_check import BlocksCorrupt, BlocksMissing
 from claritycast.store.core import INDEXES, Store, translated
-from models.documents import Snapshot, WorkerBeat
+from models.documents import Call, Snapshot, WorkerBeat
 
 
 def snapshot(blocks: list[dict[str, object]] | None = None) -> Snapshot:
@@ -196,6 +196,42 @@ async def test_blocks_over_a_document_go_to_gridfs(
     await store.pin_blocks(ref.ref)
     pinned = await store.db[claim_check.COLLECTION].find_one({"_id": ref.ref})
     assert pinned is not None and pinned["expires_at"] is None
+
+
+async def test_snapshots_saved_together_are_created_once_and_mark_their_pulls(
+    store: Store,
+) -> None:
+    """A batch stores each new snapshot once, leaves stored ones as they are, fills the pulls.
+
+    The same snapshot twice in one batch, or again in a later batch (a
+    redelivery), is created exactly once; the pull of its day lists each group.
+    """
+    first = snapshot()
+    other = replace(snapshot(), group="device")
+    created = await store.save_snapshots([first, other, first])
+    assert created == {first.id, other.id}
+    again = replace(snapshot([{"metric": "Other", "rows": []}]))
+    assert await store.save_snapshots([again, replace(snapshot(), group="country")]) == {
+        replace(snapshot(), group="country").id
+    }
+    stored = await store.get_snapshot("p1", "2026-03-29", "url")
+    assert stored is not None and stored.blocks == [{"metric": "Traffic", "rows": []}]
+    assert await store.count_snapshots("p1") == 3
+    progress = await store.pull_progress("p1", "2026-03-29")
+    assert set(progress.stored) == {"url", "device", "country"}
+
+
+async def test_calls_logged_together_keep_the_first_copy(store: Store) -> None:
+    """A batch's calls go in one write; a call logged already (a redelivery) stays as it was."""
+    at = datetime(2026, 3, 30, 0, 1, tzinfo=UTC)
+    made = Call("r1", "p1", "2026-03-29", "url", "daily", at, outcome="ok")
+    assert await store.log_call(made)
+    await store.log_calls([Call("r1", "p1", "2026-03-29", "url", "daily", at),
+                           Call("r2", "p1", "2026-03-29", "device", "daily", at)])  # fmt: skip
+    logged = {call.request_id: call for call in await store.calls_since("p1", at)}
+    assert set(logged) == {"r1", "r2"}
+    assert logged["r1"].outcome == "ok"
+    assert logged["r2"].outcome == "granted"
 
 
 async def test_the_delivery_log_pages_newest_first_across_its_windows(store: Store) -> None:

@@ -58,15 +58,29 @@ async def pulled(store: Store, clock: ManualClock) -> bool:
 
 
 async def settled(store: Store, clock: ManualClock) -> bool:
-    """Nothing in flight, and every project has yesterday stored or waits for its quota."""
+    """Nothing in flight, and every project has yesterday stored or waits for its quota.
+
+    In flight: a call granted or being made, or made (``ok``) with its snapshot
+    not stored yet (the store stage takes its messages in batches). The chain
+    runs while this reads, so it reads in the reverse of the order the chain
+    writes: the project (deferred after its calls are logged), then the calls
+    (made before their snapshots are stored), then the snapshots.
+    """
     for name, zone in ZONES.items():
+        project = await store.get_project(name)
         recent = await store.calls_since(name, clock.now() - timedelta(days=2))
         if any(call.outcome in ("granted", "calling") for call in recent):
             return False
+        for day in {call.local_date for call in recent if call.outcome == "ok"}:
+            stored = await store.groups_stored(name, day)
+            made = {
+                call.group for call in recent if call.outcome == "ok" and call.local_date == day
+            }
+            if not made <= set(stored):
+                return False
         day = local_yesterday(zone, clock.now()).isoformat()
         if len(await store.groups_stored(name, day)) == 7:
             continue
-        project = await store.get_project(name)
         waiting = project.waiting_until() if project else None
         if waiting is None or waiting <= clock.now():
             return False

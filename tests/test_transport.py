@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faust.streams import current_event as faust_current_event
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
+from agents.quota import EventTable
 from claritycast.keyring import new_key
 from claritycast.runtime.app import create_app
 from claritycast.runtime.embedded import Endpoints
@@ -140,3 +143,40 @@ async def test_a_batch_fetched_while_the_flow_is_stopped_is_rewound(
     consumer.flow_active = False
     assert await consumer._getmany(None, 1.0) == {}
     assert sorted(recorder.seeks) == sorted([(changelog, 0), (stream, 40)])
+
+
+class _Event:
+    """An event as far as the table's changelog sees one: the partition of its message."""
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _PartitionRecorder(dict[str, Any]):
+    """Records, for each write, the event Faust's ``Table.partition_for_key`` would read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.partitions: dict[str, int | None] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        event = faust_current_event()
+        self.partitions[key] = None if event is None else event.partition
+        super().__setitem__(key, value)
+
+
+def test_a_batch_writes_each_projects_quota_to_its_own_events_partition() -> None:
+    """Faust sends a table write to the partition of the event in hand (``current_event``).
+
+    A batch is handled after the stream moved on: `agents.quota.EventTable`
+    names, for each project's write, one of that project's own events, and
+    leaves the stream's current event as it was.
+    """
+    recorder = _PartitionRecorder()
+    events = {"p-a": _Event(0), "p-b": _Event(3)}
+    table = EventTable(recorder, events)  # type: ignore[arg-type]
+    table["p-b"] = {"calls": []}
+    table["p-a"] = {"calls": []}
+    assert recorder.partitions == {"p-b": 3, "p-a": 0}
+    assert table.get("p-a") == {"calls": []}
+    assert faust_current_event() is None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -111,7 +112,7 @@ def children_of(state: dict[str, object]) -> dict[str, int]:
 
 
 def ports_of(state: dict[str, object]) -> list[int]:
-    return [int(str(state[key]).rsplit(":", 1)[1]) for key in ("kafka_url", "mongodb_url")]
+    return [urlsplit(str(state[key])).port or 0 for key in ("kafka_url", "mongodb_url")]
 
 
 def wait_gone(pids: list[int], timeout_s: float = 20) -> list[int]:

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from claritycast.delivery.destinations import Destinations
-from claritycast.delivery.schedule import latest_due
+from claritycast.delivery.schedule import latest_due, next_due
 from claritycast.errors import (
     ClarityCastError,
     ConfigError,
@@ -30,7 +30,8 @@ from claritycast.logs import get_logger
 from claritycast.reports.builder import build_report, missing_data
 from claritycast.reports.figures import format_day
 from claritycast.reports.summariser import Summariser
-from claritycast.store.core import Store
+from claritycast.store.core import OPEN_STATES, Store
+from claritycast.store.deliveries import new_delivery
 from models import catalogue
 from models.delivery import (
     Attempt,
@@ -80,28 +81,59 @@ def send_now_key(connection: str) -> str:
 async def due_deliveries(store: Store, now: datetime) -> list[DeliveryDue]:
     """Every delivery to send down the chain now: new ones, and open ones to look at again.
 
-    A scheduled send that fell before the connection existed is not due; after
-    downtime only the latest period of each connection is sent, never a backlog.
+    Only connections whose next send has come are read (`claritycast.store.due`),
+    and only open deliveries whose next check has come: a tick's cost follows
+    what is due. A scheduled send that fell before the connection existed is
+    not due; after downtime only the latest period of each connection is sent,
+    never a backlog: an open scheduled delivery of an older period is skipped.
     """
-    wanted: list[tuple[Connection, str, datetime]] = []
-    for connection in await store.connections(status=ConnectionStatus.ACTIVE):
+    opening: list[tuple[Connection, str, str, datetime]] = []
+    next_at: dict[str, datetime] = {}
+    for connection in await store.connections_due(now):
         due = latest_due(connection.schedule, connection.timezone, now)
-        if due is None or due[1] < connection.created_at:
+        if due is not None and due[1] >= connection.created_at:
+            day, at = due
+            key = delivery_key(connection.name, day.isoformat())
+            opening.append((connection, key, day.isoformat(), at))
+        next_at[connection.name] = next_due(connection.schedule, connection.timezone, now)[1]
+    created = await store.open_deliveries([
+        new_delivery(key, connection=connection.name, period=period, reason="schedule",
+                     scheduled_at=at, now=now, next_check_at=now + RECHECK)
+        for connection, key, period, at in opening
+    ])  # fmt: skip
+    messages = [
+        _due(connection, key, period, "schedule", at, now)
+        for connection, key, period, at in opening
+        if key in created
+    ]
+    await store.set_next_dues(next_at)
+    checks = await store.deliveries_to_check(now, [state.value for state in OPEN_STATES])
+    connections = await store.connections_named({delivery.connection for delivery in checks})
+    for delivery in checks:
+        connection = connections.get(delivery.connection)
+        stale = _why_stale(delivery, connection, now)
+        if stale is not None:
+            if await store.move_delivery(delivery.key, DeliveryState.SKIPPED):
+                log.info("tick.skipped", delivery=delivery.key, why=stale)
             continue
-        day, at = due
-        wanted.append((connection, day.isoformat(), at))
-    known = await store.deliveries_by_key([delivery_key(c.name, p) for c, p, _ in wanted])
-    messages = []
-    for connection, period, at in wanted:
-        key = delivery_key(connection.name, period)
-        existing = known.get(key)
-        if existing is None:
-            if not await _open(store, connection, key, period, "schedule", at, now):
-                continue
-        elif existing.state.final or not await store.recheck_delivery(key, now, now + RECHECK):
-            continue
-        messages.append(_due(connection, key, period, "schedule", at, now))
+        assert connection is not None
+        if await store.recheck_delivery(delivery.key, now, now + RECHECK):
+            messages.append(
+                _due(connection, delivery.key, delivery.period, delivery.reason,
+                     delivery.scheduled_at, now)
+            )  # fmt: skip
     return messages
+
+
+def _why_stale(delivery: Delivery, connection: Connection | None, now: datetime) -> str | None:
+    """Why an open delivery must not be sent any more, if so."""
+    if connection is None or connection.status is not ConnectionStatus.ACTIVE:
+        return "connection paused or removed"
+    if delivery.reason == "schedule":
+        latest = latest_due(connection.schedule, connection.timezone, now)
+        if latest is not None and latest[0].isoformat() != delivery.period:
+            return f"superseded by the period {latest[0].isoformat()}"
+    return None
 
 
 async def open_send_now(store: Store, connection: Connection, now: datetime) -> DeliveryDue:

@@ -57,6 +57,37 @@ class QuotaState:
                 self.calls.remove(entry)
                 return
 
+    def count_logged(self, calls: list[Call], now: datetime) -> int:
+        """Count the durable log's calls this state has not seen; returns how many.
+
+        The table's changelog is written after the call log, so a worker that
+        dies between the two leaves a table a batch of calls behind its log; the log
+        wins. Calls never made and calls older than the window are not counted.
+        Each entry of the state stands for one logged call: a batch grants a
+        project's calls at one and the same moment, so equal entries are matched
+        one for one, never one entry for several calls.
+        """
+        unmatched = list(self.calls)
+        added = 0
+        for call in calls:
+            if call.outcome in NEVER_MADE or call.at <= now - COUNTED_FOR:
+                continue
+            seen = next(
+                (
+                    entry
+                    for entry in unmatched
+                    if entry[1] == call.reason
+                    and abs(entry[0] - call.at) < timedelta(milliseconds=1)
+                ),
+                None,
+            )
+            if seen is not None:
+                unmatched.remove(seen)
+                continue
+            self.calls.append((call.at, call.reason))
+            added += 1
+        return added
+
     def used(self, now: datetime) -> int:
         return sum(1 for at, _ in self.calls if at > now - COUNTED_FOR)
 

@@ -35,7 +35,12 @@ from claritycast.ingest.quota import LEASE
 from claritycast.keyring import new_key
 from claritycast.localtime import local_midnight, local_yesterday
 from claritycast.runtime.app import ClarityCastApp, create_app
-from claritycast.runtime.embedded import Endpoints, start_servers, stop_all
+from claritycast.runtime.embedded import (
+    Endpoints,
+    embedded_mongodb_url,
+    start_servers,
+    stop_all,
+)
 from claritycast.runtime.publisher import Publisher
 from claritycast.settings import Settings, load_settings
 from claritycast.standins.ai import AIStandin
@@ -153,7 +158,7 @@ async def run_demo(
             ai_url = await ai.start()
             ports = {server.name: server.port for server in servers}
             kafka_url = f"kafka://127.0.0.1:{ports['tansu']}"
-            mongodb_url = f"mongodb://127.0.0.1:{ports['secantusdb']}"
+            mongodb_url = embedded_mongodb_url(ports["secantusdb"])
             live = _demo_settings(
                 settings, root, secret_keys=key, kafka_url=kafka_url, mongodb_url=mongodb_url,
                 clarity_api_url=simulator.export_url,

@@ -12,11 +12,9 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    DuplicateKeyError,
-)
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from claritycast.store.base import translated
+from claritycast.store.base import DUPLICATE_KEY, chunks, translated
 from models.documents import (
     Call,
     as_utc,
@@ -53,6 +51,18 @@ class CallsMixin:
                 return False
         return True
 
+    async def log_calls(self, calls: list[Call]) -> None:
+        """`log_call` for many, one write for all; those logged already are left as they are."""
+        with translated("logging Clarity calls"):
+            for chunk in chunks(calls):
+                try:
+                    await self.db.calls.insert_many(
+                        [call.to_document() for call in chunk], ordered=False
+                    )
+                except BulkWriteError as exc:
+                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                        raise
+
     async def finish_call(
         self, request_id: str, outcome: str, status: int | None, detail: str | None
     ) -> None:
@@ -62,10 +72,13 @@ class CallsMixin:
                 {"$set": {"outcome": outcome, "status": status, "detail": detail}},
             )
 
-    async def settle_unmade_calls(self, project_id: str, granted_before: datetime) -> list[Call]:
+    async def settle_unmade_calls(self, recent: list[Call], granted_before: datetime) -> list[Call]:
         """Calls that were never made, each returned once, for the quota to stop counting.
 
-        Those are grants never started (still ``granted``) older than a time,
+        ``recent`` is the project's call log as just read (`calls_since`): the
+        quota check reads it once and answers every question from it, so this
+        costs no query when there is nothing to settle (nearly always). Those
+        calls are grants never started (still ``granted``) older than a time,
         which this marks ``expired`` (the fetch stage moves a call to
         ``calling`` before its request, with the same condition, so each such
         call is either made or expired, never both), and calls the fetch stage
@@ -73,26 +86,21 @@ class CallsMixin:
         """
         settled = []
         with translated("settling calls never made"):
-            cursor = self.db.calls.find(
-                {
-                    "project_id": project_id,
-                    "$or": [
-                        {"outcome": "granted", "at": {"$lt": granted_before}},
-                        {"outcome": "skipped", "settled": {"$ne": True}},
-                    ],
-                }
-            )
-            for doc in [doc async for doc in cursor]:
-                if doc["outcome"] == "granted":
+            for call in recent:
+                if call.settled:
+                    continue
+                if call.outcome == "granted" and call.at < granted_before:
                     change = {"outcome": "expired", "detail": "granted, never made"}
+                elif call.outcome == "skipped":
+                    change = {}
                 else:
-                    change = {"settled": True}
+                    continue
                 result = await self.db.calls.update_one(
-                    {"_id": doc["_id"], "outcome": doc["outcome"], "settled": {"$ne": True}},
+                    {"_id": call.request_id, "outcome": call.outcome, "settled": {"$ne": True}},
                     {"$set": {**change, "settled": True}},
                 )
                 if result.modified_count == 1:
-                    settled.append(Call.from_document(doc))
+                    settled.append(call)
         return settled
 
     async def abandon_call(self, request_id: str, detail: str) -> None:
@@ -103,6 +111,15 @@ class CallsMixin:
                 {"$set": {"outcome": "handler error", "detail": detail[:300]}},
             )
 
+    async def close_granted_call(self, request_id: str, outcome: str, detail: str) -> bool:
+        """Close a call never made (skipped, expired) if it is still ``granted``; True if so."""
+        with translated("closing a call"):
+            result = await self.db.calls.update_one(
+                {"_id": request_id, "outcome": "granted"},
+                {"$set": {"outcome": outcome, "status": None, "detail": detail}},
+            )
+        return result.modified_count == 1
+
     async def start_call(self, request_id: str) -> bool:
         """Mark a granted call as being made; False if it expired or was started already."""
         with translated("starting a call"):
@@ -112,6 +129,7 @@ class CallsMixin:
         return result.modified_count == 1
 
     async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
+        """A project's calls since ``since``, oldest first (the index ``by_project_time``)."""
         with translated("reading the call log"):
             cursor = self.db.calls.find({"project_id": project_id, "at": {"$gte": since}})
             return [Call.from_document(doc) async for doc in cursor.sort("at", ASCENDING)]
@@ -135,13 +153,18 @@ class CallsMixin:
     async def calls_for(
         self, project_id: str, local_date: str, group: str, since: datetime
     ) -> list[Call]:
-        """The calls made for one group of one local date since ``since``."""
+        """The calls made for one group of one local date since ``since``.
+
+        The query is the index ``by_project_date_group`` exactly, and the time
+        is checked here: SecantusDB plans an extra range on another field by
+        the project alone, which reads every call the project ever made.
+        """
         with translated("reading the call log"):
             cursor = self.db.calls.find(
-                {"project_id": project_id, "local_date": local_date, "group": group,
-                 "at": {"$gte": since}}
-            )  # fmt: skip
-            return [Call.from_document(doc) async for doc in cursor]
+                {"project_id": project_id, "local_date": local_date, "group": group}
+            )
+            calls = [Call.from_document(doc) async for doc in cursor]
+        return [call for call in calls if call.at >= since]
 
     async def get_call(self, request_id: str) -> Call | None:
         with translated("reading a call"):

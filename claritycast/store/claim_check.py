@@ -130,6 +130,21 @@ class BlockStore:
         document = await self.collection.find_one({"_id": ref})
         if document is None:
             raise BlocksMissing(f"the blocks {ref[:19]}… are not in the store (expired?)")
+        return await self._unpack(ref, document)
+
+    async def get_many(self, refs: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The blocks of each of ``refs`` (at most ``IN_CHUNK``), in one read for all but GridFS.
+
+        `BlocksMissing` or `BlocksCorrupt` if any of them is unusable: the
+        caller then takes them one at a time.
+        """
+        documents = {doc["_id"]: doc async for doc in self.collection.find({"_id": {"$in": refs}})}
+        missing = [ref for ref in refs if ref not in documents]
+        if missing:
+            raise BlocksMissing(f"the blocks {missing[0][:19]}… are not in the store (expired?)")
+        return {ref: await self._unpack(ref, document) for ref, document in documents.items()}
+
+    async def _unpack(self, ref: str, document: dict[str, Any]) -> list[dict[str, Any]]:
         if document.get("gridfs"):
             try:
                 stream = await self.bucket.open_download_stream(ref)

@@ -17,7 +17,16 @@ from typing import Any
 from pymongo import AsyncMongoClient, IndexModel
 
 from claritycast.keyring import Keyring
-from claritycast.store import accounts, audit, calls, dead_letters, deliveries, projects, snapshots
+from claritycast.store import (
+    accounts,
+    audit,
+    calls,
+    dead_letters,
+    deliveries,
+    due,
+    projects,
+    snapshots,
+)
 from claritycast.store.accounts import AccountsMixin
 from claritycast.store.audit import AuditMixin
 from claritycast.store.base import StoreBase, translated
@@ -25,21 +34,33 @@ from claritycast.store.calls import CallsMixin
 from claritycast.store.claim_check import BlockStore
 from claritycast.store.dead_letters import DeadLettersMixin
 from claritycast.store.deliveries import OPEN_STATES, DeliveriesMixin
+from claritycast.store.due import DueMixin
 from claritycast.store.projects import ProjectsMixin
 from claritycast.store.snapshots import SnapshotsMixin
 from claritycast.store.tokens import TokensMixin
 
 __all__ = ["INDEXES", "OPEN_STATES", "Store", "open_store", "translated"]
 
-INDEXES: dict[str, list[IndexModel]] = {
-    **snapshots.INDEXES,
-    **projects.INDEXES,
-    **calls.INDEXES,
-    **deliveries.INDEXES,
-    **dead_letters.INDEXES,
-    **accounts.INDEXES,
-    **audit.INDEXES,
-}
+
+def _joined(*parts: dict[str, list[IndexModel]]) -> dict[str, list[IndexModel]]:
+    """Each collection's indexes from every module that declares some."""
+    joined: dict[str, list[IndexModel]] = {}
+    for part in parts:
+        for collection, indexes in part.items():
+            joined.setdefault(collection, []).extend(indexes)
+    return joined
+
+
+INDEXES: dict[str, list[IndexModel]] = _joined(
+    snapshots.INDEXES,
+    projects.INDEXES,
+    calls.INDEXES,
+    deliveries.INDEXES,
+    dead_letters.INDEXES,
+    due.INDEXES,
+    accounts.INDEXES,
+    audit.INDEXES,
+)
 
 
 class Store(
@@ -49,6 +70,7 @@ class Store(
     CallsMixin,
     DeliveriesMixin,
     DeadLettersMixin,
+    DueMixin,
     AccountsMixin,
     AuditMixin,
     StoreBase,

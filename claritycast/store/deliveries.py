@@ -54,6 +54,30 @@ OPEN_STATES = [
 ]
 
 
+def new_delivery(
+    key: str,
+    *,
+    connection: str,
+    period: str,
+    reason: str,
+    scheduled_at: datetime,
+    now: datetime,
+    next_check_at: datetime,
+) -> dict[str, Any]:
+    """The delivery log's document of a delivery just opened (state ``due``)."""
+    return {
+        "_id": key,
+        "connection": connection,
+        "period": period,
+        "reason": reason,
+        "scheduled_at": scheduled_at,
+        "state": DeliveryState.DUE.value,
+        "created_at": now,
+        "next_check_at": next_check_at,
+        "attempts": [],
+    }
+
+
 class DeliveriesMixin:
     """`Store` operations on connections, deliveries and charts."""
 
@@ -136,17 +160,10 @@ class DeliveriesMixin:
         next_check_at: datetime,
     ) -> bool:
         """Create a delivery in state ``due``; False when its key exists (it is not new)."""
-        document = {
-            "_id": key,
-            "connection": connection,
-            "period": period,
-            "reason": reason,
-            "scheduled_at": scheduled_at,
-            "state": DeliveryState.DUE.value,
-            "created_at": now,
-            "next_check_at": next_check_at,
-            "attempts": [],
-        }
+        document = new_delivery(
+            key, connection=connection, period=period, reason=reason,
+            scheduled_at=scheduled_at, now=now, next_check_at=next_check_at,
+        )  # fmt: skip
         with translated("opening a delivery"):
             try:
                 await self.db.deliveries.insert_one(document)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from pymongo.errors import (
     DuplicateKeyError,
 )
 
-from claritycast.store.base import translated
+from claritycast.store.base import DUE_AT_ONCE, chunks, translated
 from claritycast.store.tokens import ensure_sealed
 from models.documents import (
     Organisation,
@@ -109,6 +110,15 @@ class ProjectsMixin:
             doc = await self.db.projects.find_one({"_id": project_id})
         return Project.from_document(doc) if doc else None
 
+    async def get_projects(self, project_ids: Collection[str]) -> dict[str, Project]:
+        """Many projects by id, a read per `IN_CHUNK` (a batch of messages about them)."""
+        found = {}
+        with translated("reading projects"):
+            for chunk in chunks(project_ids):
+                cursor = self.db.projects.find({"_id": {"$in": chunk}})
+                found.update({doc["_id"]: Project.from_document(doc) async for doc in cursor})
+        return found
+
     async def find_project(self, label_or_id: str) -> Project | None:
         with translated("finding a project"):
             doc = await self.db.projects.find_one(
@@ -158,11 +168,22 @@ class ProjectsMixin:
             )
 
     async def set_deferred_until(self, project_id: str, until: datetime | None) -> None:
-        """The quota is full until ``until``: the tick leaves the project alone till then."""
+        """The quota is full until ``until``: the tick leaves the project alone till then.
+
+        A deferral lifted (None) or brought forward makes the project due
+        earlier than the tick's stored moment (``next_pull_at``,
+        `claritycast.store.due`): that moment is removed or lowered with it.
+        """
         with translated("deferring a project's pull"):
             await self.db.projects.update_one(
                 {"_id": project_id}, {"$set": {"deferred_until": until}}
             )
+            earliest = DUE_AT_ONCE if until is None else until
+            await self.db.projects.update_one(
+                {"_id": project_id,
+                 "$or": [{"next_pull_at": {"$gt": earliest}}, {"next_pull_at": None}]},
+                {"$set": {"next_pull_at": earliest}},
+            )  # fmt: skip
 
     async def remove_project(self, project_id: str) -> bool:
         """Delete a project and its metric sources (its snapshots and call log stay)."""

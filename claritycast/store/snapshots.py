@@ -1,8 +1,8 @@
 """Snapshots, the pulls' progress, and answers' blocks (the claim check).
 
 One snapshot per (project, local date, fetch group); the small ``pulls``
-record per project and day says which groups are stored or held, so the tick
-and the quota check never scan snapshots.
+record per project and day (``_id`` ``<project>/<date>``) says which groups
+are stored or held, so the tick and the quota check never scan snapshots.
 """
 
 from __future__ import annotations
@@ -12,19 +12,16 @@ from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    DuplicateKeyError,
-)
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from claritycast.store import claim_check
-from claritycast.store.base import translated
+from claritycast.store.base import DUE_AT_ONCE, DUPLICATE_KEY, chunks, translated
 from claritycast.store.claim_check import BlocksRef, BlockStore
 from models.documents import (
     PullProgress,
     Snapshot,
-    as_utc,
 )
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -36,8 +33,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("fetched_at", ASCENDING)], name="by_fetched_at"),
     ],
+    # Read by id (the tick, the quota check) or by project and date (the API's lists).
     "pulls": [
-        IndexModel([("local_date", ASCENDING)], name="by_local_date"),
         IndexModel([("project_id", ASCENDING), ("local_date", ASCENDING)], name="by_project_date"),
     ],
     claim_check.COLLECTION: claim_check.INDEXES,
@@ -61,6 +58,14 @@ class SnapshotsMixin:
         """An answer's blocks by reference; `BlocksMissing` or `BlocksCorrupt` if unusable."""
         with translated("reading an answer's blocks"):
             return await self._blocks.get(ref)
+
+    async def get_blocks_many(self, refs: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """The blocks of many references, a few reads for all; raises as `get_blocks` does."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        with translated("reading answers' blocks"):
+            for chunk in chunks(refs):
+                found.update(await self._blocks.get_many(chunk))
+        return found
 
     async def pin_blocks(self, ref: str) -> None:
         """Keep an answer's blocks for good: a snapshot needs the complete answer."""
@@ -97,6 +102,47 @@ class SnapshotsMixin:
                 upsert=True,
             )
         return result is not None and result.upserted_id is not None
+
+    async def save_snapshots(self, snapshots: list[Snapshot]) -> set[str]:
+        """Store many snapshots as `save_snapshot` stores one; returns the ids this call created.
+
+        One bulk write for the snapshots (each an upsert that changes nothing
+        when the snapshot exists) and one for the pulls' progress, with one
+        update per (project, day) whatever the number of its groups.
+        """
+        created: set[str] = set()
+        pulls: dict[str, tuple[str, str, set[str]]] = {}
+        for snapshot in snapshots:
+            key = f"{snapshot.project_id}/{snapshot.local_date}"
+            pulls.setdefault(key, (snapshot.project_id, snapshot.local_date, set()))[2].add(
+                snapshot.group
+            )
+        with translated("saving snapshots"):
+            for chunk in chunks(snapshots):
+                documents = [snapshot.to_document() for snapshot in chunk]
+                try:
+                    result = await self.db.snapshots.bulk_write(
+                        [UpdateOne({k: doc[k] for k in ("project_id", "local_date", "group")},
+                                   {"$setOnInsert": doc}, upsert=True)
+                         for doc in documents],
+                        ordered=False,
+                    )  # fmt: skip
+                    upserted = result.upserted_ids
+                except BulkWriteError as exc:  # concurrent writers stored some first
+                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                        raise
+                    upserted = {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
+                created |= {documents[index]["_id"] for index in upserted}
+            for chunk in chunks(list(pulls.items())):
+                await self.db.pulls.bulk_write(
+                    [UpdateOne({"_id": key},
+                               {"$set": {"project_id": project_id, "local_date": day},
+                                "$addToSet": {"groups": {"$each": sorted(groups)}}},
+                               upsert=True)
+                     for key, (project_id, day, groups) in chunk],
+                    ordered=False,
+                )  # fmt: skip
+        return created
 
     async def get_snapshot(self, project_id: str, local_date: str, group: str) -> Snapshot | None:
         with translated("reading a snapshot"):
@@ -191,7 +237,11 @@ class SnapshotsMixin:
     async def hold_group(
         self, project_id: str, local_date: str, group: str, until: datetime | None
     ) -> None:
-        """Keep the tick from asking for a group until ``until``; None: for good (dead letter)."""
+        """Keep the tick from asking for a group until ``until``; None: for good (dead letter).
+
+        A retry also brings the project's next look by the tick forward to it
+        (`claritycast.store.due`).
+        """
         field = f"retry_at.{group}" if until is not None else f"dead.{group}"
         with translated("holding a group"):
             await self.db.pulls.update_one(
@@ -203,30 +253,22 @@ class SnapshotsMixin:
                 },
                 upsert=True,
             )  # fmt: skip
+            if until is not None:
+                await self.db.projects.update_one(
+                    {"_id": project_id, "next_pull_at": {"$gt": until}},
+                    {"$set": {"next_pull_at": until}},
+                )
 
     async def release_group(self, project_id: str, local_date: str, group: str) -> None:
-        """Let the tick ask for a held group again (a replay)."""
+        """Let the tick ask for a held group again (a replay), at its next run."""
         with translated("releasing a group"):
             await self.db.pulls.update_one(
                 {"_id": f"{project_id}/{local_date}"},
                 {"$unset": {f"retry_at.{group}": "", f"dead.{group}": ""}},
             )
-
-    async def groups_not_due_on(
-        self, local_dates: list[str], now: datetime
-    ) -> dict[tuple[str, str], set[str]]:
-        """(project, date) -> groups the tick must not ask for now, in one small query.
-
-        Those are the groups stored, dead-lettered, or waiting for a retry.
-        """
-        not_due: dict[tuple[str, str], set[str]] = {}
-        with translated("listing the pulls' progress"):
-            cursor = self.db.pulls.find({"local_date": {"$in": local_dates}})
-            async for doc in cursor:
-                groups = set(doc.get("groups") or ()) | set(doc.get("dead") or {})
-                groups |= {g for g, at in (doc.get("retry_at") or {}).items() if as_utc(at) > now}
-                not_due[(doc["project_id"], doc["local_date"])] = groups
-        return not_due
+            await self.db.projects.update_one(
+                {"_id": project_id}, {"$set": {"next_pull_at": DUE_AT_ONCE}}
+            )
 
     async def pulls_since_many(
         self, project_ids: list[str], first_date: str
