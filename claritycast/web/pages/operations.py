@@ -8,7 +8,6 @@ report the quota check trusts, a page of sources at a time.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -17,10 +16,10 @@ from fastapi.responses import Response
 from claritycast.errors import ClarityCastError
 from claritycast.ingest.quota import DAILY_LIMIT
 from claritycast.ingest.replay import STAGES, replay
-from claritycast.web import pagination, views
 from claritycast.web.audit_trail import name_object
 from claritycast.web.auth import Admin, Context
 from claritycast.web.pages.render import page, redirect, refused
+from claritycast.web.pages.sources import source_views_page
 from claritycast.web.routes.operations import dead_letters, status_view
 
 router = APIRouter()
@@ -81,15 +80,7 @@ async def replay_letters(request: Request, _who: Admin, ctx: Context) -> Respons
 async def quota_page(
     request: Request, _who: Admin, ctx: Context, cursor: str | None = None
 ) -> Response:
-    after = pagination.decode(cursor, 2)
-    projects = await ctx.store.projects_page((after[0], after[1]) if after else None, PAGE_SIZE + 1)
-    shown = projects[:PAGE_SIZE]
-    rows = await views.sources(
-        ctx.store, shown, ctx.clock.now(), ctx.settings.default_timezone,
-        timedelta(seconds=ctx.settings.fetch_lease_s),
-    )  # fmt: skip
-    more = len(projects) > PAGE_SIZE and shown
-    next_cursor = pagination.encode([shown[-1].label, shown[-1].project_id]) if more else None
+    rows, next_cursor = await source_views_page(ctx, cursor)
     return await page(
         request, "quota.html", section="operations", rows=rows, limit=DAILY_LIMIT,
         next_cursor=next_cursor, first_page=not cursor,

@@ -22,7 +22,7 @@ from claritycast.ingest.refresh import start_refresh
 from claritycast.ingest.tokens import set_token
 from claritycast.web import pagination, views
 from claritycast.web.audit_trail import name_object
-from claritycast.web.auth import Admin, Context, Viewer
+from claritycast.web.auth import Admin, Context, Viewer, WebContext
 from claritycast.web.errors import from_error
 from claritycast.web.pages.charts import source_charts, sparklines
 from claritycast.web.pages.render import page, plural, redirect, refused, when
@@ -73,10 +73,8 @@ def headroom(source: Source) -> str:
     return f"No refresh left now ({used}; {kept}){after}."
 
 
-@router.get("/sources")
-async def sources_page(
-    request: Request, _who: Viewer, ctx: Context, cursor: str | None = None
-) -> Response:
+async def source_views_page(ctx: WebContext, cursor: str | None) -> tuple[list[Source], str | None]:
+    """One page of sources by label, as the API shows them, and the next page's cursor."""
     after = pagination.decode(cursor, 2)
     projects = await ctx.store.projects_page((after[0], after[1]) if after else None, PAGE_SIZE + 1)
     shown = projects[:PAGE_SIZE]
@@ -85,7 +83,14 @@ async def sources_page(
         timedelta(seconds=ctx.settings.fetch_lease_s),
     )  # fmt: skip
     more = len(projects) > PAGE_SIZE and shown
-    next_cursor = pagination.encode([shown[-1].label, shown[-1].project_id]) if more else None
+    return items, pagination.encode([shown[-1].label, shown[-1].project_id]) if more else None
+
+
+@router.get("/sources")
+async def sources_page(
+    request: Request, _who: Viewer, ctx: Context, cursor: str | None = None
+) -> Response:
+    items, next_cursor = await source_views_page(ctx, cursor)
     return await page(
         request, "sources.html", section="sources", sources=items,
         sparks=await sparklines(ctx.store, items), next_cursor=next_cursor, first_page=not cursor,
