@@ -71,26 +71,42 @@ async def handle_batch(
     grants: Sequence[FetchGranted],
     deps: Deps,
     topics: Topics,
-    one_by_one: Callable[[FetchGranted, Project | None], Awaitable[None]],
+    one_by_one: Callable[[FetchGranted, Project | None, set[str]], Awaitable[None]],
 ) -> None:
-    """`handle` for a batch: its projects in one read, up to `CONCURRENCY` requests at once.
+    """`handle` for a batch: its projects in one read, up to `CONCURRENCY` projects at once.
 
     Past the read, each grant is handled alone and guarded (``one_by_one``):
     a grant once started is never handled again because another failed, and
-    Clarity's latency is spent in parallel rather than in turn.
+    Clarity's latency is spent in parallel rather than in turn. A project's own
+    grants are made in turn, never at once: after a 429 (or a refused token)
+    the project is read again before its next grant, which is then skipped, so
+    a batch never sends Clarity a request the previous answer forbade.
     """
     projects = await deps.store.get_projects({granted.project_id for granted in grants})
+    by_project: dict[str, list[FetchGranted]] = {}
+    for granted in grants:
+        by_project.setdefault(granted.project_id, []).append(granted)
+    changed: set[str] = set()  # projects whose state a failed request just changed
     slots = asyncio.Semaphore(CONCURRENCY)
 
-    async def limited(granted: FetchGranted) -> None:
+    async def in_turn(project_id: str, own: list[FetchGranted]) -> None:
         async with slots:
-            await one_by_one(granted, projects.get(granted.project_id))
+            for granted in own:
+                project = projects.get(project_id)
+                if project_id in changed:
+                    project = await deps.store.get_project(project_id)
+                    changed.discard(project_id)
+                await one_by_one(granted, project, changed)
 
-    await asyncio.gather(*(limited(granted) for granted in grants))
+    await asyncio.gather(*(in_turn(pid, own) for pid, own in by_project.items()))
 
 
 async def handle_for(
-    granted: FetchGranted, project: Project | None, deps: Deps, topics: Topics
+    granted: FetchGranted,
+    project: Project | None,
+    deps: Deps,
+    topics: Topics,
+    changed: set[str] | None = None,
 ) -> None:
     """Make the request of a grant whose project was just read.
 
@@ -116,7 +132,9 @@ async def handle_for(
             await store.close_granted_call(granted.request_id, "skipped", "token unreadable")
             return
         if await store.start_call(granted.request_id):
-            await _make(granted, token, deps, topics, called_at, context)
+            answered = await _make(granted, token, deps, topics, called_at, context)
+            if not answered and changed is not None:  # a 429 or a refused token changed it
+                changed.add(granted.project_id)
             return
     call = await store.get_call(granted.request_id)
     if call is not None and call.outcome == "calling":
@@ -151,8 +169,11 @@ async def _make(
     topics: Topics,
     called_at: datetime,
     context: dict[str, str],
-) -> None:
-    """The request itself, and what follows: the answer stored aside and sent on, or the failure."""
+) -> bool:
+    """The request itself, and what follows: the answer stored aside and sent on, or the failure.
+
+    True when Clarity answered; False when it did not (the failure is recorded).
+    """
     store = deps.store
     try:
         response = await deps.clarity.fetch(token, GROUPS_BY_NAME[granted.group])
@@ -169,7 +190,7 @@ async def _make(
             log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)
         for notice in outcome.notices:
             await send_bounded(topics[DELIVERIES_DUE], notice.connection, notice)
-        return
+        return False
     CLARITY_CALLS.labels("ok").inc()
     ref = await with_store_retry(
         "fetch", lambda: store.put_blocks(response.to_json(), called_at), **context
@@ -185,6 +206,7 @@ async def _make(
     )
     log.info("fetch.ok", late=record.late, rows=sum(ref.rows.values()),
              bytes=ref.size_bytes, **context)  # fmt: skip
+    return True
 
 
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
@@ -198,8 +220,8 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     async def one(granted: FetchGranted) -> None:
         await guard(granted, lambda: handle(granted, deps, topics))
 
-    async def in_batch(granted: FetchGranted, project: Project | None) -> None:
-        await guard(granted, lambda: handle_for(granted, project, deps, topics))
+    async def in_batch(granted: FetchGranted, project: Project | None, changed: set[str]) -> None:
+        await guard(granted, lambda: handle_for(granted, project, deps, topics, changed))
 
     @app.agent(topics[FETCH_GRANTED], name="claritycast.fetch")
     async def fetch_agent(stream: StreamT[FetchGranted]) -> None:

@@ -111,7 +111,9 @@ async def test_kill_9_of_a_worker_mid_pull_spends_no_extra_and_is_taken_over(
             return await all_stored(store, yesterday) and not await unfinished_grants(store)
 
         try:
-            await wait_for(all_done, timeout_s=90, interval_s=0.2)
+            # The survivor works through the victim's backlog too; with another test
+            # process on the same 2 cores that took more than 90 s once.
+            await wait_for(all_done, timeout_s=150, interval_s=0.2)
         except AssertionError:
             raise AssertionError(await pull_diagnosis(store, yesterday, workers)) from None
         finished_s = time.monotonic() - killed_monotonic
