@@ -92,11 +92,14 @@ async def handle_batch(
     async def in_turn(project_id: str, own: list[FetchGranted]) -> None:
         async with slots:
             for granted in own:
-                project = projects.get(project_id)
-                if project_id in changed:
-                    project = await deps.store.get_project(project_id)
+                if project_id in changed:  # what the batch read is stale: read it again
+                    fresh = await deps.store.get_project(project_id)
+                    if fresh is None:
+                        projects.pop(project_id, None)
+                    else:
+                        projects[project_id] = fresh
                     changed.discard(project_id)
-                await one_by_one(granted, project, changed)
+                await one_by_one(granted, projects.get(project_id), changed)
 
     await asyncio.gather(*(in_turn(pid, own) for pid, own in by_project.items()))
 

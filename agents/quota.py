@@ -34,6 +34,7 @@ from claritycast.ingest.quota import (
     DAILY_LIMIT,
     GRANT_TTL,
     ON_ITS_WAY,
+    STORED_ALREADY,
     QuotaState,
     decide,
     in_flight,
@@ -252,7 +253,7 @@ async def _not_due_because(
         progress = await deps.store.pull_progress(request.project_id, request.local_date)
         view.progress[request.local_date] = progress
     if request.group in progress.stored:
-        return f"{day_group} is stored already"
+        return f"{day_group} {STORED_ALREADY}"
     held = progress.held(request.group, now)
     if held is not None:
         return f"{day_group} is held: {held}"

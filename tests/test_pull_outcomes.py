@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from claritycast.ingest.connect import AskedRequest, outcomes_now
-from claritycast.ingest.quota import ON_ITS_WAY
+from claritycast.ingest.quota import ON_ITS_WAY, STORED_ALREADY
 from claritycast.standins.history import history_snapshot
 from claritycast.store.core import Store
 
@@ -28,12 +28,12 @@ async def test_a_group_already_under_way_is_followed_to_its_end(store: Store) ->
     for request in (overall, device):
         why = f"{DAY} {request.group} {ON_ITS_WAY} (a call granted at 08:59:59Z)"
         await store.record_refusal(request.request_id, "shop", why, None, NOW, kind="not due")
-    stored_already = f"{DAY} browser is stored already"
+    stored_already = f"{DAY} browser {STORED_ALREADY}"
     await store.record_refusal("c3", "shop", stored_already, None, NOW, kind="not due")
 
     ended = await outcomes_now(store, [overall, device, browser])
     assert set(ended) == {"c3"}, "under way: no end yet, shown as pending"
-    assert (ended["c3"].outcome, ended["c3"].detail) == ("not due", stored_already)
+    assert (ended["c3"].outcome, ended["c3"].detail) == ("stored", stored_already)
 
     await store.save_snapshot(
         history_snapshot("shop", datetime(2026, 11, 30).date(), "overall", "UTC")

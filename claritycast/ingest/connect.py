@@ -23,7 +23,7 @@ import faust
 from claritycast.clarity.token import check_token, fingerprint, plain_token
 from claritycast.clock import Clock
 from claritycast.errors import Conflict, InputError, NotFound
-from claritycast.ingest.quota import ON_ITS_WAY
+from claritycast.ingest.quota import ON_ITS_WAY, STORED_ALREADY
 from claritycast.localtime import local_yesterday, valid_timezone
 from claritycast.naming import slug
 from claritycast.store.core import Store
@@ -253,6 +253,10 @@ async def outcomes_now(store: Store, requests: Sequence[Asked]) -> dict[str, Gro
         call = calls.get(request.request_id)
         if request.request_id in refusals:
             kind, why, next_at = refusals[request.request_id]
+            if kind == "not due" and STORED_ALREADY in why:
+                # another request (the tick's, usually) stored it first: it is stored
+                ended[request.request_id] = GroupReport(request.group, "stored", why)
+                continue
             if kind == "not due" and ON_ITS_WAY in why:
                 followed = await _follow_the_call_under_way(store, request, why)
                 if followed is not None:

@@ -131,6 +131,8 @@ IN_FLIGHT = frozenset({"granted", "calling", "ok"})
 # The words of a "not due" refusal whose group another request is fetching; a pull
 # that meets one follows that group to its end (`ingest.connect.outcomes_now`).
 ON_ITS_WAY = "is on its way"
+# ... and of one whose group another request has already stored: the pull shows it stored.
+STORED_ALREADY = "is stored already"
 
 
 def in_flight(call: Call, now: datetime, lease: timedelta = LEASE) -> bool:
