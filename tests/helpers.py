@@ -276,13 +276,15 @@ async def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int
     return process.returncode, out.decode(), err.decode()
 
 
-async def record_sizes(kafka_url: str, topic_prefix: str) -> dict[str, list[int]]:
-    """The size (key + value bytes) of every record on every topic whose name starts so."""
+async def topic_records(
+    kafka_url: str, topic_prefix: str, *, timeout_s: float = 60
+) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every record (key, value) of every topic whose name starts with ``topic_prefix``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False, group_id=None
     )
     await consumer.start()
-    sizes: dict[str, list[int]] = {}
+    records: dict[str, list[tuple[bytes, bytes]]] = {}
     try:
         await consumer._client.force_metadata_update()  # no public refresh call
         names = [name for name in await consumer.topics() if name.startswith(topic_prefix)]
@@ -293,15 +295,21 @@ async def record_sizes(kafka_url: str, topic_prefix: str) -> dict[str, list[int]
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
-                sizes.setdefault(tp.topic, []).extend(
-                    len(m.key or b"") + len(m.value or b"") for m in messages
+                records.setdefault(tp.topic, []).extend(
+                    (m.key or b"", m.value or b"") for m in messages
                 )
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         assert not remaining, f"could not read to the end of {sorted(map(str, remaining))}"
     finally:
         await consumer.stop()
-    return sizes
+    return records
+
+
+async def record_sizes(kafka_url: str, topic_prefix: str) -> dict[str, list[int]]:
+    """The size (key + value bytes) of every record on every topic whose name starts so."""
+    records = await topic_records(kafka_url, topic_prefix)
+    return {topic: [len(k) + len(v) for k, v in kept] for topic, kept in records.items()}

@@ -8,16 +8,14 @@ it either.
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from bson import Binary, json_util
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import bootstrap
+from tests.helpers import topic_records
 
 SUBSTRING = 12
 
@@ -71,34 +69,11 @@ async def dump_topics(
     kafka_url: str, prefix: str, *, timeout_s: float = 60
 ) -> dict[str, list[str]]:
     """Every record (key and value, as text) of every topic whose name starts with ``prefix``."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False, group_id=None
-    )
-    await consumer.start()
-    records: dict[str, list[str]] = {}
-    try:
-        await consumer._client.force_metadata_update()  # no public refresh call
-        names = [name for name in await consumer.topics() if name.startswith(prefix)]
-        partitions = [
-            TopicPartition(name, p) for name in names for p in consumer.partitions_for_topic(name)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp, end in ends.items() if end > 0}
-        deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
-                records.setdefault(tp.topic, []).extend(
-                    (m.key or b"").decode("latin-1") + " " + (m.value or b"").decode("latin-1")
-                    for m in messages
-                )
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-        assert not remaining, f"could not read to the end of {sorted(map(str, remaining))}"
-    finally:
-        await consumer.stop()
-    return records
+    records = await topic_records(kafka_url, prefix, timeout_s=timeout_s)
+    return {
+        topic: [key.decode("latin-1") + " " + value.decode("latin-1") for key, value in kept]
+        for topic, kept in records.items()
+    }
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
