@@ -26,6 +26,8 @@ MongoDB outage.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -35,15 +37,15 @@ from faust.types import StreamT
 from agents.batch import BATCH_MAX, BATCH_WAIT_S, guarded_batch
 from agents.deps import Deps
 from agents.guard import DeadLetterSink, guarded, with_store_retry
-from claritycast.errors import ClarityError
+from claritycast.errors import ClarityError, StoreError
 from claritycast.ingest.fetch_failures import after_failure
 from claritycast.ingest.quota import GRANT_TTL
 from claritycast.ingest.tokens import readable_token
 from claritycast.localtime import is_late
 from claritycast.logs import get_logger
-from claritycast.store.claim_check import fetched_record
+from claritycast.store.claim_check import BlocksRef, fetched_record
 from claritycast.telemetry import CLARITY_CALLS, DEAD_LETTERS
-from models.clarity import GROUPS_BY_NAME
+from models.clarity import GROUPS_BY_NAME, ClarityResponse
 from models.documents import Project, ProjectStatus
 from models.records import FetchGranted
 from topics import (
@@ -57,8 +59,9 @@ from topics import (
 
 log = get_logger(__name__)
 
-# Requests in flight at once per worker: Clarity answers in hundreds of milliseconds,
-# and a batch's requests are independent (the quota counted each already).
+# Requests in flight at once per worker (a wave): Clarity answers in hundreds of
+# milliseconds, and the grants of different projects are independent (the quota
+# counted each already).
 CONCURRENCY = 8
 
 
@@ -67,49 +70,8 @@ async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     await handle_for(granted, await deps.store.get_project(granted.project_id), deps, topics)
 
 
-async def handle_batch(
-    grants: Sequence[FetchGranted],
-    deps: Deps,
-    topics: Topics,
-    one_by_one: Callable[[FetchGranted, Project | None, set[str]], Awaitable[None]],
-) -> None:
-    """`handle` for a batch: its projects in one read, up to `CONCURRENCY` projects at once.
-
-    Past the read, each grant is handled alone and guarded (``one_by_one``):
-    a grant once started is never handled again because another failed, and
-    Clarity's latency is spent in parallel rather than in turn. A project's own
-    grants are made in turn, never at once: after a 429 (or a refused token)
-    the project is read again before its next grant, which is then skipped, so
-    a batch never sends Clarity a request the previous answer forbade.
-    """
-    projects = await deps.store.get_projects({granted.project_id for granted in grants})
-    by_project: dict[str, list[FetchGranted]] = {}
-    for granted in grants:
-        by_project.setdefault(granted.project_id, []).append(granted)
-    changed: set[str] = set()  # projects whose state a failed request just changed
-    slots = asyncio.Semaphore(CONCURRENCY)
-
-    async def in_turn(project_id: str, own: list[FetchGranted]) -> None:
-        async with slots:
-            for granted in own:
-                if project_id in changed:  # what the batch read is stale: read it again
-                    fresh = await deps.store.get_project(project_id)
-                    if fresh is None:
-                        projects.pop(project_id, None)
-                    else:
-                        projects[project_id] = fresh
-                    changed.discard(project_id)
-                await one_by_one(granted, projects.get(project_id), changed)
-
-    await asyncio.gather(*(in_turn(pid, own) for pid, own in by_project.items()))
-
-
 async def handle_for(
-    granted: FetchGranted,
-    project: Project | None,
-    deps: Deps,
-    topics: Topics,
-    changed: set[str] | None = None,
+    granted: FetchGranted, project: Project | None, deps: Deps, topics: Topics
 ) -> None:
     """Make the request of a grant whose project was just read.
 
@@ -119,31 +81,207 @@ async def handle_for(
     only when that fails, to tell a redelivery after a worker died during the
     request (counted, and closed as ``interrupted``) from one already made.
     """
+    called_at = deps.clock.now()
+    token = await _token_unless_skipped(granted, project, deps, called_at)
+    if token is None:
+        return
+    if not await deps.store.start_call(granted.request_id):
+        await _not_started(granted, deps)
+        return
+    response = await _request(granted, token, deps, topics, called_at)
+    if response is None:
+        return
+    ref = await with_store_retry(
+        "fetch", lambda: deps.store.put_blocks(response.to_json(), called_at), **_context(granted)
+    )
+    await _send_on(granted, response, ref, called_at, topics)
+    detail = _detail(response)
+    await with_store_retry(
+        "fetch",
+        lambda: deps.store.finish_call(granted.request_id, "ok", 200, detail),
+        **_context(granted),
+    )
+
+
+Guard = Callable[[FetchGranted, Callable[[], Awaitable[None]]], Awaitable[None]]
+
+
+async def handle_batch(
+    grants: Sequence[FetchGranted], deps: Deps, topics: Topics, guard: Guard
+) -> None:
+    """`handle` for a batch: its projects in one read, its requests in waves (`waves`).
+
+    A wave holds at most `CONCURRENCY` grants and at most one per project, so
+    a project's grants are made in turn: after a 429 (or a refused token) the
+    project is read again before its next wave, and its next grant is then
+    skipped; a batch never sends Clarity a request the previous answer forbade.
+    See `_make_wave` for what a wave writes.
+    """
+    projects = await deps.store.get_projects({granted.project_id for granted in grants})
+    changed: set[str] = set()  # projects whose state a failed request just changed
+    for wave in waves(grants, CONCURRENCY):
+        stale = changed & {granted.project_id for granted in wave}
+        if stale:  # what the batch read is stale: read it again
+            fresh = await deps.store.get_projects(stale)
+            for project_id in stale:
+                projects.pop(project_id, None)
+                if project_id in fresh:
+                    projects[project_id] = fresh[project_id]
+            changed -= stale
+        await _make_wave(wave, projects, deps, topics, guard, changed)
+
+
+def waves(grants: Sequence[FetchGranted], size: int) -> list[list[FetchGranted]]:
+    """The grants in waves of at most ``size``, no two of one project, each project's in order.
+
+    Each wave takes the next grant of the projects with the most left (the
+    first seen first among equals), so a batch takes as few waves as the rule
+    allows: the most grants of one project, or the batch over ``size``.
+    """
+    queues: dict[str, deque[FetchGranted]] = {}
+    for granted in grants:
+        queues.setdefault(granted.project_id, deque()).append(granted)
+    found = []
+    while queues:
+        first = sorted(queues, key=lambda project_id: -len(queues[project_id]))[:size]
+        found.append([queues[project_id].popleft() for project_id in first])
+        queues = {project_id: queue for project_id, queue in queues.items() if queue}
+    return found
+
+
+async def _make_wave(
+    wave: list[FetchGranted],
+    projects: dict[str, Project],
+    deps: Deps,
+    topics: Topics,
+    guard: Guard,
+    changed: set[str],
+) -> None:
+    """One wave: its calls started in one write, its requests at once, its answers passed on.
+
+    The calls are started (`Store.start_calls`) just before the requests and
+    closed as ``ok`` in one write just after the snapshots are sent on, their
+    blocks stored before that in one write: a worker killed in between leaves
+    at most a wave's calls ``calling``, no more than `CONCURRENCY` requests in
+    flight one by one would. Each grant's own steps (the skip checks, the
+    token, the request and its failure) are guarded alone: a grant that fails
+    becomes a dead letter alone and the others go through.
+    """
     store = deps.store
     called_at = deps.clock.now()
-    context = {"project": granted.project_id, "group": granted.group, "reason": granted.reason}
+    tokens: dict[str, str] = {}
+
+    async def prepare(granted: FetchGranted) -> None:
+        project = projects.get(granted.project_id)
+        token = await _token_unless_skipped(granted, project, deps, called_at)
+        if token is not None:
+            tokens[granted.request_id] = token
+
+    for granted in wave:
+        await guard(granted, lambda granted=granted: prepare(granted))
+    ready = [granted for granted in wave if granted.request_id in tokens]
+    claim = uuid.uuid4().hex  # the same claim when retried: started calls stay ours
+    ids = [granted.request_id for granted in ready]
+    started = await with_store_retry("fetch", lambda: store.start_calls(ids, claim))
+    answered: list[tuple[FetchGranted, ClarityResponse]] = []
+
+    async def make(granted: FetchGranted) -> None:
+        response = await _request(granted, tokens[granted.request_id], deps, topics, called_at)
+        if response is None:  # a 429 or a refused token may have changed the project
+            changed.add(granted.project_id)
+        else:
+            answered.append((granted, response))
+
+    await asyncio.gather(*(
+        guard(granted, lambda granted=granted: make(granted))
+        for granted in ready if granted.request_id in started
+    ))  # fmt: skip
+    for granted in ready:
+        if granted.request_id not in started:
+            await guard(granted, lambda granted=granted: _not_started(granted, deps))
+    if answered:
+        await _pass_on_wave(answered, deps, topics, guard, called_at)
+
+
+async def _pass_on_wave(
+    answered: list[tuple[FetchGranted, ClarityResponse]],
+    deps: Deps,
+    topics: Topics,
+    guard: Guard,
+    called_at: datetime,
+) -> None:
+    """Store a wave's answers aside (one write), send them on, close their calls (one write).
+
+    Should a shared write be refused for another reason than an outage (which
+    is waited out), each answer goes on alone, guarded, as one grant would.
+    """
+    store = deps.store
+    try:
+        refs = await with_store_retry(
+            "fetch",
+            lambda: store.put_blocks_many([r.to_json() for _, r in answered], called_at),
+            calls=len(answered),
+        )
+    except StoreError as exc:
+        log.warning("fetch.wave_store_failed", calls=len(answered), error=str(exc)[:300],
+                    then="one answer at a time")  # fmt: skip
+        refs = [None] * len(answered)
+    made: list[tuple[FetchGranted, str | None]] = []
+    for (granted, response), ref in zip(answered, refs, strict=True):
+
+        async def send(
+            granted: FetchGranted = granted,
+            response: ClarityResponse = response,
+            ref: BlocksRef | None = ref,
+        ) -> None:
+            if ref is None:
+                ref = await store.put_blocks(response.to_json(), called_at)
+            await _send_on(granted, response, ref, called_at, topics)
+            made.append((granted, _detail(response)))
+
+        await guard(granted, send)
+    closing = [(granted.request_id, detail) for granted, detail in made]
+    try:
+        await with_store_retry("fetch", lambda: store.finish_calls_ok(closing), calls=len(made))
+        return
+    except StoreError as exc:
+        log.warning("fetch.close_failed", calls=len(made), error=str(exc)[:300],
+                    then="one call at a time")  # fmt: skip
+    for granted, detail in made:
+        await guard(
+            granted,
+            lambda r=granted.request_id, d=detail: store.finish_call(r, "ok", 200, d),
+        )
+
+
+async def _token_unless_skipped(
+    granted: FetchGranted, project: Project | None, deps: Deps, called_at: datetime
+) -> str | None:
+    """The project's token when this grant may be made now; else the grant is closed, None."""
+    store = deps.store
     skip = _why_not_now(granted, project, called_at)
     if skip is not None:
         outcome, detail = skip
         if await store.close_granted_call(granted.request_id, outcome, detail):
-            log.info(f"fetch.{outcome}", why=detail, granted_at=granted.granted_at, **context)
-            return
-    else:
-        assert project is not None
-        token = await readable_token(store, project)  # decrypted at the last moment
-        if token is None:  # marked "token unreadable": nothing is asked of Clarity
-            await store.close_granted_call(granted.request_id, "skipped", "token unreadable")
-            return
-        if await store.start_call(granted.request_id):
-            answered = await _make(granted, token, deps, topics, called_at, context)
-            if not answered and changed is not None:  # a 429 or a refused token changed it
-                changed.add(granted.project_id)
-            return
-    call = await store.get_call(granted.request_id)
+            log.info(f"fetch.{outcome}", why=detail, granted_at=granted.granted_at,
+                     **_context(granted))  # fmt: skip
+        else:
+            await _not_started(granted, deps)
+        return None
+    assert project is not None
+    token = await readable_token(store, project)  # decrypted at the last moment
+    if token is None:  # marked "token unreadable": nothing is asked of Clarity
+        await store.close_granted_call(granted.request_id, "skipped", "token unreadable")
+    return token
+
+
+async def _not_started(granted: FetchGranted, deps: Deps) -> None:
+    """A grant whose call was not ``granted`` any more: redelivered, or made already."""
+    call = await deps.store.get_call(granted.request_id)
     if call is not None and call.outcome == "calling":
         # Redelivered after a worker died during the request: it may have reached
         # Clarity, and it is counted; asking again is the quota check's decision.
-        await store.finish_call(granted.request_id, "interrupted", None, "worker stopped")
+        await deps.store.finish_call(granted.request_id, "interrupted", None, "worker stopped")
     # Otherwise already made, skipped or expired: a redelivery must not spend another request.
 
 
@@ -165,19 +303,12 @@ def _why_not_now(
     return None
 
 
-async def _make(
-    granted: FetchGranted,
-    token: str,
-    deps: Deps,
-    topics: Topics,
-    called_at: datetime,
-    context: dict[str, str],
-) -> bool:
-    """The request itself, and what follows: the answer stored aside and sent on, or the failure.
-
-    True when Clarity answered; False when it did not (the failure is recorded).
-    """
+async def _request(
+    granted: FetchGranted, token: str, deps: Deps, topics: Topics, called_at: datetime
+) -> ClarityResponse | None:
+    """The request itself: Clarity's answer, or None once its failure is recorded."""
     store = deps.store
+    context = _context(granted)
     try:
         response = await deps.clarity.fetch(token, GROUPS_BY_NAME[granted.group])
     except ClarityError as exc:
@@ -193,23 +324,34 @@ async def _make(
             log.error("fetch.dead_letter", why=outcome.dead_letter.reason, **context)
         for notice in outcome.notices:
             await send_bounded(topics[DELIVERIES_DUE], notice.connection, notice)
-        return False
+        return None
     CLARITY_CALLS.labels("ok").inc()
-    ref = await with_store_retry(
-        "fetch", lambda: store.put_blocks(response.to_json(), called_at), **context
-    )
+    return response
+
+
+async def _send_on(
+    granted: FetchGranted,
+    response: ClarityResponse,
+    ref: BlocksRef,
+    called_at: datetime,
+    topics: Topics,
+) -> None:
+    """The snapshot's record, with the reference of its blocks stored aside, to the store."""
     late = is_late(called_at, granted.local_date, granted.timezone)
     record = fetched_record(
         granted.project_id, granted.local_date, granted.group, called_at, ref, late=late
     )
     await send_bounded(topics[SNAPSHOTS_FETCHED], granted.project_id, record)
-    detail = "; ".join(response.notes) or None
-    await with_store_retry(
-        "fetch", lambda: store.finish_call(granted.request_id, "ok", 200, detail), **context
-    )
     log.info("fetch.ok", late=record.late, rows=sum(ref.rows.values()),
-             bytes=ref.size_bytes, **context)  # fmt: skip
-    return True
+             bytes=ref.size_bytes, **_context(granted))  # fmt: skip
+
+
+def _detail(response: ClarityResponse) -> str | None:
+    return "; ".join(response.notes) or None
+
+
+def _context(granted: FetchGranted) -> dict[str, str]:
+    return {"project": granted.project_id, "group": granted.group, "reason": granted.reason}
 
 
 def register(app: faust.App, topics: Topics, deps: Deps) -> None:
@@ -223,15 +365,12 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
     async def one(granted: FetchGranted) -> None:
         await guard(granted, lambda: handle(granted, deps, topics))
 
-    async def in_batch(granted: FetchGranted, project: Project | None, changed: set[str]) -> None:
-        await guard(granted, lambda: handle_for(granted, project, deps, topics, changed))
-
     @app.agent(topics[FETCH_GRANTED], name="claritycast.fetch")
     async def fetch_agent(stream: StreamT[FetchGranted]) -> None:
         async for grants in stream.take(BATCH_MAX, within=BATCH_WAIT_S):
             await guarded_batch(
                 "fetch",
-                lambda grants=grants: handle_batch(grants, deps, topics, in_batch),
+                lambda grants=grants: handle_batch(grants, deps, topics, guard),
                 messages=grants,
                 one_by_one=one,
             )

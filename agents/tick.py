@@ -14,6 +14,7 @@ from connections' schedules and the delivery log, never from the timer.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, datetime, timedelta
 
@@ -22,6 +23,7 @@ from faust.types import TopicT
 
 from agents.deps import Deps
 from claritycast.delivery.log import due_deliveries
+from claritycast.ingest.quota import GRANT_TTL
 from claritycast.localtime import local_midnight, local_yesterday, next_local_midnight
 from claritycast.logs import get_logger
 from claritycast.store.due import DueProject
@@ -31,6 +33,13 @@ from models.records import FetchRequested
 from topics import DELIVERIES_DUE, FETCH_REQUESTED, Topics, send_bounded
 
 log = get_logger(__name__)
+
+# A night cut into waves by the bound on groups in flight asks for the next wave this often.
+WAVE_INTERVAL_S = 1.0
+# A group asked for and not stored stops counting against the bound after this: by then
+# it was granted and fetched, or dropped, refused or lost (a grant older than GRANT_TTL
+# is never made).
+IN_FLIGHT_FOR = GRANT_TTL + timedelta(minutes=1)
 
 
 class Ticker:
@@ -55,14 +64,42 @@ class Ticker:
         self.requested_topic = requested_topic
         self._reported_gaps: set[tuple[str, str]] = set()
         self._asked: dict[tuple[str, str, str], datetime] = {}
+        # (project, local date) -> the groups asked for and not seen stored, and when.
+        self._in_flight: dict[tuple[str, str], tuple[set[str], datetime]] = {}
+        self._lock = asyncio.Lock()
+        self.behind = False  # the last tick left due projects for the next wave
 
     async def tick(self) -> int:
-        """Request every missing group of yesterday; returns how many were requested."""
+        """Request missing groups of yesterday, within the bound; returns how many were requested.
+
+        At most ``CLARITYCAST_PULL_IN_FLIGHT`` groups are asked for and not yet
+        stored at once (`_room`): a night of 10,000 projects is asked for in
+        waves as the chain stores them, rather than all at once, so no grant
+        waits in a queue long enough to expire (`GRANT_TTL`) and the quota
+        check never counts calls that the fetch stage then cannot make. The
+        projects left for later keep their moment and come first in the next
+        wave (`wave`, every second while `behind`).
+        """
+        async with self._lock:
+            return await self._tick()
+
+    async def wave(self) -> int:
+        """The next wave of a pull the bound cut short; nothing (no query) otherwise."""
+        return await self.tick() if self.behind else 0
+
+    async def _tick(self) -> int:
         store = self.deps.store
         now = self.deps.clock.now()
         lease = timedelta(seconds=self.deps.settings.fetch_lease_s)
         self._asked = {key: at for key, at in self._asked.items() if at > now - lease}
-        projects = await store.projects_due(now)
+        room = await self._room(now)
+        if room == 0:
+            self.behind = True
+            return 0
+        # Most projects want all 7 groups: read no more than the room can take.
+        limit = -(-room // len(GROUP_NAMES))
+        projects = await store.projects_due(now, limit=limit)
+        self.behind = len(projects) == limit  # perhaps more are due than were read
         if not projects:
             return 0
         timezones = await store.timezones_of({project.org_id for project in projects})
@@ -80,13 +117,19 @@ class Ticker:
             for day in (yesterday, yesterday - timedelta(days=1))
         )
         sent = 0
+        handled = [project for project in projects if project.project_id in next_at]
         for project, timezone, yesterday in due:
             pull = pulls.get((project.project_id, yesterday.isoformat()), PullProgress())
             missing = [
                 group for group in GROUP_NAMES if self._wanted(project, yesterday, group, pull, now)
             ]
+            if len(missing) > room - sent and sent > 0:
+                self.behind = True  # this project and the rest wait for the next wave
+                break
+            handled.append(project)
             if missing:
                 await self._report_gap(project, timezone, yesterday, pulls)
+                self._in_flight[(project.project_id, yesterday.isoformat())] = (set(missing), now)
             for group in missing:
                 self._asked[(project.project_id, yesterday.isoformat(), group)] = now
                 await send_bounded(
@@ -106,10 +149,40 @@ class Ticker:
             next_at[project.project_id] = self._next_look(
                 project, timezone, yesterday, pull, now, lease
             )
-        await store.set_next_pulls(projects, next_at)
+        await store.set_next_pulls(handled, next_at)
         if sent:
-            log.info("tick.requested", fetches=sent)
+            log.info("tick.requested", fetches=sent, in_flight=self.in_flight,
+                     more_due=self.behind)  # fmt: skip
         return sent
+
+    @property
+    def in_flight(self) -> int:
+        """Groups this leader asked for and has not seen stored (within `IN_FLIGHT_FOR`)."""
+        return sum(len(groups) for groups, _ in self._in_flight.values())
+
+    async def _room(self, now: datetime) -> int:
+        """How many groups may be asked for now: the bound less those still on their way.
+
+        One read of the pulls asked for (at most the bound's worth of
+        projects): a group stored, or held after a failure, is no longer on its
+        way. One asked for longer ago than `IN_FLIGHT_FOR` stops counting: it
+        was dropped or refused by the quota check (a project out of quota), or
+        lost, and the lease asks for it again if needed.
+        """
+        self._in_flight = {
+            key: (groups, at)
+            for key, (groups, at) in self._in_flight.items()
+            if at > now - IN_FLIGHT_FOR
+        }
+        if self._in_flight:
+            pulls = await self.deps.store.pulls_of(self._in_flight)
+            for key, (groups, _) in list(self._in_flight.items()):
+                pull = pulls.get(key)
+                if pull is not None:
+                    groups -= {g for g in groups if g in pull.stored or pull.held(g, now)}
+                if not groups:
+                    del self._in_flight[key]
+        return max(0, self.deps.settings.pull_in_flight - self.in_flight)
 
     def _wanted(
         self, project: DueProject, yesterday: date, group: str, pull: PullProgress, now: datetime
@@ -201,3 +274,11 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
                 await part()
             except Exception as exc:
                 log.exception("tick.failed", error=str(exc), kind=type(exc).__name__)
+
+    @app.timer(min(WAVE_INTERVAL_S, deps.settings.tick_interval_s), on_leader=True,
+               name="claritycast.tick.wave")  # fmt: skip
+    async def wave() -> None:
+        try:
+            await ticker.wave()
+        except Exception as exc:
+            log.exception("tick.failed", error=str(exc), kind=type(exc).__name__)

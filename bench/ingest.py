@@ -56,6 +56,7 @@ from models.documents import Organisation, Project, ProjectStatus
 
 SNAPSHOTS_PER_PROJECT = 7
 STORED_TOPIC = "claritycast.snapshots.stored"
+IDLE_S = 5.0
 
 
 def simulator_log_check(url: str, count: int) -> str:
@@ -97,6 +98,17 @@ async def document_sizes(db: AsyncDatabase[dict[str, Any]], sample: int = 300) -
             mean = sum(len(bson.encode(doc)) for doc in docs) / len(docs)
             sizes.append(f"{name} {mean / 1024:.1f} KiB")
     return "  mean document size: " + ", ".join(sizes)
+
+
+async def idle_cpu(pid: int, seconds: float = IDLE_S) -> float:
+    """A process's CPU over ``seconds`` of waiting, as a share of one core.
+
+    For the broker: the workers' consumers poll it all the time, and what one
+    poll costs it may grow with what it holds.
+    """
+    before = cpu_s(pid)
+    await asyncio.sleep(seconds)
+    return (cpu_s(pid) - before) / seconds
 
 
 def start_simulator(
@@ -146,6 +158,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, created) as stored:
             pids = {"worker": children["worker"], "secantusdb": children["secantusdb"],
                     "tansu": children["tansu"], "simulator": simulator.pid}  # fmt: skip
+            idle_before = await idle_cpu(pids["tansu"])
             cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
             load_before = os.getloadavg()[0]
             spied = {name: pids[name] for name in ("worker", "secantusdb")}
@@ -156,6 +169,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
                 await stored.wait_for(expected, timeout_s=3600)
                 elapsed = time.monotonic() - began
             cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+            idle_after = await idle_cpu(pids["tansu"])
         if ops:
             print("\n".join(await round_trips.report(store.db, expected, "request")))
         snapshots = await store.db.snapshots.count_documents({})
@@ -173,6 +187,8 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         broker_mib = (broker_before / 1024, memory_kib(children["tansu"]) / 1024)
         print(f"  worker peak memory {peak_mib:.0f} MiB; broker {broker_mib[0]:.0f} -> "
               f"{broker_mib[1]:.0f} MiB")  # fmt: skip
+        print(f"  broker CPU with nothing to do: {idle_before:.0%} of a core before the night, "
+              f"{idle_after:.0%} holding it")  # fmt: skip
         assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
         assert calls == expected, f"{calls} requests for {expected} snapshots"
         print(simulator_log_check(url, count))

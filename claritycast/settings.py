@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         le=3600,
         description="A fetch asked for counts as in flight this long; then the tick asks again",
     )
+    pull_in_flight: int = Field(
+        default=2000,
+        ge=7,
+        le=1_000_000,
+        description="At most this many groups asked for by the tick and not yet stored; "
+        "the rest of a night's pull is asked for as these are stored",
+    )
     default_timezone: str = Field(
         default="UTC", description="IANA timezone of organisations created without one"
     )

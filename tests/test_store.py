@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -196,6 +197,67 @@ async def test_blocks_over_a_document_go_to_gridfs(
     await store.pin_blocks(ref.ref)
     pinned = await store.db[claim_check.COLLECTION].find_one({"_id": ref.ref})
     assert pinned is not None and pinned["expires_at"] is None
+
+
+async def test_answers_stored_together_are_one_document_each_and_read_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`put_blocks_many`: a wave's answers in one write, the same answer once, a huge one in GridFS.
+
+    The references are those `put_blocks` gives one by one, in the order of the answers.
+    """
+    monkeypatch.setattr(claim_check, "DOCUMENT_LIMIT_BYTES", 1024)  # the 500 rows: 2.5 KiB
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    rows = [
+        {"values": {"totalSessionCount": float(i)}, "dims": {"URL": f"/p/{i}"}} for i in range(500)
+    ]
+    huge = [{"metric": "Traffic", "rows": rows}]
+    small = [{"metric": "ScrollDepth", "rows": []}]
+    refs = await store.put_blocks_many([BLOCKS, huge, BLOCKS, small], now)
+    assert refs[0] == refs[2] == await store.put_blocks(BLOCKS, now)
+    assert refs[1] == await store.put_blocks(huge, now) and refs[3] != refs[0]
+    assert await store.db[claim_check.COLLECTION].count_documents({}) == 3
+    assert await store.get_blocks_many([ref.ref for ref in refs]) == {
+        refs[0].ref: BLOCKS,
+        refs[1].ref: huge,
+        refs[3].ref: small,
+    }
+    gridfs = await store.db[claim_check.COLLECTION].find_one({"_id": refs[1].ref})
+    assert gridfs is not None and gridfs["gridfs"] is True and "data" not in gridfs
+
+
+async def test_calls_started_together_are_each_started_by_exactly_one_caller(
+    store: Store,
+) -> None:
+    """`start_calls` from two workers at once over the same grants: every call started once.
+
+    Only ``granted`` calls start; one already made or expired is nobody's; a
+    retry with the same claim (after an outage) gives back what it started.
+    """
+    at = datetime(2026, 3, 30, 0, 5, tzinfo=UTC)
+    calls = [Call(f"r{i}", f"p{i % 7}", "2026-03-29", "url", "daily", at) for i in range(60)]
+    calls.append(Call("made", "p1", "2026-03-29", "device", "daily", at, outcome="ok"))
+    calls.append(Call("old", "p2", "2026-03-29", "device", "daily", at, outcome="expired"))
+    await store.log_calls(calls)
+    ids = [call.request_id for call in calls]
+    first, second = await asyncio.gather(
+        store.start_calls(ids, "claim-a"), store.start_calls(list(reversed(ids)), "claim-b")
+    )
+    assert not first & second
+    assert first | second == {f"r{i}" for i in range(60)}
+    assert await store.start_calls(ids, "claim-a") == first
+    assert await store.start_calls(ids, "claim-c") == set()
+    outcomes = {call.request_id: call.outcome async for call in _calls(store)}
+    assert outcomes["made"] == "ok" and outcomes["old"] == "expired"
+    assert {outcomes[f"r{i}"] for i in range(60)} == {"calling"}
+    await store.finish_calls_ok([("r1", None), ("r2", "a note")])
+    r2 = await store.get_call("r2")
+    assert r2 is not None and (r2.outcome, r2.status, r2.detail) == ("ok", 200, "a note")
+
+
+async def _calls(store: Store) -> AsyncIterator[Call]:
+    async for doc in store.db.calls.find():
+        yield Call.from_document(doc)
 
 
 async def test_snapshots_saved_together_are_created_once_and_mark_their_pulls(

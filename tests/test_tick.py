@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -192,3 +193,48 @@ async def test_after_downtime_only_yesterday_is_caught_up(
         assert yesterday.isoformat() in stored_days
         assert (yesterday - timedelta(days=1)).isoformat() not in stored_days
         assert date.fromisoformat(min(stored_days)) == local_yesterday(zone, START)
+
+
+async def test_a_night_bigger_than_the_bound_is_asked_for_in_waves(
+    start_chain: StartChain,
+    chain_settings: Settings,
+    store: Store,
+    simulator: ClaritySimulator,
+    clock: ManualClock,
+) -> None:
+    """Room for 14 groups in flight, 6 projects due: asked for as the chain stores them.
+
+    After every tick, what was asked for and is not stored is within the bound
+    (stored only grows, so this reads it at its worst); every group is asked
+    for and made exactly once, in more than one wave.
+    """
+    app = await start_chain(
+        clock, ("quota", "fetch", "store"), settings=chain_settings, pull_in_flight=14
+    )
+    await store.add_organisation(Organisation("org", "Org", "UTC", START))
+    for i in range(6):
+        token = simulator.add_project(f"p{i}", 100).token
+        sealed = store.seal_token(token, f"p{i}")
+        project = Project(f"p{i}", f"P{i}", "org", sealed, connected_at=START)
+        await store.add_project(project, [m.id for m in catalogue.METRICS])
+    ticker = Ticker(app.deps, app.declared[FETCH_REQUESTED])
+    asked = await ticker.tick()
+    assert asked == 14 and ticker.behind, "two projects' 7 groups, the rest wait"
+    waves = 1
+    while asked < 42:
+        more = await ticker.wave()
+        if more:
+            waves += 1
+        asked += more
+        assert asked - await store.count_snapshots() <= 14, "more in flight than the bound"
+        await asyncio.sleep(0.05)
+    assert waves >= 3
+    await wait_for(lambda: _stored(store, 42), timeout_s=60)
+    assert await ticker.wave() == 0 and not ticker.behind
+    for i in range(6):
+        requests = simulator.requests_for(f"p{i}")
+        assert len(requests) == 7 and all(r.status == 200 for r in requests)
+
+
+async def _stored(store: Store, count: int) -> bool:
+    return await store.count_snapshots() == count

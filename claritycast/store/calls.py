@@ -10,7 +10,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -127,6 +127,36 @@ class CallsMixin:
                 {"_id": request_id, "outcome": "granted"}, {"$set": {"outcome": "calling"}}
             )
         return result.modified_count == 1
+
+    async def start_calls(self, request_ids: list[str], claim: str) -> set[str]:
+        """`start_call` for several calls: those this moved from ``granted`` to ``calling``.
+
+        Two commands for all: the conditional update marks each call it moves
+        with the caller's ``claim`` (unique to it), and the read finds them by
+        that claim. A call moved by anyone else (a redelivered grant on another
+        worker) does not carry this claim, so each call is started exactly
+        once; retried with the same claim after an outage, it says the same.
+        """
+        if not request_ids:
+            return set()
+        with translated("starting calls"):
+            await self.db.calls.update_many(
+                {"_id": {"$in": request_ids}, "outcome": "granted"},
+                {"$set": {"outcome": "calling", "claim": claim}},
+            )
+            cursor = self.db.calls.find({"_id": {"$in": request_ids}, "claim": claim}, {"_id": 1})
+            return {doc["_id"] async for doc in cursor}
+
+    async def finish_calls_ok(self, made: list[tuple[str, str | None]]) -> None:
+        """Record answered calls (request id, the answer's notes) as ``ok``: one write per chunk."""
+        with translated("recording calls' outcomes"):
+            for chunk in chunks(made):
+                await self.db.calls.bulk_write(
+                    [UpdateOne({"_id": request_id},
+                               {"$set": {"outcome": "ok", "status": 200, "detail": detail}})
+                     for request_id, detail in chunk],
+                    ordered=False,
+                )  # fmt: skip
 
     async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
         """A project's calls since ``since``, oldest first (the index ``by_project_time``)."""

@@ -37,7 +37,7 @@ from typing import Any
 from bson import Binary
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import GridFSError, NoFile
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from claritycast.errors import StoreError
@@ -95,6 +95,40 @@ class BlockStore:
 
     async def put(self, blocks: list[dict[str, Any]], now: datetime) -> BlocksRef:
         """Store an answer's blocks (idempotent: the same answer is one document)."""
+        found, document, packed = self._prepare(blocks, now)
+        if found.stored_bytes > DOCUMENT_LIMIT_BYTES:
+            if await self.collection.find_one({"_id": found.ref}, {"_id": 1}) is None:
+                await self._upload(found.ref, packed)
+            document["gridfs"] = True
+        await self.collection.update_one(
+            {"_id": found.ref}, {"$setOnInsert": document}, upsert=True
+        )
+        return found
+
+    async def put_many(self, answers: list[list[dict[str, Any]]], now: datetime) -> list[BlocksRef]:
+        """`put` for several answers: one write for all that fit in a document.
+
+        The rare answer too big for one (GridFS) goes through `put` alone.
+        """
+        refs: list[BlocksRef] = []
+        upserts: dict[str, UpdateOne] = {}
+        for blocks in answers:
+            found, document, _ = self._prepare(blocks, now)
+            if found.stored_bytes > DOCUMENT_LIMIT_BYTES:
+                found = await self.put(blocks, now)
+            else:
+                upserts[found.ref] = UpdateOne(
+                    {"_id": found.ref}, {"$setOnInsert": document}, upsert=True
+                )
+            refs.append(found)
+        if upserts:
+            await self.collection.bulk_write(list(upserts.values()), ordered=False)
+        return refs
+
+    def _prepare(
+        self, blocks: list[dict[str, Any]], now: datetime
+    ) -> tuple[BlocksRef, dict[str, Any], bytes]:
+        """An answer's reference, its document (data inline when it fits) and its packed bytes."""
         raw = encode_blocks(blocks)
         sha256 = hashlib.sha256(raw).hexdigest()
         packed = zlib.compress(raw, ZLIB_LEVEL)
@@ -108,16 +142,9 @@ class BlockStore:
             "created_at": now,
             "expires_at": datetime.now(UTC) + PENDING_FOR,
         }
-        if found.stored_bytes > DOCUMENT_LIMIT_BYTES:
-            if await self.collection.find_one({"_id": found.ref}, {"_id": 1}) is None:
-                await self._upload(found.ref, packed)
-            document["gridfs"] = True
-        else:
+        if found.stored_bytes <= DOCUMENT_LIMIT_BYTES:
             document["data"] = Binary(packed)
-        await self.collection.update_one(
-            {"_id": found.ref}, {"$setOnInsert": document}, upsert=True
-        )
-        return found
+        return found, document, packed
 
     async def _upload(self, ref: str, packed: bytes) -> None:
         """Into GridFS, replacing what an interrupted upload may have left."""

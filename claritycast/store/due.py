@@ -81,15 +81,25 @@ class DueMixin:
 
     db: AsyncDatabase[dict[str, Any]]
 
-    async def projects_due(self, now: datetime) -> list[DueProject]:
-        """Active projects whose next pull moment has come, or that have none yet."""
+    async def projects_due(self, now: datetime, limit: int | None = None) -> list[DueProject]:
+        """Active projects whose next pull moment has come, or that have none yet.
+
+        At most ``limit`` of them when given: those without a moment first (new
+        projects), then the longest due first.
+        """
         active = ProjectStatus.ACTIVE
         with translated("finding due projects"):
-            found = []
-            for moment in ({"$lte": now}, None):
+            found: list[DueProject] = []
+            for moment in (None, {"$lte": now}):
+                if limit is not None and len(found) >= limit:
+                    break
                 cursor = self.db.projects.find(
                     {"status": active, "next_pull_at": moment}, PROJECT_FIELDS
                 )
+                if limit is not None:
+                    if moment is not None:
+                        cursor = cursor.sort("next_pull_at", ASCENDING)
+                    cursor = cursor.limit(limit - len(found))
                 found += [DueProject.from_document(doc) async for doc in cursor]
         return found
 

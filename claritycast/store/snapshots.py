@@ -54,6 +54,13 @@ class SnapshotsMixin:
         with translated("storing an answer's blocks"):
             return await self._blocks.put(blocks, now)
 
+    async def put_blocks_many(
+        self, answers: list[list[dict[str, Any]]], now: datetime
+    ) -> list[BlocksRef]:
+        """`put_blocks` for several answers, in one write for all but the largest."""
+        with translated("storing answers' blocks"):
+            return await self._blocks.put_many(answers, now)
+
     async def get_blocks(self, ref: str) -> list[dict[str, Any]]:
         """An answer's blocks by reference; `BlocksMissing` or `BlocksCorrupt` if unusable."""
         with translated("reading an answer's blocks"):
