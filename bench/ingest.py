@@ -157,7 +157,8 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         expected = count * SNAPSHOTS_PER_PROJECT
         async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, created) as stored:
             pids = {"worker": children["worker"], "secantusdb": children["secantusdb"],
-                    "tansu": children["tansu"], "simulator": simulator.pid}  # fmt: skip
+                    "tansu": children["tansu"], "simulator": simulator.pid,
+                    "up": up.process.pid}  # fmt: skip
             idle_before = await idle_cpu(pids["tansu"])
             cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
             load_before = os.getloadavg()[0]
@@ -168,8 +169,15 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
                 await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
                 await stored.wait_for(expected, timeout_s=3600)
                 elapsed = time.monotonic() - began
+            # Read at once: once the night is stored, `up` may restart a broker past its
+            # memory limit (CLARITYCAST_BROKER_MEMORY_LIMIT_MB), and the worker with it.
             cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
-            idle_after = await idle_cpu(pids["tansu"])
+            peak_mib = memory_kib(children["worker"], "VmHWM") / 1024
+            broker_mib = (broker_before / 1024, memory_kib(children["tansu"]) / 1024)
+            try:
+                idle_after = f"{await idle_cpu(pids['tansu']):.0%} holding it"
+            except FileNotFoundError:
+                idle_after = "not measured after it (restarted)"
         if ops:
             print("\n".join(await round_trips.report(store.db, expected, "request")))
         snapshots = await store.db.snapshots.count_documents({})
@@ -183,12 +191,12 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
             elapsed, *rates))  # fmt: skip
         print(f"  {1000 * elapsed / count:.1f} ms per project; CPU seconds: " + ", ".join(
             f"{name} {seconds:.1f}" for name, seconds in cpu.items()))  # fmt: skip
-        peak_mib = memory_kib(children["worker"], "VmHWM") / 1024
-        broker_mib = (broker_before / 1024, memory_kib(children["tansu"]) / 1024)
         print(f"  worker peak memory {peak_mib:.0f} MiB; broker {broker_mib[0]:.0f} -> "
               f"{broker_mib[1]:.0f} MiB")  # fmt: skip
         print(f"  broker CPU with nothing to do: {idle_before:.0%} of a core before the night, "
-              f"{idle_after:.0%} holding it")  # fmt: skip
+              f"{idle_after}")  # fmt: skip
+        for line in up.kept:
+            print(f"  up: {line.strip()}")
         assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
         assert calls == expected, f"{calls} requests for {expected} snapshots"
         print(simulator_log_check(url, count))

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Consumer session timeout; default 4 s on the embedded broker, 60 s on Kafka",
     )
+    broker_fetch_wait_ms: int = Field(
+        default=250,
+        ge=10,
+        le=1500,
+        description="Embedded broker: how long a consumer's fetch waits for records; it holds "
+        "every fetch this long, and each costs it more the more it holds",
+    )
     broker_memory_limit_mb: int = Field(
         default=256,
         ge=0,

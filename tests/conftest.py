@@ -102,6 +102,8 @@ def isolated_settings(servers: Endpoints, test_id: str, folder: Path) -> dict[st
         "data_dir": folder / "var",
         "partitions": TEST_PARTITIONS,
         "broker_session_timeout_s": TEST_SESSION_TIMEOUT_S,
+        # Many hops and little data: short fetch waits (`claritycast.runtime.transport`, 5.).
+        "broker_fetch_wait_ms": 50,
         # A web process on a free port (test runs overlap), signing with a test secret.
         "web_port": 0,
         "web_secret": "test-web-secret-not-for-production",

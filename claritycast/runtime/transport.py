@@ -32,7 +32,11 @@ one seen as grants and snapshots the survivor never processed:
    (``fetch_max_wait_ms=1500``, fixed in its aiokafka driver). Kafka answers as
    soon as a record arrives; Tansu, as bundled, was measured to hold the fetch
    for the whole wait, so every hop of the chain cost up to 1.5 s (the demo's 3
-   simulated days took 26 s; with 50 ms waits, 3 s).
+   simulated days took 26 s; with 50 ms waits, 3 s). The wait is
+   ``CLARITYCAST_BROKER_FETCH_WAIT_MS`` (250 ms): each fetch costs Tansu more the
+   more messages it holds, so short waits made a big night's cost grow faster than
+   its size (``bench.ingest``: 3,000 projects in 271 s with 50 ms waits, 195 s
+   with 250 ms; Tansu's CPU halved). Tests use 50 ms: many hops, little data.
 
 Every stage is idempotent by request id or key, so reading a message twice is
 safe; these fixes only make sure each one is read at least once.
@@ -47,8 +51,6 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from mode.utils.queues import FlowControlEvent
-
-FETCH_MAX_WAIT_MS = 50
 
 
 class SeekingConsumer(Consumer):
@@ -130,7 +132,8 @@ class KafkaTransport(Transport):
 class TansuConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        wait_ms = self.app.deps.settings.broker_fetch_wait_ms  # type: ignore[attr-defined]
+        consumer._fetch_max_wait_ms = wait_ms  # read when the consumer starts
         return consumer
 
 
