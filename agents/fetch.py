@@ -59,11 +59,6 @@ from topics import (
 
 log = get_logger(__name__)
 
-# Requests in flight at once per worker (a wave): Clarity answers in hundreds of
-# milliseconds, and the grants of different projects are independent (the quota
-# counted each already).
-CONCURRENCY = 8
-
 
 async def handle(granted: FetchGranted, deps: Deps, topics: Topics) -> None:
     """Make the request (once), record its outcome, emit the snapshot."""
@@ -111,7 +106,8 @@ async def handle_batch(
 ) -> None:
     """`handle` for a batch: its projects in one read, its requests in waves (`waves`).
 
-    A wave holds at most `CONCURRENCY` grants and at most one per project, so
+    A wave holds at most ``CLARITYCAST_FETCH_CONCURRENCY`` grants (requests in
+    flight at once) and at most one per project, so
     a project's grants are made in turn: after a 429 (or a refused token) the
     project is read again before its next wave, and its next grant is then
     skipped; a batch never sends Clarity a request the previous answer forbade.
@@ -119,7 +115,7 @@ async def handle_batch(
     """
     projects = await deps.store.get_projects({granted.project_id for granted in grants})
     changed: set[str] = set()  # projects whose state a failed request just changed
-    for wave in waves(grants, CONCURRENCY):
+    for wave in waves(grants, deps.settings.fetch_concurrency):
         stale = changed & {granted.project_id for granted in wave}
         if stale:  # what the batch read is stale: read it again
             fresh = await deps.store.get_projects(stale)
@@ -162,7 +158,7 @@ async def _make_wave(
     The calls are started (`Store.start_calls`) just before the requests and
     closed as ``ok`` in one write just after the snapshots are sent on, their
     blocks stored before that in one write: a worker killed in between leaves
-    at most a wave's calls ``calling``, no more than `CONCURRENCY` requests in
+    at most a wave's calls ``calling``, no more than as many requests in
     flight one by one would. Each grant's own steps (the skip checks, the
     token, the request and its failure) are guarded alone: a grant that fails
     becomes a dead letter alone and the others go through.

@@ -48,6 +48,7 @@ from bench.embedded import Up, memory_kib
 from bench.progress import EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
+from claritycast.localtime import local_yesterday
 from claritycast.standins.clarity import EXPORT_PATH
 from claritycast.store import claim_check
 from claritycast.store.core import Store
@@ -128,9 +129,23 @@ def start_simulator(
     return process, url, tokens
 
 
-async def add_paused_projects(store: Store, tokens: dict[str, str], org: str = "bench") -> None:
+def zone_at_noon(now: datetime) -> str:
+    """A fixed-offset IANA zone where it is about noon now: its midnight is hours away.
+
+    A night that ran across the organisation's midnight would have the tick ask
+    for the next day too (rightly), mixing two nights in one figure.
+    """
+    offset = (12 - now.hour + 12) % 24 - 12  # hours east of UTC, -12 to +11
+    if offset == 0:
+        return "Etc/GMT"
+    return f"Etc/GMT{'+' if offset < 0 else '-'}{abs(offset)}"  # POSIX signs are inverted
+
+
+async def add_paused_projects(
+    store: Store, tokens: dict[str, str], timezone: str, org: str = "bench"
+) -> None:
     """The projects as `connect` stores them (sealed tokens), paused: none due before the clock."""
-    await store.add_organisation(Organisation(org, org, "UTC", datetime.now(UTC)))
+    await store.add_organisation(Organisation(org, org, timezone, datetime.now(UTC)))
     metric_ids = [metric.id for metric in catalogue.METRICS]
     for project_id, token in tokens.items():
         sealed = store.seal_token(token, project_id)
@@ -151,11 +166,17 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         # Sealed with the key `up` made in its data folder, as `connect` would seal them.
         keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
         store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
-        await add_paused_projects(store, tokens)
+        timezone = zone_at_noon(datetime.now(UTC))
+        yesterday = local_yesterday(timezone, datetime.now(UTC)).isoformat()
+        await add_paused_projects(store, tokens, timezone)
         if ops:
             await round_trips.start(store.db)
         expected = count * SNAPSHOTS_PER_PROJECT
-        async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, created) as stored:
+
+        def of_the_night(value: dict[str, Any]) -> bool:
+            return created(value) and value.get("local_date") == yesterday
+
+        async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, of_the_night) as stored:
             pids = {"worker": children["worker"], "secantusdb": children["secantusdb"],
                     "tansu": children["tansu"], "simulator": simulator.pid,
                     "up": up.process.pid}  # fmt: skip
@@ -184,8 +205,8 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         calls = await store.db.calls.count_documents({})
         sizes = await document_sizes(store.db)
         await store.close()
-        print(f"-- {count} projects, one night ({expected} Clarity requests); "
-              f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(f"-- {count} projects, one night ({expected} Clarity requests; {yesterday} in "
+              f"{timezone}); load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
         rates = (count / elapsed, calls / elapsed, expected / elapsed)
         print("  {:.1f} s: {:.1f} projects/s, {:.1f} requests/s, {:.1f} snapshots/s".format(
             elapsed, *rates))  # fmt: skip

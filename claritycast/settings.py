@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         le=3600,
         description="A fetch asked for counts as in flight this long; then the tick asks again",
     )
+    fetch_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Clarity requests a worker makes at once (a wave; at most one per project)",
+    )
     pull_in_flight: int = Field(
         default=2000,
         ge=7,
