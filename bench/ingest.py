@@ -20,8 +20,10 @@ request over the quota).
 ``--profile DIR`` samples the worker and SecantusDB with py-spy for the whole
 pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them);
 with ``BENCH_PROFILE_GIL=1`` only samples holding the GIL (CPU in Python) count.
-``--ops`` lists every database operation by shape, per Clarity request, with
-its plan (`bench.round_trips`); the profiler it needs slows the run down.
+``BENCH_PARTITIONS=N`` runs `up` with N partitions per topic (default 8, the default
+of ``CLARITYCAST_PARTITIONS``). ``--ops`` lists every database operation by shape,
+per Clarity request, with its plan (`bench.round_trips`); the profiler it needs slows
+the run down.
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ async def add_paused_projects(
 async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
-    up = Up(clarity_api_url=url, tick_interval_s="2", partitions="8")
+    partitions = os.environ.get("BENCH_PARTITIONS", "8")
+    up = Up(clarity_api_url=url, tick_interval_s="2", partitions=partitions)
     try:
         up.wait_ready()
         state = up.state()
