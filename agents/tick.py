@@ -123,7 +123,7 @@ class Ticker:
             missing = [
                 group for group in GROUP_NAMES if self._wanted(project, yesterday, group, pull, now)
             ]
-            if len(missing) > room - sent and sent > 0:
+            if len(missing) > room - sent:  # the bound (at least 7) always fits one project
                 self.behind = True  # this project and the rest wait for the next wave
                 break
             handled.append(project)
