@@ -18,7 +18,10 @@ forgets them, and the groups stay due for after the reset).
 
 The answer's blocks go to MongoDB (the claim check, `claritycast.store.claim_check`)
 and the snapshot record carries their reference: whatever Clarity sends, the
-record stays small. Once the request is made, nothing after it may lose the
+record stays small. A batch of grants is made in waves (`handle_batch`), so
+that a request costs the embedded database no commit of its own: a wave's
+calls are started, its answers stored aside and its calls closed in one write
+each. Once the request is made, nothing after it may lose the
 answer: storing it aside, sending it on and recording the outcome wait out a
 MongoDB outage.
 """
