@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     DuplicateKeyError,
@@ -291,20 +291,27 @@ class DeliveriesMixin:
         sending. This is the one window in which a report can go out twice (the
         destination took it, the worker died before writing the receipt).
         """
+        claim = {"$set": {"state": DeliveryState.SENDING.value, "claimed_at": now,
+                          "claimed_by": worker}}  # fmt: skip
+        # Conditional `update_one`s, then a read of the delivery claimed: on SecantusDB a
+        # `find_one_and_update` that matches scans the whole collection (183 ms per
+        # claim at 20,000 deliveries against 1.6 ms for `update_one`; `bench.month`'s
+        # reports of 1,000 connections took 50 s on the first night, 212 s on the sixth).
         with translated("claiming a delivery"):
-            doc = await self.db.deliveries.find_one_and_update(
-                {
-                    "_id": key,
-                    "$or": [
-                        {"state": {"$in": [DeliveryState.RENDERED.value,
-                                           DeliveryState.RETRYING.value]}},
-                        {"state": DeliveryState.SENDING.value, "claimed_at": {"$lt": now - lease}},
-                    ],
-                },
-                {"$set": {"state": DeliveryState.SENDING.value, "claimed_at": now,
-                          "claimed_by": worker}},
-                return_document=ReturnDocument.AFTER,
+            result = await self.db.deliveries.update_one(
+                {"_id": key, "state": {"$in": [DeliveryState.RENDERED.value,
+                                               DeliveryState.RETRYING.value]}},
+                claim,
             )  # fmt: skip
+            if result.modified_count == 0:
+                result = await self.db.deliveries.update_one(
+                    {"_id": key, "state": DeliveryState.SENDING.value,
+                     "claimed_at": {"$lt": now - lease}},
+                    claim,
+                )  # fmt: skip
+            if result.modified_count == 0:
+                return None
+            doc = await self.db.deliveries.find_one({"_id": key})
         return Delivery.from_document(doc) if doc else None
 
     async def finish_attempt(
