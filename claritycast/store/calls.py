@@ -10,7 +10,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -148,15 +148,22 @@ class CallsMixin:
             return {doc["_id"] async for doc in cursor}
 
     async def finish_calls_ok(self, made: list[tuple[str, str | None]]) -> None:
-        """Record answered calls (request id, the answer's notes) as ``ok``: one write per chunk."""
+        """Record answered calls (request id, the answer's notes) as ``ok``.
+
+        One `update_many` per distinct note (nearly always one: no note), not a
+        bulk of single updates: SecantusDB commits each statement of a bulk write
+        on its own, with an fsync each.
+        """
+        by_detail: dict[str | None, list[str]] = {}
+        for request_id, detail in made:
+            by_detail.setdefault(detail, []).append(request_id)
         with translated("recording calls' outcomes"):
-            for chunk in chunks(made):
-                await self.db.calls.bulk_write(
-                    [UpdateOne({"_id": request_id},
-                               {"$set": {"outcome": "ok", "status": 200, "detail": detail}})
-                     for request_id, detail in chunk],
-                    ordered=False,
-                )  # fmt: skip
+            for detail, ids in by_detail.items():
+                for chunk in chunks(ids):
+                    await self.db.calls.update_many(
+                        {"_id": {"$in": chunk}},
+                        {"$set": {"outcome": "ok", "status": 200, "detail": detail}},
+                    )
 
     async def calls_since(self, project_id: str, since: datetime) -> list[Call]:
         """A project's calls since ``since``, oldest first (the index ``by_project_time``)."""

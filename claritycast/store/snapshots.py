@@ -126,20 +126,18 @@ class SnapshotsMixin:
             )
         with translated("saving snapshots"):
             for chunk in chunks(snapshots):
-                documents = [snapshot.to_document() for snapshot in chunk]
+                # One insert that skips what is stored already, not a bulk of upserts:
+                # SecantusDB commits each statement of a bulk write alone (an fsync each).
+                documents = list({doc["_id"]: doc for doc in map(Snapshot.to_document, chunk)}
+                                 .values())  # fmt: skip
+                skipped: set[int] = set()
                 try:
-                    result = await self.db.snapshots.bulk_write(
-                        [UpdateOne({k: doc[k] for k in ("project_id", "local_date", "group")},
-                                   {"$setOnInsert": doc}, upsert=True)
-                         for doc in documents],
-                        ordered=False,
-                    )  # fmt: skip
-                    upserted = result.upserted_ids
-                except BulkWriteError as exc:  # concurrent writers stored some first
+                    await self.db.snapshots.insert_many(documents, ordered=False)
+                except BulkWriteError as exc:  # stored before, or by a concurrent writer
                     if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
                         raise
-                    upserted = {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
-                created |= {documents[index]["_id"] for index in upserted}
+                    skipped = {e["index"] for e in exc.details["writeErrors"]}
+                created |= {doc["_id"] for i, doc in enumerate(documents) if i not in skipped}
             for chunk in chunks(list(pulls.items())):
                 await self.db.pulls.bulk_write(
                     [UpdateOne({"_id": key},
