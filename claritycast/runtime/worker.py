@@ -7,6 +7,9 @@ command binds 0.0.0.0:6066 regardless), so several workers share a host.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
 from collections.abc import Iterable
 
 import faust
@@ -18,6 +21,33 @@ from claritycast.runtime.embedded import resolve_endpoints
 from claritycast.settings import Settings
 
 log = get_logger(__name__)
+
+# How long a worker whose parent died may take to stop in order before it exits anyway.
+ORPHAN_GRACE_S = 10.0
+
+
+def exit_when_orphaned(grace_s: float = ORPHAN_GRACE_S) -> None:
+    """Exit, after ``grace_s``, once the process that started this worker is gone.
+
+    A worker started by `up` gets SIGTERM from the kernel when `up` dies
+    (``PR_SET_PDEATHSIG``) and stops in order; but the embedded broker died
+    with `up`, so that stop could wait for it for ever: a worker orphaned by
+    one benchmark run was found running 78 minutes later, using a fifth of a
+    core (``tests/test_up.py::test_kill_9_leaves_no_orphans_and_up_starts_again``
+    caught the same once). A worker whose parent is the init process from the
+    start (systemd, a container's entry point) is never an orphan here.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        time.sleep(grace_s)
+        log.error("worker.orphaned", why="the process that started it is gone and the "
+                  "stop did not finish", grace_s=grace_s)  # fmt: skip
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
 def run_worker(settings: Settings, stages: Iterable[str]) -> None:
@@ -52,4 +82,5 @@ def run_worker(settings: Settings, stages: Iterable[str]) -> None:
             stopping.append(asyncio.ensure_future(worker.stop()))
 
     app.on_fatal = stop_failed
+    exit_when_orphaned()
     worker.execute_from_commandline()
