@@ -132,6 +132,7 @@ async def test_a_planned_broker_restart_loses_nothing_and_fetches_nothing_twice(
             "CLARITYCAST_TICK_INTERVAL_S": "0.3",
             "CLARITYCAST_BROKER_MEMORY_LIMIT_MB": "1",  # an empty broker uses about 18
             "CLARITYCAST_BROKER_MEMORY_CHECK_S": "0.5",
+            "CLARITYCAST_BROKER_FETCH_WAIT_MS": "50",  # as every test: many hops, little data
             "CLARITYCAST_SLACK_TOKEN": slack.token,
             "CLARITYCAST_SLACK_API_URL": slack_url,
             "CLARITYCAST_SMTP_HOST": "127.0.0.1",
