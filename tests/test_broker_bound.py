@@ -43,8 +43,9 @@ from tests.test_restarts import line_in, stop_up
 from tests.test_up import UpProcess
 
 WAVES = (["p1", "p2", "p3", "p4"], ["p5", "p6", "p7", "p8"])
-# Slow enough that a wave's pull (28 requests, made one at a time) outlasts the ten
-# checks (5 s) that must pass before the first planned restart: it has to wait.
+# Clarity's answers take a while; the first wave's pull is moreover held (one answer kept
+# back) until `up` has deferred a restart for it, rather than hoping a latency outlasts the
+# ten checks (5 s) that must pass before the first planned restart.
 LATENCY_S = 0.2
 RESTARTED = "broker.restarted"
 
@@ -184,9 +185,15 @@ async def night(
         await add_waiting_project(store, simulator, project_id, now)
     day = local_yesterday("UTC", now).isoformat()
 
-    await run_wave(store, WAVES[0], day, smtp, slack, sent_before=0)
-    deferred = await line_in(up, "broker.restart_deferred", timeout_s=5)
+    held = WAVES[0][-1]
+    simulator.hold(held)
+    await let_pull_go(store, WAVES[0])
+    deferred = await line_in(up, "broker.restart_deferred", timeout_s=30)
     assert int(re.search(r"lag=(\d+)", deferred).group(1)) > 0, deferred  # type: ignore[union-attr]
+    assert simulator.requests_for(held) == [], "its first answer is still held"
+    assert not restarts(up), "restarted while a Clarity request was in flight"
+    simulator.release(held)
+    await run_wave(store, WAVES[0], day, smtp, slack, sent_before=0)
     first = await line_in(up, RESTARTED, timeout_s=60)
     assert re.search(r"rss_before_mib=\S+ ", first) and "rss_after_mib=" in first, first
 
@@ -203,6 +210,12 @@ async def night(
         assert [a.outcome for a in delivery.attempts] == ["sent"], delivery
 
 
+async def let_pull_go(store: Store, projects: list[str]) -> None:
+    """The projects were added waiting; their pull may start at the next tick."""
+    for project_id in projects:
+        await store.set_deferred_until(project_id, None)
+
+
 async def run_wave(
     store: Store,
     projects: list[str],
@@ -212,8 +225,7 @@ async def run_wave(
     sent_before: int,
 ) -> None:
     """Let the projects' pull go, wait until it is stored, then their reports until sent."""
-    for project_id in projects:
-        await store.set_deferred_until(project_id, None)
+    await let_pull_go(store, projects)
 
     async def pulled() -> bool:
         for project_id in projects:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -188,6 +189,21 @@ async def test_latency_beyond_the_timeout_is_unreachable(simulator: ClaritySimul
         client = ClarityClient(http, simulator.export_url)
         with pytest.raises(ClarityUnreachable, match="timed out"):
             await client.fetch(simulator.projects["alpha"].token, GROUPS_BY_NAME["overall"])
+
+
+async def test_a_held_project_answers_only_when_released(
+    simulator: ClaritySimulator, client: ClarityClient
+) -> None:
+    """`hold` keeps the answer back (counted, not logged, not received) until `release`."""
+    simulator.hold("alpha")
+    pending = asyncio.create_task(client.fetch(simulator.projects["alpha"].token, GROUPS[0]))
+    await client.fetch(simulator.projects["beta"].token, GROUPS[0])  # others are not held
+    assert not pending.done()
+    assert simulator.used_today("alpha") == 1 and simulator.requests_for("alpha") == []
+    simulator.release("alpha")
+    assert (await asyncio.wait_for(pending, 2)).block("Traffic") is not None
+    assert [r.status for r in simulator.requests_for("alpha")] == [200]
+    await client.fetch(simulator.projects["alpha"].token, GROUPS[1])  # released for good
 
 
 async def test_admin_api_adds_projects_faults_and_reads_the_log(

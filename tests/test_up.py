@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,8 +62,11 @@ class UpProcess:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
+        # `stop` closes the pipe if a child outlives the kill by more than its wait (a
+        # worker left without its parent exits after 10 s): that ends the reading too.
+        with contextlib.suppress(ValueError, OSError):
+            for line in self.process.stdout:
+                self.lines.append(line)
 
     def wait_ready(self, timeout_s: float) -> float:
         started = time.monotonic()

@@ -107,6 +107,7 @@ class SimulatedProject:
     latency_s: float = 0.0
     url_pages: int = 0  # a large site: this many more pages in the URL breakdown
     max_rows: int = MAX_ROWS  # rows per block; the real Clarity sends more than documented
+    held: asyncio.Event | None = None  # while set here and not yet fired, answers wait
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,22 @@ class ClaritySimulator:
         project.url_pages = url_pages
         project.max_rows = max_rows if max_rows is not None else url_pages + len(PAGES) + 1
 
+    def hold(self, project_id: str) -> None:
+        """Keep a project's answers from leaving until `release`: a request known to be in flight.
+
+        The request is counted and answered as usual; only the reply waits, as
+        when Clarity is slow. Tests use it to hold work in the chain for as long
+        as they need, rather than hoping a latency outlasts something.
+        """
+        self.projects[project_id].held = asyncio.Event()
+
+    def release(self, project_id: str) -> None:
+        """Let a held project's waiting and later answers go."""
+        project = self.projects[project_id]
+        if project.held is not None:
+            project.held.set()
+            project.held = None
+
     def spend(self, project_id: str, requests: int) -> None:
         """Count ``requests`` made today by another tool reading the same project."""
         key = (project_id, self.clock.now().date().isoformat())
@@ -224,6 +241,8 @@ class ClaritySimulator:
         status, body, content_type = self._answer(project, params)
         if project is not None and project.latency_s:
             await asyncio.sleep(project.latency_s)
+        if project is not None and project.held is not None:
+            await project.held.wait()
         self.log.append(
             LoggedRequest(self.clock.now(), project.project_id if project else None, params, status)
         )
