@@ -21,9 +21,10 @@ request over the quota).
 pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them);
 with ``BENCH_PROFILE_GIL=1`` only samples holding the GIL (CPU in Python) count.
 ``BENCH_PARTITIONS=N`` runs `up` with N partitions per topic (default 8, the default
-of ``CLARITYCAST_PARTITIONS``). ``--ops`` lists every database operation by shape,
-per Clarity request, with its plan (`bench.round_trips`); the profiler it needs slows
-the run down.
+of ``CLARITYCAST_PARTITIONS``); ``BENCH_UP="name=value ..."`` any other setting, named
+as in `claritycast.settings` (e.g. ``broker_fetch_wait_ms=1000``). ``--ops`` lists every
+database operation by shape, per Clarity request, with its plan (`bench.round_trips`);
+the profiler it needs slows the run down.
 """
 
 from __future__ import annotations
@@ -155,11 +156,22 @@ async def add_paused_projects(
         await store.add_project(paused, metric_ids)
 
 
+def tried_settings() -> dict[str, str]:
+    """Settings to try, from ``BENCH_UP="broker_fetch_wait_ms=1000 pull_in_flight=3000"``.
+
+    `up` otherwise runs on its defaults (every ``CLARITYCAST_`` variable of the
+    caller's environment is left out), so a figure is always the default's unless
+    the command line says otherwise.
+    """
+    pairs = [pair.split("=", 1) for pair in os.environ.get("BENCH_UP", "").split()]
+    return {name: value for name, value in pairs}
+
+
 async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
     partitions = os.environ.get("BENCH_PARTITIONS", "8")
-    up = Up(clarity_api_url=url, tick_interval_s="2", partitions=partitions)
+    up = Up(clarity_api_url=url, tick_interval_s="2", partitions=partitions, **tried_settings())
     try:
         up.wait_ready()
         state = up.state()
