@@ -50,7 +50,9 @@ class Ticker:
     ask for, and writes when to look at it again: its next local midnight (a
     new yesterday), a held group's retry, the end of the fetch lease of what
     it asked for, or the end of a wait on the quota. With nothing due, a tick
-    is two small indexed queries for projects and three for deliveries.
+    is a read of the drain by id, two small indexed queries for projects and
+    three for deliveries. While `up` drains the chain before restarting its
+    broker (`claritycast.store.drain`), a tick asks for nothing at all.
 
     A group asked for is not asked again for the fetch lease (`LEASE` unless
     ``CLARITYCAST_FETCH_LEASE_S`` says otherwise, by the clock): within that
@@ -67,7 +69,11 @@ class Ticker:
         # (project, local date) -> the groups asked for and not seen stored, and when.
         self._in_flight: dict[tuple[str, str], tuple[set[str], datetime]] = {}
         self._lock = asyncio.Lock()
-        self.behind = False  # the last tick left due projects for the next wave
+        # The last tick left due projects for the next wave. A new leader starts behind:
+        # its first look is within a second, not a tick interval (after `up` restarted
+        # the broker mid-night, the night goes on at once).
+        self.behind = True
+        self.draining = False  # `up` asked for a drain (`claritycast.store.drain`)
 
     async def tick(self) -> int:
         """Request missing groups of yesterday, within the bound; returns how many were requested.
@@ -81,11 +87,30 @@ class Ticker:
         wave (`wave`, every second while `behind`).
         """
         async with self._lock:
+            if await self._drained():
+                return 0
             return await self._tick()
 
     async def wave(self) -> int:
         """The next wave of a pull the bound cut short; nothing (no query) otherwise."""
         return await self.tick() if self.behind else 0
+
+    async def _drained(self) -> bool:
+        """Whether `up` asked the chain to fall quiet: then nothing new is asked for.
+
+        One read by id. While it lasts the tick stays `behind`, so the wave
+        timer looks again every second and the night goes on as soon as it ends.
+        """
+        until = await self.deps.store.draining_until()
+        if until is None:
+            if self.draining:
+                log.info("tick.drain_over")
+            self.draining = False
+            return False
+        if not self.draining:
+            log.info("tick.draining", until=until.isoformat(), in_flight=self.in_flight)
+        self.draining = self.behind = True
+        return True
 
     async def _tick(self) -> int:
         store = self.deps.store
@@ -269,11 +294,16 @@ def register(app: faust.App, topics: Topics, deps: Deps) -> None:
 
     @app.timer(deps.settings.tick_interval_s, on_leader=True, name="claritycast.tick")
     async def tick() -> None:
-        for part in (ticker.tick, lambda: tick_deliveries(deps, due_topic)):
-            try:
-                await part()
-            except Exception as exc:
-                log.exception("tick.failed", error=str(exc), kind=type(exc).__name__)
+        try:
+            await ticker.tick()
+        except Exception as exc:
+            log.exception("tick.failed", error=str(exc), kind=type(exc).__name__)
+        if ticker.draining:  # no report either: a drain waits for the chain to fall quiet
+            return
+        try:
+            await tick_deliveries(deps, due_topic)
+        except Exception as exc:
+            log.exception("tick.failed", error=str(exc), kind=type(exc).__name__)
 
     @app.timer(min(WAVE_INTERVAL_S, deps.settings.tick_interval_s), on_leader=True,
                name="claritycast.tick.wave")  # fmt: skip

@@ -251,3 +251,90 @@ async def run_wave(
         return len(slack.messages) >= expected and len(smtp.messages) >= expected
 
     await wait_for(sent, timeout_s=60, interval_s=0.2)
+
+
+NIGHT = [f"n{i:02d}" for i in range(16)]
+
+
+@pytest.fixture
+async def busy_simulator() -> AsyncIterator[ClaritySimulator]:
+    sim = ClaritySimulator(SystemClock())
+    for project_id in NIGHT:
+        sim.add_project(project_id).latency_s = 0.25
+    async with sim:
+        yield sim
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_a_night_with_no_quiet_moment_is_drained_for_the_restart(
+    tmp_path: Path, busy_simulator: ClaritySimulator
+) -> None:
+    """Over the limit in a night that never falls quiet: drain, restart mid-night, go on.
+
+    The tick asks for two projects at a time (`CLARITYCAST_PULL_IN_FLIGHT`=14)
+    and the next two as soon as they are stored, so the chain is never quiet on
+    its own. `up` drains it: the tick asks for nothing more, the lag falls to
+    zero, the broker is restarted while most of the night is still to come, and
+    the new worker's tick goes on with it. Every group is asked of Clarity once
+    and stored once, and nothing is asked for while the drain lasts.
+    """
+    simulator = busy_simulator
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+    env |= {
+        "CLARITYCAST_PARTITIONS": "2",
+        "CLARITYCAST_WEB_PORT": "0",
+        "CLARITYCAST_CLARITY_API_URL": simulator.export_url,
+        "CLARITYCAST_TICK_INTERVAL_S": "30",  # the waves go on by the wave timer alone
+        "CLARITYCAST_PULL_IN_FLIGHT": "14",
+        "CLARITYCAST_BROKER_MEMORY_LIMIT_MB": "1",
+        "CLARITYCAST_BROKER_MEMORY_CHECK_S": "0.5",
+        "CLARITYCAST_BROKER_FETCH_WAIT_MS": "50",
+    }
+    up = UpProcess(tmp_path / "var", env=env)
+    try:
+        await line_in(up, "claritycast is ready")
+        state = up.state()
+        keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
+        store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
+        try:
+            now = datetime.now(UTC)
+            for project_id in NIGHT:
+                await add_waiting_project(store, simulator, project_id, now)
+            await let_pull_go(store, NIGHT)
+            await line_in(up, RESTARTED, timeout_s=90)
+            day = local_yesterday("UTC", now).isoformat()
+
+            async def stored_all() -> bool:
+                for project_id in NIGHT:
+                    if len(await store.groups_stored(project_id, day)) < len(GROUP_NAMES):
+                        return False
+                return True
+
+            await wait_for(stored_all, timeout_s=120, interval_s=0.3)
+        finally:
+            await store.close()
+        await stop_up(up)
+    finally:
+        up.stop()
+    lines = list(up.lines)
+    assert "Traceback" not in "".join(lines)
+    print("".join(line for line in lines if "broker." in line or "drain" in line))  # pytest -s
+
+    def first(text: str, after: int = 0) -> int:
+        return next(i for i, line in enumerate(lines) if i >= after and text in line)
+
+    began = first("broker.drain_begins")
+    draining = first("tick.draining", began)
+    restarted = first(RESTARTED, draining)
+    assert re.search(r"drained_s=\d", lines[restarted]), lines[restarted]
+    assert not [line for line in lines[draining:restarted] if "tick.requested" in line]
+    assert first("broker.drain_ends", restarted)
+    stored_before = sum("snapshot.stored" in line for line in lines[:restarted])
+    assert 0 < stored_before < len(NIGHT) * len(GROUP_NAMES) / 2, "most of it after the restart"
+    for project_id in NIGHT:
+        seen = simulator.requests_for(project_id)
+        assert len(seen) == len(GROUP_NAMES), f"{project_id}: {len(seen)} Clarity requests"
+        assert all(request.status == 200 for request in seen)
+    stored = stored_lines(up)
+    assert stored == Counter({(p, g): 1 for p in NIGHT for g in GROUP_NAMES}), stored

@@ -238,3 +238,34 @@ async def test_a_night_bigger_than_the_bound_is_asked_for_in_waves(
 
 async def _stored(store: Store, count: int) -> bool:
     return await store.count_snapshots() == count
+
+
+async def test_a_drain_asks_for_nothing_until_it_ends(
+    manual_chain: ClarityCastApp,
+    projects: dict[str, Project],
+    store: Store,
+    simulator: ClaritySimulator,
+    clock: ManualClock,
+) -> None:
+    """While `up` drains the chain the tick asks for nothing; once it ends, the wave goes on.
+
+    A drain's end is wall-clock time, whatever the chain's clock says (here a
+    manual one, stopped in October): one that `up` never ended ends by itself.
+    """
+    ticker = Ticker(manual_chain.deps, manual_chain.declared[FETCH_REQUESTED])
+    await store.begin_drain(datetime.now(UTC) + timedelta(minutes=5), reason="test")
+    with structlog.testing.capture_logs() as logs:
+        assert await ticker.tick() == 0
+        assert await ticker.wave() == 0
+    assert ticker.draining and ticker.behind, "the wave timer looks again every second"
+    assert [entry["event"] for entry in logs] == ["tick.draining"], "said once"
+    assert simulator.log == []
+    await store.end_drain()
+    assert await ticker.wave() == 14, "both projects' 7 groups, at the next wave"
+    assert not ticker.draining
+    await wait_for(lambda: pulled(store, clock), timeout_s=60)
+
+    await store.begin_drain(datetime.now(UTC) - timedelta(seconds=1), reason="up was killed")
+    assert await store.draining_until() is None
+    clock.advance(timedelta(days=1))
+    assert await ticker.tick() == 14, "an ended drain holds nothing back"

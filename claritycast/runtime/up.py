@@ -24,7 +24,8 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 
 import httpx
 
@@ -255,9 +256,22 @@ class Supervisor:
 
     async def broker_emptied(self) -> int:
         """Deliveries opened but never sent are sent by the next tick (see `BrokerBound`)."""
+        async with self._store() as store:
+            return await store.recheck_due_deliveries_at_once()
+
+    async def drain(self, until: datetime | None) -> None:
+        """Begin (until ``until``) or end the drain the tick reads (`claritycast.store.drain`)."""
+        async with self._store() as store:
+            if until is None:
+                await store.end_drain()
+            else:
+                await store.begin_drain(until, reason="broker restart")
+
+    @contextlib.asynccontextmanager
+    async def _store(self) -> AsyncIterator[Store]:
         store = Store.connect(self.state.mongodb_url, self.settings.mongodb_database)
         try:
-            return await store.recheck_due_deliveries_at_once()
+            yield store
         finally:
             await store.close()
 

@@ -34,6 +34,7 @@ from claritycast.store.calls import CallsMixin
 from claritycast.store.claim_check import BlockStore
 from claritycast.store.dead_letters import DeadLettersMixin
 from claritycast.store.deliveries import OPEN_STATES, DeliveriesMixin
+from claritycast.store.drain import DrainMixin
 from claritycast.store.due import DueMixin
 from claritycast.store.projects import ProjectsMixin
 from claritycast.store.snapshots import SnapshotsMixin
@@ -71,6 +72,7 @@ class Store(
     DeliveriesMixin,
     DeadLettersMixin,
     DueMixin,
+    DrainMixin,
     AccountsMixin,
     AuditMixin,
     StoreBase,
