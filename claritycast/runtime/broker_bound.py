@@ -43,9 +43,10 @@ offsets and table changelog go with the broker, and a fresh worker rebuilds
 its quota table from the call log. The web process is down for those seconds
 (sessions live in MongoDB, nobody is signed out).
 
-A planned restart waits at least `CHECKS_BETWEEN_RESTARTS` checks after the
-last one, so a limit set below an empty broker's own memory (about 20 MiB)
-cannot turn into back-to-back restarts.
+A planned restart waits at least `CHECKS_BETWEEN_RESTARTS` checks (at most
+`MAX_RESTART_GAP_S`) after the last one, and only once the broker holds more
+than it did just after it, so a limit set below an empty broker's own memory
+(about 20 MiB) cannot turn into back-to-back restarts.
 
 **A busy night has no quiet moment**: the tick asks for the next wave as soon
 as the last is stored, and what a fetch costs Tansu grows with what it holds
@@ -96,6 +97,7 @@ log = get_logger(__name__)
 
 MIB = 1024 * 1024
 CHECKS_BETWEEN_RESTARTS = 10
+MAX_RESTART_GAP_S = 60.0  # with the default 60 s checks: a big night may need one a minute
 DRAIN_MAX_S = 300.0
 DRAIN_CHECK_S = 1.0  # the lag is read this often while a drain lasts
 # The topic each consuming stage reads (the tick only produces). tests/test_broker_bound.py
@@ -208,6 +210,8 @@ class BrokerBound:
         self.processes = processes
         self.on_restarted = on_restarted
         self._last_restart = time.monotonic()
+        self._restart_gap_s = min(CHECKS_BETWEEN_RESTARTS * self.check_s, MAX_RESTART_GAP_S)
+        self._rss_after_restart = 0
         self._deferred = False
         self._drain_began: float | None = None  # monotonic time, while a drain lasts
 
@@ -238,7 +242,9 @@ class BrokerBound:
         if rss <= self.limit:
             self._deferred = False
             return
-        if time.monotonic() - self._last_restart < CHECKS_BETWEEN_RESTARTS * self.check_s:
+        if time.monotonic() - self._last_restart < self._restart_gap_s:
+            return
+        if rss <= self._rss_after_restart:  # an empty broker above the limit: nothing to gain
             return
         try:
             lag = await consumer_lag(self.kafka_url, self.group, self.topic_names)
@@ -264,6 +270,7 @@ class BrokerBound:
         if done is None:  # abandoned: a drain goes on, and the next check tries again
             return
         self._last_restart = time.monotonic()
+        self._rss_after_restart = done.rss_after
         if self._drain_began is not None:
             await self._end_drain("restarted")
 
