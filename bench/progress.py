@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,7 +54,12 @@ class EventCounter:
 
     ``count`` grows as the chain works; `wait_for` blocks until it reaches a
     number. The consumer has no group: it commits nothing and never joins the
-    workers' groups.
+    workers' groups. It survives `up`'s planned broker restart: the new broker
+    starts its topics empty and the consumer's position is then past their end.
+    Tansu answers a fetch there with nothing rather than an out-of-range error,
+    so whenever a read comes back empty the counter compares its positions with
+    the ends and starts a partition over from its beginning when it is past it:
+    every event is counted once.
     """
 
     def __init__(
@@ -68,7 +74,9 @@ class EventCounter:
 
     async def __aenter__(self) -> Self:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
         )
         await self._consumer.start()
         partitions: set[int] | None = None
@@ -92,6 +100,20 @@ class EventCounter:
             batches = await self._consumer.getmany(timeout_ms=500)
             for messages in batches.values():
                 self.count += sum(1 for m in messages if self.accept(json.loads(m.value)))
+            if not batches:
+                await self._start_over_after_a_restart()
+
+    async def _start_over_after_a_restart(self) -> None:
+        """Each partition whose position is past its end (a new, empty broker) starts over."""
+        assert self._consumer is not None
+        assignment = sorted(self._consumer.assignment())
+        try:
+            ends = await self._consumer.end_offsets(assignment)
+        except KafkaError:  # the broker is being restarted: the next empty read asks again
+            return
+        for tp in assignment:
+            if await self._consumer.position(tp) > ends[tp]:
+                self._consumer.seek(tp, 0)
 
     async def wait_for(self, wanted: int, timeout_s: float, poll_s: float = 0.1) -> float:
         """Seconds until ``count`` reached ``wanted``; SystemExit after ``timeout_s``."""
