@@ -55,6 +55,18 @@ class Up:
     def state(self) -> dict[str, object]:
         return json.loads((self.data_dir / "run" / "state.json").read_text())
 
+    def children(self) -> dict[str, int]:
+        """The pid of each child `up` runs now (it rewrites its state on every restart)."""
+        for _ in range(10):
+            try:
+                children = self.state()["children"]
+            except json.JSONDecodeError:  # caught mid-rewrite
+                time.sleep(0.01)
+                continue
+            assert isinstance(children, dict)
+            return children
+        raise SystemExit("up's state file stayed unreadable")
+
     def stop(self) -> float:
         began = time.monotonic()
         os.killpg(self.process.pid, signal.SIGINT)

@@ -48,7 +48,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bench import round_trips
 from bench.embedded import Up, memory_kib
-from bench.progress import EventCounter, Profiler, cpu_s, created
+from bench.progress import CpuByRole, EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
 from claritycast.localtime import local_yesterday
@@ -192,26 +192,35 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
             return created(value) and value.get("local_date") == yesterday
 
         async with EventCounter(str(state["kafka_url"]), STORED_TOPIC, of_the_night) as stored:
-            pids = {"worker": children["worker"], "secantusdb": children["secantusdb"],
-                    "tansu": children["tansu"], "simulator": simulator.pid,
-                    "up": up.process.pid}  # fmt: skip
-            idle_before = await idle_cpu(pids["tansu"])
-            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+            idle_before = await idle_cpu(children["tansu"])
             load_before = os.getloadavg()[0]
-            spied = {name: pids[name] for name in ("worker", "secantusdb")}
+            spied = {name: children[name] for name in ("worker", "secantusdb")}
             gil = os.environ.get("BENCH_PROFILE_GIL") == "1"
-            with Profiler(profile_dir / str(count) if profile_dir else None, spied, gil=gil):
-                began = time.monotonic()  # all due at once: the tick sees them from now on
-                await store.db.projects.update_many({}, {"$set": {"status": ProjectStatus.ACTIVE}})
-                await stored.wait_for(expected, timeout_s=3600)
-                elapsed = time.monotonic() - began
+
+            def roles() -> dict[str, int]:  # `up` may restart the worker and the broker
+                now = up.children()
+                return {"worker": now["worker"], "secantusdb": now["secantusdb"],
+                        "tansu": now["tansu"], "simulator": simulator.pid,
+                        "up": up.process.pid}  # fmt: skip
+
+            profiled = Profiler(profile_dir / str(count) if profile_dir else None, spied, gil=gil)
+            async with CpuByRole(roles) as meter:
+                with profiled:
+                    began = time.monotonic()  # all due at once: the tick sees them from now on
+                    await store.db.projects.update_many(
+                        {}, {"$set": {"status": ProjectStatus.ACTIVE}}
+                    )
+                    await stored.wait_for(expected, timeout_s=3600)
+                    elapsed = time.monotonic() - began
             # Read at once: once the night is stored, `up` may restart a broker past its
             # memory limit (CLARITYCAST_BROKER_MEMORY_LIMIT_MB), and the worker with it.
-            cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
-            peak_mib = memory_kib(children["worker"], "VmHWM") / 1024
-            broker_mib = (broker_before / 1024, memory_kib(children["tansu"]) / 1024)
+            cpu = meter.seconds()
+            workers = meter.processes("worker")
+            now = up.children()
+            peak_mib = memory_kib(now["worker"], "VmHWM") / 1024
+            broker_mib = (broker_before / 1024, memory_kib(now["tansu"]) / 1024)
             try:
-                idle_after = f"{await idle_cpu(pids['tansu']):.0%} holding it"
+                idle_after = f"{await idle_cpu(now['tansu']):.0%} holding it"
             except FileNotFoundError:
                 idle_after = "not measured after it (restarted)"
         if ops:
@@ -227,8 +236,8 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
             elapsed, *rates))  # fmt: skip
         print(f"  {1000 * elapsed / count:.1f} ms per project; CPU seconds: " + ", ".join(
             f"{name} {seconds:.1f}" for name, seconds in cpu.items()))  # fmt: skip
-        print(f"  worker peak memory {peak_mib:.0f} MiB; broker {broker_mib[0]:.0f} -> "
-              f"{broker_mib[1]:.0f} MiB")  # fmt: skip
+        print(f"  worker peak memory {peak_mib:.0f} MiB (the last of {workers} workers); "
+              f"broker {broker_mib[0]:.0f} -> {broker_mib[1]:.0f} MiB")  # fmt: skip
         print(f"  broker CPU with nothing to do: {idle_before:.0%} of a core before the night, "
               f"{idle_after}")  # fmt: skip
         for line in up.kept:

@@ -39,6 +39,61 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+class CpuByRole:
+    """CPU seconds per role (worker, broker, …) across restarts, while the block runs.
+
+    `up` may restart its worker and its broker during a run (the broker's
+    memory bound), so a pid read at the start is not the process at the end.
+    ``roles`` says which pid plays each role now; the meter reads them every
+    ``interval_s`` and adds up each process's CPU from the start (or its birth)
+    to its last reading. A process that ends loses at most its last interval.
+    """
+
+    def __init__(self, roles: Callable[[], dict[str, int]], interval_s: float = 1.0) -> None:
+        self.roles = roles
+        self.interval_s = interval_s
+        self._first: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _sample(self, starting: bool = False) -> None:
+        for name, pid in self.roles().items():
+            try:
+                seconds = cpu_s(pid)
+            except FileNotFoundError:
+                continue
+            self._first.setdefault((name, pid), seconds if starting else 0.0)
+            self._last[(name, pid)] = seconds
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self._sample()
+
+    async def __aenter__(self) -> Self:
+        self._sample(starting=True)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sample()
+
+    def seconds(self) -> dict[str, float]:
+        """Each role's CPU seconds so far; roles in the order first seen."""
+        totals: dict[str, float] = {}
+        for (name, pid), last in self._last.items():
+            totals[name] = totals.get(name, 0.0) + last - self._first[(name, pid)]
+        return totals
+
+    def processes(self, role: str) -> int:
+        """How many processes played ``role`` (more than one: it was restarted)."""
+        return sum(1 for name, _ in self._last if name == role)
+
+
 def disk_kib(path: Path) -> int:
     """Bytes on disk under ``path`` (allocated blocks, like ``du``), in KiB."""
     total = 0
