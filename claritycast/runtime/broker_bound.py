@@ -100,6 +100,7 @@ CHECKS_BETWEEN_RESTARTS = 10
 MAX_RESTART_GAP_S = 60.0  # with the default 60 s checks: a big night may need one a minute
 DRAIN_MAX_S = 300.0
 DRAIN_CHECK_S = 1.0  # the lag is read this often while a drain lasts
+BROKER_STOP_S = 0.5
 # The topic each consuming stage reads (the tick only produces). tests/test_broker_bound.py
 # checks this against the agents a real app registers.
 CONSUMED_BY_STAGE: dict[str, TopicSpec] = {
@@ -313,7 +314,10 @@ class BrokerBound:
                 return None
             resent = await self.processes.broker_emptied()
             down = time.monotonic()
-            await self.broker.stop()
+            # Nothing in it is kept, so no need to wait for its orderly stop: with a
+            # consumer of another service still connected, Tansu takes its whole stop
+            # timeout (5 s) to go.
+            await self.broker.stop(timeout_s=BROKER_STOP_S)
             await self.broker.start()
             broker_down_s = time.monotonic() - down
             self.on_restarted(self.broker)
