@@ -191,9 +191,11 @@ def restart_summary(line: str) -> str:
     if "broker.restart_abandoned" in line:
         return "restart abandoned (work in flight after the stop)"
     fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+    drained = fields.get("drained_s", "None")
     return (
         f"restart {fields.get('rss_before_mib')} -> {fields.get('rss_after_mib')} MiB "
         f"in {fields.get('took_s')} s"
+        + ("" if drained == "None" else f" after draining the chain for {drained} s")
     )
 
 
