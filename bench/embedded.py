@@ -12,11 +12,40 @@ import threading
 import time
 from pathlib import Path
 
+# What another run's processes look like: a figure taken beside one is off (a worker
+# orphaned by an interrupted run once used a fifth of a core through two benchmarks).
+OTHERS = ("claritycast worker", "claritycast up", "claritycast web", "-m secantus", "tansu")
+
+
+def other_runs() -> list[str]:
+    """Processes of another claritycast run on this machine, as "pid command"."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if any(marker in command for marker in OTHERS):
+            found.append(f"{entry.name} {command[:100]}")
+    return found
+
 
 class Up:
-    """`claritycast up` as a user runs it, in its own session and data folder."""
+    """`claritycast up` as a user runs it, in its own session and data folder.
+
+    It refuses to start beside another run's processes (``BENCH_ALLOW_OTHERS=1``
+    to start anyway): they would share the cores being measured.
+    """
 
     def __init__(self, **settings: str) -> None:
+        others = other_runs()
+        if others and os.environ.get("BENCH_ALLOW_OTHERS") != "1":
+            raise SystemExit(
+                "another claritycast run is using this machine; stop it, or set "
+                "BENCH_ALLOW_OTHERS=1 to measure beside it:\n  " + "\n  ".join(others)
+            )
         self.data_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-")) / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
         env["CLARITYCAST_DATA_DIR"] = str(self.data_dir)
