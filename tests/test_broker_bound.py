@@ -92,6 +92,43 @@ async def simulator() -> AsyncIterator[ClaritySimulator]:
         yield sim
 
 
+def assert_each_group_once(up: UpProcess, simulator: ClaritySimulator, projects: list[str]) -> None:
+    """Clarity was asked once for each group, all answered 200, and each was stored once."""
+    for project_id in projects:
+        seen = simulator.requests_for(project_id)
+        assert len(seen) == len(GROUP_NAMES), f"{project_id}: {len(seen)} Clarity requests"
+        assert all(request.status == 200 for request in seen)
+    stored = stored_lines(up)
+    assert stored == Counter({(p, g): 1 for p in projects for g in GROUP_NAMES}), stored
+
+
+def bound_env(simulator: ClaritySimulator, **settings: str) -> dict[str, str]:
+    """`up`'s environment here: a 1 MB limit checked twice a second, and ``settings``.
+
+    An empty broker uses about 18 MB, so `up` restarts it at every quiet moment
+    it is allowed (one per ten checks: 5 s).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
+    return (
+        env
+        | {
+            "CLARITYCAST_PARTITIONS": "2",
+            "CLARITYCAST_WEB_PORT": "0",
+            "CLARITYCAST_CLARITY_API_URL": simulator.export_url,
+            "CLARITYCAST_BROKER_MEMORY_LIMIT_MB": "1",
+            "CLARITYCAST_BROKER_MEMORY_CHECK_S": "0.5",
+            "CLARITYCAST_BROKER_FETCH_WAIT_MS": "50",  # as every test: many hops, little data
+        }
+        | {f"CLARITYCAST_{name.upper()}": value for name, value in settings.items()}
+    )
+
+
+def store_of(up: UpProcess) -> Store:
+    """The store of `up`'s database, with the key `up` made in its data folder."""
+    keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
+    return Store.connect(str(up.state()["mongodb_url"]), "claritycast", keyring=keyring)
+
+
 def restarts(up: UpProcess) -> list[str]:
     return [line for line in list(up.lines) if RESTARTED in line]
 
@@ -125,28 +162,21 @@ async def test_a_planned_broker_restart_loses_nothing_and_fetches_nothing_twice(
     for project_id in (*WAVES[0], *WAVES[1]):
         slack.add_channel(f"reports-{project_id}")
     async with SmtpCatcher() as smtp, slack as slack_url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
-        env |= {
-            "CLARITYCAST_PARTITIONS": "2",
-            "CLARITYCAST_WEB_PORT": "0",
-            "CLARITYCAST_CLARITY_API_URL": simulator.export_url,
-            "CLARITYCAST_TICK_INTERVAL_S": "0.3",
-            "CLARITYCAST_BROKER_MEMORY_LIMIT_MB": "1",  # an empty broker uses about 18
-            "CLARITYCAST_BROKER_MEMORY_CHECK_S": "0.5",
-            "CLARITYCAST_BROKER_FETCH_WAIT_MS": "50",  # as every test: many hops, little data
-            "CLARITYCAST_SLACK_TOKEN": slack.token,
-            "CLARITYCAST_SLACK_API_URL": slack_url,
-            "CLARITYCAST_SMTP_HOST": "127.0.0.1",
-            "CLARITYCAST_SMTP_PORT": str(smtp.port),
-            "CLARITYCAST_SMTP_SECURITY": "none",
-            "CLARITYCAST_DELIVERY_GRACE_S": "0",  # never waits, whatever the hour of the run
-        }
+        env = bound_env(
+            simulator,
+            tick_interval_s="0.3",
+            slack_token=slack.token,
+            slack_api_url=slack_url,
+            smtp_host="127.0.0.1",
+            smtp_port=str(smtp.port),
+            smtp_security="none",
+            delivery_grace_s="0",  # never waits, whatever the hour of the run
+        )
         up = UpProcess(tmp_path / "var", env=env)
         try:
             await line_in(up, "claritycast is ready")
             before = up.state()
-            keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
-            store = Store.connect(str(before["mongodb_url"]), "claritycast", keyring=keyring)
+            store = store_of(up)
             try:
                 await night(up, store, simulator, smtp, slack)
             finally:
@@ -161,12 +191,7 @@ async def test_a_planned_broker_restart_loses_nothing_and_fetches_nothing_twice(
         assert after["children"]["tansu"] != before["children"]["tansu"]  # type: ignore[index]
 
     every = [*WAVES[0], *WAVES[1]]
-    for project_id in every:
-        seen = simulator.requests_for(project_id)
-        assert len(seen) == len(GROUP_NAMES), f"{project_id}: {len(seen)} Clarity requests"
-        assert all(request.status == 200 for request in seen)
-    stored = stored_lines(up)
-    assert stored == Counter({(p, g): 1 for p in every for g in GROUP_NAMES}), stored
+    assert_each_group_once(up, simulator, every)
     by_channel = Counter(message.channel_name for message in slack.messages)
     assert by_channel == Counter({f"reports-{p}": 1 for p in every}), by_channel
     by_recipient = Counter(rcpt for message in smtp.messages for rcpt in message.rcpt_tos)
@@ -280,23 +305,12 @@ async def test_a_night_with_no_quiet_moment_is_drained_for_the_restart(
     and stored once, and nothing is asked for while the drain lasts.
     """
     simulator = busy_simulator
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITYCAST_")}
-    env |= {
-        "CLARITYCAST_PARTITIONS": "2",
-        "CLARITYCAST_WEB_PORT": "0",
-        "CLARITYCAST_CLARITY_API_URL": simulator.export_url,
-        "CLARITYCAST_TICK_INTERVAL_S": "30",  # the waves go on by the wave timer alone
-        "CLARITYCAST_PULL_IN_FLIGHT": "14",
-        "CLARITYCAST_BROKER_MEMORY_LIMIT_MB": "1",
-        "CLARITYCAST_BROKER_MEMORY_CHECK_S": "0.5",
-        "CLARITYCAST_BROKER_FETCH_WAIT_MS": "50",
-    }
+    # The waves go on by the wave timer alone: no tick comes during the night.
+    env = bound_env(simulator, tick_interval_s="30", pull_in_flight="14")
     up = UpProcess(tmp_path / "var", env=env)
     try:
         await line_in(up, "claritycast is ready")
-        state = up.state()
-        keyring = parse_keys((up.data_dir / KEY_FILE_NAME).read_text())
-        store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
+        store = store_of(up)
         try:
             now = datetime.now(UTC)
             for project_id in NIGHT:
@@ -332,9 +346,4 @@ async def test_a_night_with_no_quiet_moment_is_drained_for_the_restart(
     assert first("broker.drain_ends", restarted)
     stored_before = sum("snapshot.stored" in line for line in lines[:restarted])
     assert 0 < stored_before < len(NIGHT) * len(GROUP_NAMES) / 2, "most of it after the restart"
-    for project_id in NIGHT:
-        seen = simulator.requests_for(project_id)
-        assert len(seen) == len(GROUP_NAMES), f"{project_id}: {len(seen)} Clarity requests"
-        assert all(request.status == 200 for request in seen)
-    stored = stored_lines(up)
-    assert stored == Counter({(p, g): 1 for p in NIGHT for g in GROUP_NAMES}), stored
+    assert_each_group_once(up, simulator, NIGHT)

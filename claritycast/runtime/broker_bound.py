@@ -242,6 +242,8 @@ class BrokerBound:
         rss = rss_bytes(self.broker.pid)
         if rss <= self.limit:
             self._deferred = False
+            if self._drain_began is not None:  # Tansu never gives memory back, but if it did
+                await self._end_drain("under the limit")
             return
         if time.monotonic() - self._last_restart < self._restart_gap_s:
             return
