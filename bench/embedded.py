@@ -85,16 +85,10 @@ class Up:
         return json.loads((self.data_dir / "run" / "state.json").read_text())
 
     def children(self) -> dict[str, int]:
-        """The pid of each child `up` runs now (it rewrites its state on every restart)."""
-        for _ in range(10):
-            try:
-                children = self.state()["children"]
-            except json.JSONDecodeError:  # caught mid-rewrite
-                time.sleep(0.01)
-                continue
-            assert isinstance(children, dict)
-            return children
-        raise SystemExit("up's state file stayed unreadable")
+        """The pid of each child `up` runs now (its state is rewritten atomically on a restart)."""
+        children = self.state()["children"]
+        assert isinstance(children, dict)
+        return children
 
     def stop(self) -> float:
         began = time.monotonic()

@@ -24,7 +24,8 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import httpx
@@ -46,7 +47,7 @@ from claritycast.runtime.embedded import (
 )
 from claritycast.runtime.ports import bind, free_port
 from claritycast.settings import Settings
-from claritycast.store.core import Store
+from claritycast.store.core import Store, open_store
 
 log = get_logger(__name__)
 
@@ -267,13 +268,8 @@ class Supervisor:
             else:
                 await store.begin_drain(until, reason="broker restart")
 
-    @contextlib.asynccontextmanager
-    async def _store(self) -> AsyncIterator[Store]:
-        store = Store.connect(self.state.mongodb_url, self.settings.mongodb_database)
-        try:
-            yield store
-        finally:
-            await store.close()
+    def _store(self) -> AbstractAsyncContextManager[Store]:
+        return open_store(self.state.mongodb_url, self.settings.mongodb_database)
 
     def broker_restarted(self, broker: ServerProcess) -> None:
         """Record the new broker's pid (its port is the same) for `status` and other commands."""
