@@ -283,6 +283,40 @@ async def test_snapshots_saved_together_are_created_once_and_mark_their_pulls(
     assert set(progress.stored) == {"url", "device", "country"}
 
 
+async def test_a_batch_of_many_pulls_marks_each_with_its_own_groups(store: Store) -> None:
+    """Several projects and days in one batch: each pull lists its groups, and only those.
+
+    A pull recorded before (a group held for a retry) keeps what it held and
+    gains the groups; the others are created; a group stored again is listed once.
+    """
+    until = datetime(2026, 3, 30, 1, 0, tzinfo=UTC)
+    await store.hold_group("p2", "2026-03-29", "browser", until)
+    batch = [
+        replace(snapshot(), project_id=project, local_date=day, group=group)
+        for project, day, groups in [
+            ("p1", "2026-03-29", ("url", "device")),
+            ("p2", "2026-03-29", ("url", "device")),
+            ("p2", "2026-03-28", ("country",)),
+            ("p3", "2026-03-29", ("url", "device", "country", "browser")),
+        ]
+        for group in groups
+    ]
+    assert len(await store.save_snapshots(batch)) == len(batch)
+    await store.save_snapshots([replace(snapshot(), project_id="p3", group="url")])
+    expected = {
+        ("p1", "2026-03-29"): {"url", "device"},
+        ("p2", "2026-03-29"): {"url", "device"},
+        ("p2", "2026-03-28"): {"country"},
+        ("p3", "2026-03-29"): {"url", "device", "country", "browser"},
+    }
+    for (project, day), groups in expected.items():
+        progress = await store.pull_progress(project, day)
+        assert sorted(progress.stored) == sorted(groups), (project, day)
+    held = await store.pull_progress("p2", "2026-03-29")
+    assert held.retry_at == {"browser": until}
+    assert await store.db.pulls.count_documents({}) == len(expected)
+
+
 async def test_calls_logged_together_keep_the_first_copy(store: Store) -> None:
     """A batch's calls go in one write; a call logged already (a redelivery) stays as it was."""
     at = datetime(2026, 3, 30, 0, 1, tzinfo=UTC)

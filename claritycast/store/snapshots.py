@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -113,9 +113,10 @@ class SnapshotsMixin:
     async def save_snapshots(self, snapshots: list[Snapshot]) -> set[str]:
         """Store many snapshots as `save_snapshot` stores one; returns the ids this call created.
 
-        One bulk write for the snapshots (each an upsert that changes nothing
-        when the snapshot exists) and one for the pulls' progress, with one
-        update per (project, day) whatever the number of its groups.
+        One insert for the snapshots that skips those stored already, then the
+        pulls' progress in a few statements whatever the number of projects:
+        one insert of the missing pull records, then one ``update_many`` per
+        distinct set of groups (`_record_progress`).
         """
         created: set[str] = set()
         pulls: dict[str, tuple[str, str, set[str]]] = {}
@@ -139,15 +140,31 @@ class SnapshotsMixin:
                     skipped = {e["index"] for e in exc.details["writeErrors"]}
                 created |= {doc["_id"] for i, doc in enumerate(documents) if i not in skipped}
             for chunk in chunks(list(pulls.items())):
-                await self.db.pulls.bulk_write(
-                    [UpdateOne({"_id": key},
-                               {"$set": {"project_id": project_id, "local_date": day},
-                                "$addToSet": {"groups": {"$each": sorted(groups)}}},
-                               upsert=True)
-                     for key, (project_id, day, groups) in chunk],
-                    ordered=False,
-                )  # fmt: skip
+                await self._record_progress(dict(chunk))
         return created
+
+    async def _record_progress(self, pulls: dict[str, tuple[str, str, set[str]]]) -> None:
+        """Add stored groups to their pull records, creating the records that are missing.
+
+        Not a bulk of upserts, one per (project, day): SecantusDB commits each
+        statement of a bulk write alone, an fsync each, and those commits were
+        the store stage's slowest step in a night. Both steps are idempotent: a
+        record another writer created first is skipped, and a group is added once.
+        """
+        records = [{"_id": key, "project_id": project_id, "local_date": day, "groups": []}
+                   for key, (project_id, day, _groups) in pulls.items()]  # fmt: skip
+        try:
+            await self.db.pulls.insert_many(records, ordered=False)
+        except BulkWriteError as exc:  # records that exist already (the usual case)
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                raise
+        by_groups: dict[tuple[str, ...], list[str]] = {}
+        for key, (_project_id, _day, groups) in pulls.items():
+            by_groups.setdefault(tuple(sorted(groups)), []).append(key)
+        for groups, keys in by_groups.items():
+            await self.db.pulls.update_many(
+                {"_id": {"$in": keys}}, {"$addToSet": {"groups": {"$each": list(groups)}}}
+            )
 
     async def get_snapshot(self, project_id: str, local_date: str, group: str) -> Snapshot | None:
         with translated("reading a snapshot"):
