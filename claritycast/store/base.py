@@ -7,14 +7,16 @@ runs inside `translated`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     ExecutionTimeout,
     PyMongoError,
@@ -64,6 +66,26 @@ RETRYABLE: tuple[type[PyMongoError], ...] = (
     WaitQueueTimeoutError,
     WTimeoutError,
 )
+
+
+async def insert_new(
+    collection: AsyncCollection[dict[str, Any]], documents: Sequence[dict[str, Any]]
+) -> set[int]:
+    """Insert ``documents`` in one statement, leaving those whose key exists; their indexes.
+
+    One unordered insert rather than a bulk of upserts: SecantusDB commits each
+    statement of a bulk write alone (an fsync each). A document stored before,
+    or by a concurrent writer, is refused by its unique key and left as it is;
+    any other refusal is raised.
+    """
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        return {error["index"] for error in errors}
+    return set()
 
 
 @contextmanager

@@ -12,9 +12,9 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from claritycast.store.base import DUPLICATE_KEY, chunks, translated
+from claritycast.store.base import chunks, insert_new, translated
 from models.documents import (
     Call,
     as_utc,
@@ -55,13 +55,7 @@ class CallsMixin:
         """`log_call` for many, one write for all; those logged already are left as they are."""
         with translated("logging Clarity calls"):
             for chunk in chunks(calls):
-                try:
-                    await self.db.calls.insert_many(
-                        [call.to_document() for call in chunk], ordered=False
-                    )
-                except BulkWriteError as exc:
-                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                        raise
+                await insert_new(self.db.calls, [call.to_document() for call in chunk])
 
     async def finish_call(
         self, request_id: str, outcome: str, status: int | None, detail: str | None

@@ -39,10 +39,9 @@ from gridfs import AsyncGridFSBucket
 from gridfs.errors import GridFSError, NoFile
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from claritycast.errors import StoreError
-from claritycast.store.base import DUPLICATE_KEY
+from claritycast.store.base import insert_new
 from models.records import SnapshotFetched
 
 CODEC = "zlib+json"
@@ -125,11 +124,7 @@ class BlockStore:
                 documents[found.ref] = {"_id": found.ref} | document
             refs.append(found)
         if documents:
-            try:
-                await self.collection.insert_many(list(documents.values()), ordered=False)
-            except BulkWriteError as exc:
-                if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                    raise
+            await insert_new(self.collection, list(documents.values()))
         return refs
 
     def _prepare(

@@ -32,9 +32,8 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
-from claritycast.store.base import DUPLICATE_KEY, chunks, translated
+from claritycast.store.base import chunks, insert_new, translated
 from models.delivery import Connection, ConnectionStatus, Delivery
 from models.documents import ProjectStatus, PullProgress, as_utc
 
@@ -180,14 +179,7 @@ class DueMixin:
         created: set[str] = set()
         with translated("opening deliveries"):
             for chunk in chunks(documents):
-                try:
-                    await self.db.deliveries.insert_many(chunk, ordered=False)
-                    existing: set[int] = set()
-                except BulkWriteError as exc:
-                    errors = exc.details.get("writeErrors", [])
-                    if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                        raise
-                    existing = {error["index"] for error in errors}
+                existing = await insert_new(self.db.deliveries, chunk)
                 created |= {doc["_id"] for i, doc in enumerate(chunk) if i not in existing}
         return created
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from claritycast.store import claim_check
-from claritycast.store.base import DUE_AT_ONCE, DUPLICATE_KEY, chunks, translated
+from claritycast.store.base import DUE_AT_ONCE, chunks, insert_new, translated
 from claritycast.store.claim_check import BlocksRef, BlockStore
 from models.documents import (
     PullProgress,
@@ -127,17 +127,9 @@ class SnapshotsMixin:
             )
         with translated("saving snapshots"):
             for chunk in chunks(snapshots):
-                # One insert that skips what is stored already, not a bulk of upserts:
-                # SecantusDB commits each statement of a bulk write alone (an fsync each).
                 documents = list({doc["_id"]: doc for doc in map(Snapshot.to_document, chunk)}
                                  .values())  # fmt: skip
-                skipped: set[int] = set()
-                try:
-                    await self.db.snapshots.insert_many(documents, ordered=False)
-                except BulkWriteError as exc:  # stored before, or by a concurrent writer
-                    if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                        raise
-                    skipped = {e["index"] for e in exc.details["writeErrors"]}
+                skipped = await insert_new(self.db.snapshots, documents)
                 created |= {doc["_id"] for i, doc in enumerate(documents) if i not in skipped}
             for chunk in chunks(list(pulls.items())):
                 await self._record_progress(dict(chunk))
@@ -149,15 +141,12 @@ class SnapshotsMixin:
         Not a bulk of upserts, one per (project, day): SecantusDB commits each
         statement of a bulk write alone, an fsync each, and those commits were
         the store stage's slowest step in a night. Both steps are idempotent: a
-        record another writer created first is skipped, and a group is added once.
+        record that exists already (the usual case) is left as it is, and a group
+        is added once.
         """
         records = [{"_id": key, "project_id": project_id, "local_date": day, "groups": []}
                    for key, (project_id, day, _groups) in pulls.items()]  # fmt: skip
-        try:
-            await self.db.pulls.insert_many(records, ordered=False)
-        except BulkWriteError as exc:  # records that exist already (the usual case)
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                raise
+        await insert_new(self.db.pulls, records)
         by_groups: dict[tuple[str, ...], list[str]] = {}
         for key, (_project_id, _day, groups) in pulls.items():
             by_groups.setdefault(tuple(sorted(groups)), []).append(key)
