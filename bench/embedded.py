@@ -55,7 +55,7 @@ class Up:
         self.ready = threading.Event()
         self.lines: list[str] = []
         self.kept: list[str] = []  # lines holding one of `keep`, for a benchmark to read
-        self.keep: tuple[str, ...] = ("broker.restart", "broker.drain")
+        self.keep: tuple[str, ...] = ("broker.restart", "broker.drain", "database.")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "claritycast", "up"],
             env=env,

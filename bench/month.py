@@ -8,8 +8,11 @@ event to the next while every message crosses the real broker and database.
 In this process: the Clarity simulator (on the same clock), the Slack
 stand-in and a real SMTP server (aiosmtpd).
 
-N projects (UTC) and N daily connections at 09:00 (the `sessions` chart,
-every other one to Slack, the rest by email) are written to MongoDB. Night by
+N projects (UTC) and N daily connections at 09:00 (the `sessions` chart
+over 30 days, every other one to Slack, the rest by email) are written to
+MongoDB, with ``--history-days`` (30) of each project's `overall` snapshots
+before the first night, as if pulled before: every night's report then reads
+and draws a full window, so night 2 and night 30 do the same work. Night by
 night, the clock is set to 00:35 (the tick finds every project missing
 yesterday; 00:35 rather than 00:00 because each call counts for 24 h and 2
 min, and time stands still during a pull) and the pull is timed until MongoDB
@@ -26,7 +29,7 @@ every count (`estimated_document_count` too) walks the whole collection. At
 the end: every Clarity request made exactly once (the simulator's log),
 every report received exactly once.
 
-    .venv/bin/python -m bench.month [--projects 1000] [--nights 30]
+    .venv/bin/python -m bench.month [--projects 1000] [--nights 30] [--history-days 30]
                                     [--broker-limit-mb 256] [--quiet-s 6]
 """
 
@@ -41,7 +44,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -53,17 +56,20 @@ from claritycast.delivery.connections import create_connection
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
 from claritycast.standins.clarity import ClaritySimulator
+from claritycast.standins.history import history_snapshot
 from claritycast.standins.slack import SlackStandin
 from claritycast.standins.smtp import SmtpCatcher
 from claritycast.store.core import Store
 from models import catalogue
-from models.documents import Organisation, Project, ProjectStatus
+from models.documents import Organisation, Project, ProjectStatus, Snapshot
 
 GROUPS = 7
+HISTORY_BATCH = 1000
 TIMEOUT_S = 3600
 CHECK_S = 2  # how often `up` reads the broker's memory here (the default is 60 s)
 MIB = 1024 * 1024
 ENDED = re.compile(r"broker\.restart(ed|_abandoned)\b")
+RESTARTED_DATABASE = "database.restarted"  # `up` found the database hung or gone
 
 
 @dataclass
@@ -106,6 +112,26 @@ async def seed(store: Store, simulator: ClaritySimulator, count: int, now: datet
             store, project=project_id, metric="sessions", now=now, at="09:00", timezone="UTC",
             name=f"month-{i:05d}", **where,
         )  # fmt: skip
+
+
+async def seed_history(store: Store, count: int, first: date, days: int) -> float:
+    """``days`` of each project's `overall` group before ``first``; seconds taken.
+
+    Stored by the store's own batch write (`Store.save_snapshots`, pull records
+    with them), 1,000 snapshots at a time.
+    """
+    began = time.monotonic()
+    batch: list[Snapshot] = []
+    for back in range(days, 0, -1):
+        day = first - timedelta(days=back)
+        for i in range(1, count + 1):
+            batch.append(history_snapshot(f"m{i:05d}", day, "overall", "UTC"))
+            if len(batch) == HISTORY_BATCH:
+                await store.save_snapshots(batch)
+                batch.clear()
+    if batch:
+        await store.save_snapshots(batch)
+    return time.monotonic() - began
 
 
 async def wait_until(probe: object, target: int, what: str) -> float:
@@ -188,6 +214,9 @@ async def restart_done(up: Up) -> None:
 
 def restart_summary(line: str) -> str:
     """A `broker.restarted` line as 'before -> after MiB in s'."""
+    if RESTARTED_DATABASE in line:
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        return f"database restarted ({fields.get('why')}) in {fields.get('took_s')} s"
     if "broker.restart_abandoned" in line:
         return "restart abandoned (work in flight after the stop)"
     fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
@@ -199,7 +228,7 @@ def restart_summary(line: str) -> str:
     )
 
 
-async def month(count: int, nights: int, limit_mb: int, quiet_s: float) -> None:
+async def month(count: int, nights: int, history: int, limit_mb: int, quiet_s: float) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="claritycast-bench-month-"))
     clock_file = scratch / "clock"
     first = datetime.now(UTC).date() - timedelta(days=nights + 1)
@@ -227,10 +256,16 @@ async def month(count: int, nights: int, limit_mb: int, quiet_s: float) -> None:
             store = Store.connect(str(state["mongodb_url"]), "claritycast", keyring=keyring)
             try:
                 await seed(store, simulator, count, clock.now())
+                seeded_s = await seed_history(store, count, first, history)
                 print(f"-- {count} projects, {count} daily reports, {nights} nights; broker "
                       f"limit {limit_mb} MiB; data in {up.data_dir}", flush=True)  # fmt: skip
+                print(
+                    f"-- {history} days of history stored first in {seeded_s:.0f} s: "
+                    f"database {disk_mib(up.data_dir / 'mongodb'):.1f} MiB",
+                    flush=True,
+                )
                 print("| night | pull s | reports s | worker RSS MiB | database MiB "
-                      "| broker MiB now / peak | planned broker restarts |")  # fmt: skip
+                      "| broker MiB now / peak | restarts (broker, database) |")  # fmt: skip
                 print("|---|---|---|---|---|---|---|", flush=True)
                 results = await run_nights(up, store, clock, clock_file, count, nights, quiet_s,
                                            smtp, slack)  # fmt: skip
@@ -287,7 +322,11 @@ async def run_nights(
         night = Night(
             number, pull_s, deliver_s, memory_kib(pid) / 1024, disk_mib(up.data_dir / "mongodb"),
             memory_kib(broker) / 1024, memory_kib(broker, "VmHWM") / 1024,
-            [restart_summary(line) for line in up.kept[kept:] if ENDED.search(line)],
+            [
+                restart_summary(line)
+                for line in up.kept[kept:]
+                if ENDED.search(line) or RESTARTED_DATABASE in line
+            ],
             pid != last_pid,
         )  # fmt: skip
         last_pid = pid
@@ -346,10 +385,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=1000)
     parser.add_argument("--nights", type=int, default=30)
+    parser.add_argument("--history-days", type=int, default=30)
     parser.add_argument("--broker-limit-mb", type=int, default=256)
     parser.add_argument("--quiet-s", type=float, default=6.0)
     args = parser.parse_args()
-    asyncio.run(month(args.projects, args.nights, args.broker_limit_mb, args.quiet_s))
+    asyncio.run(
+        month(args.projects, args.nights, args.history_days, args.broker_limit_mb, args.quiet_s)
+    )
 
 
 if __name__ == "__main__":

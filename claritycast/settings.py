@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         le=3600,
         description="Embedded broker: how often `up` reads its memory",
     )
+    database_watch_s: float = Field(
+        default=15.0,
+        ge=0,
+        le=3600,
+        description="Embedded database: how often `up` writes a probe to it (0: never)",
+    )
+    database_hung_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Embedded database: a probe unanswered this long and `up` restarts it",
+    )
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

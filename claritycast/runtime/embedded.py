@@ -171,7 +171,13 @@ def tansu(port: int, log_dir: Path) -> ServerProcess:
 def secantusdb(
     port: int, storage_path: Path, log_dir: Path, *, sync_on_commit: bool
 ) -> ServerProcess:
-    """SecantusDB's MongoDB-wire server, WiredTiger data under ``storage_path``."""
+    """SecantusDB's MongoDB-wire server, WiredTiger data under ``storage_path``.
+
+    ``--standalone``: SecantusDB otherwise presents itself as a one-node
+    replica set and so writes every change a second time, to its oplog
+    (up to 100,000 entries, pruned every 1,000 writes), for change streams
+    and transactions that claritycast never uses.
+    """
     storage_path.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
@@ -185,6 +191,7 @@ def secantusdb(
         str(storage_path),
         "--log-level",
         "WARNING",
+        "--standalone",
     ]
     if sync_on_commit:
         argv.append("--sync-on-commit")

@@ -14,7 +14,9 @@ for `RESTART_STABLE_S`; each restart is announced.
 The embedded broker keeps every message in memory: once it passes
 ``CLARITYCAST_BROKER_MEMORY_LIMIT_MB``, `up` restarts it empty at a quiet
 moment, stopping the worker and the web process around it
-(`claritycast.runtime.broker_bound`).
+(`claritycast.runtime.broker_bound`). The embedded database is probed with a
+write and started again if it hangs or exits
+(`claritycast.runtime.database_watch`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
 from claritycast.runtime.app import app_id_for
 from claritycast.runtime.broker_bound import BrokerBound, consumed_topics
+from claritycast.runtime.database_watch import DatabaseWatch
 from claritycast.runtime.embedded import (
     ChildProcess,
     RunDir,
@@ -110,7 +113,10 @@ async def run_up(
                 announce(line)
         envs = {"worker": env, "web": web_env}
         supervisor = Supervisor(settings, [worker, web], envs, state, run_dir, stop, announce)
-        return await supervisor.run(_broker_bound(settings, servers, stages, supervisor))
+        return await supervisor.run(
+            _broker_bound(settings, servers, stages, supervisor),
+            _database_watch(settings, servers, state, supervisor),
+        )
     finally:
         await _stop_children(children)
         run_dir.release()
@@ -219,9 +225,9 @@ class Supervisor:
         self.running = asyncio.Event()
         self.running.set()
 
-    async def run(self, bound: BrokerBound | None) -> int:
+    async def run(self, *watches: BrokerBound | DatabaseWatch | None) -> int:
         """Until a signal; returns the exit code."""
-        watchers = [bound.watch(self.stop)] if bound is not None else []
+        watchers = [watch.watch(self.stop) for watch in watches if watch is not None]
         await asyncio.gather(*(self._keep_running(child) for child in self.children), *watchers)
         log.info("up.stopping", reason="signal")
         return 0
@@ -271,10 +277,10 @@ class Supervisor:
     def _store(self) -> AbstractAsyncContextManager[Store]:
         return open_store(self.state.mongodb_url, self.settings.mongodb_database)
 
-    def broker_restarted(self, broker: ServerProcess) -> None:
-        """Record the new broker's pid (its port is the same) for `status` and other commands."""
-        assert broker.pid is not None
-        self.state.children[broker.name] = broker.pid
+    def server_restarted(self, server: ServerProcess) -> None:
+        """Record a restarted server's new pid (its port is the same) for `status` and others."""
+        assert server.pid is not None
+        self.state.children[server.name] = server.pid
         self.run_dir.write_state(self.state)
 
     async def _keep_running(self, child: ChildProcess) -> None:
@@ -327,8 +333,18 @@ def _broker_bound(
     names = tuple(stage.name for stage in agents.select(stages))
     group = app_id_for(settings, names)
     return BrokerBound(
-        settings, broker, group, consumed_topics(settings, names), sup, sup.broker_restarted
+        settings, broker, group, consumed_topics(settings, names), sup, sup.server_restarted
     )
+
+
+def _database_watch(
+    settings: Settings, servers: list[ServerProcess], state: RunState, sup: Supervisor
+) -> DatabaseWatch | None:
+    """The embedded database's watch, when there is one and it is not turned off."""
+    database = next((server for server in servers if server.name == "secantusdb"), None)
+    if database is None or settings.database_watch_s == 0:
+        return None
+    return DatabaseWatch(settings, database, state.mongodb_url, sup.server_restarted)
 
 
 async def _wait_end(child: ChildProcess, stop: asyncio.Event) -> int | None:
