@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,9 +98,15 @@ class Up:
         return time.monotonic() - began
 
     def kill(self) -> None:
+        """Kill whatever is left of it and remove its scratch folder (the end of every run).
+
+        A benchmark's data would otherwise stay behind: a 10,000-project night
+        leaves over a gigabyte of database files.
+        """
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
 def memory_kib(pid: int, field: str = "VmRSS") -> int:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -251,6 +252,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         up.kill()
         os.killpg(simulator.pid, signal.SIGTERM)
         simulator.wait(30)
+        shutil.rmtree(simulator_dir, ignore_errors=True)
 
 
 def main(argv: list[str]) -> None:
@@ -261,8 +263,11 @@ def main(argv: list[str]) -> None:
         at = argv.index("--profile")
         profile_dir = Path(argv[at + 1])
         argv = argv[:at] + argv[at + 2 :]
-    for count in [int(arg) for arg in argv] or [100, 1000]:
-        asyncio.run(night(count, profile_dir, ops))
+    try:
+        for count in [int(arg) for arg in argv] or [100, 1000]:
+            asyncio.run(night(count, profile_dir, ops))
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: claritycast up and the simulator stopped") from None
 
 
 if __name__ == "__main__":

@@ -276,7 +276,6 @@ async def month(count: int, nights: int, history: int, limit_mb: int, quiet_s: f
             up.kill()
             await simulator.stop()
             shutil.rmtree(scratch, ignore_errors=True)
-            shutil.rmtree(up.data_dir.parent, ignore_errors=True)
         check_once(simulator, slack, smtp, count, nights)
     summary(results, count)
 
@@ -389,9 +388,12 @@ def main() -> None:
     parser.add_argument("--broker-limit-mb", type=int, default=256)
     parser.add_argument("--quiet-s", type=float, default=6.0)
     args = parser.parse_args()
-    asyncio.run(
-        month(args.projects, args.nights, args.history_days, args.broker_limit_mb, args.quiet_s)
-    )
+    try:
+        asyncio.run(
+            month(args.projects, args.nights, args.history_days, args.broker_limit_mb, args.quiet_s)
+        )
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: claritycast up and the stand-ins stopped") from None
 
 
 if __name__ == "__main__":

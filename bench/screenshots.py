@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -100,7 +99,6 @@ async def run(out: Path) -> None:
             raise
         finally:
             up.kill()
-            shutil.rmtree(up.data_dir.parent, ignore_errors=True)
 
 
 async def _form(page: Page, fields: dict[str, str]) -> None:

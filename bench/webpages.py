@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -141,7 +140,6 @@ def main(loads: int, sources: int) -> None:
         up.stop()
     finally:
         up.kill()
-        shutil.rmtree(up.data_dir.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
