@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     mongodb_sync_on_commit: bool = Field(
         default=True, description="Embedded database fsyncs every commit (no lost snapshot)"
     )
+    mongodb_cache_mb: int = Field(
+        default=1024,
+        ge=64,
+        le=1_048_576,
+        description="Embedded database: WiredTiger's cache, in MiB (SecantusDB's own default)",
+    )
 
     # Secrets at rest.
     secret_keys: SecretStr | None = Field(

@@ -169,7 +169,7 @@ def tansu(port: int, log_dir: Path) -> ServerProcess:
 
 
 def secantusdb(
-    port: int, storage_path: Path, log_dir: Path, *, sync_on_commit: bool
+    port: int, storage_path: Path, log_dir: Path, *, sync_on_commit: bool, cache_mb: int = 1024
 ) -> ServerProcess:
     """SecantusDB's MongoDB-wire server, WiredTiger data under ``storage_path``.
 
@@ -192,6 +192,8 @@ def secantusdb(
         "--log-level",
         "WARNING",
         "--standalone",
+        "--cache-size",
+        f"{cache_mb}M",
     ]
     if sync_on_commit:
         argv.append("--sync-on-commit")
@@ -345,6 +347,7 @@ async def start_servers(settings: Settings) -> list[ServerProcess]:
                 settings.data_dir / "mongodb",
                 settings.log_dir,
                 sync_on_commit=settings.mongodb_sync_on_commit,
+                cache_mb=settings.mongodb_cache_mb,
             )
         )
     try:
