@@ -109,6 +109,14 @@ class Up:
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does: `up` and the stand-ins stopped, scratch removed.
+
+    Without it SIGTERM kills the benchmark at once and leaves `up` running, orphaned.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+
+
 def memory_kib(pid: int, field: str = "VmRSS") -> int:
     """A memory figure of a live process from /proc, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -48,7 +48,7 @@ import httpx
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bench import round_trips
-from bench.embedded import Up, memory_kib
+from bench.embedded import Up, memory_kib, stop_on_sigterm
 from bench.progress import CpuByRole, EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
@@ -263,6 +263,7 @@ def main(argv: list[str]) -> None:
         at = argv.index("--profile")
         profile_dir = Path(argv[at + 1])
         argv = argv[:at] + argv[at + 2 :]
+    stop_on_sigterm()
     try:
         for count in [int(arg) for arg in argv] or [100, 1000]:
             asyncio.run(night(count, profile_dir, ops))
