@@ -113,7 +113,10 @@ def stop_on_sigterm() -> None:
     """SIGTERM ends a benchmark as Ctrl-C does: `up` and the stand-ins stopped, scratch removed.
 
     Without it SIGTERM kills the benchmark at once and leaves `up` running, orphaned.
+    SIGINT is given Python's own handler back first: a shell starts a background
+    job (``nohup ... &``) with SIGINT ignored, and asyncio then ignores it too.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
 
 
