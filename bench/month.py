@@ -257,13 +257,12 @@ async def restart_done(up: Up) -> None:
 
 
 def restart_summary(line: str) -> str:
-    """A `broker.restarted` line as 'before -> after MiB in s'."""
+    """A `broker.restarted` line as 'before -> after MiB in s', a `database.restarted` one too."""
+    fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
     if RESTARTED_DATABASE in line:
-        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
         return f"database restarted ({fields.get('why')}) in {fields.get('took_s')} s"
     if "broker.restart_abandoned" in line:
         return "restart abandoned (work in flight after the stop)"
-    fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
     drained = fields.get("drained_s", "None")
     return (
         f"restart {fields.get('rss_before_mib')} -> {fields.get('rss_after_mib')} MiB "

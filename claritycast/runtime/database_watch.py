@@ -106,9 +106,7 @@ class DatabaseWatch:
 
     async def _probe(self, client: AsyncMongoClient[dict[str, Any]]) -> str | None:
         """None when a write came back in time; else what is wrong, for the log."""
-        if self.database.returncode is not None:
-            log.error("database.exited", pid=self.database.pid,
-                      exit_code=self.database.returncode)  # fmt: skip
+        if self._exited():
             return "exited"
         began = time.monotonic()
         probe = client[self.database_name][PROBE_COLLECTION].update_one(
@@ -117,15 +115,20 @@ class DatabaseWatch:
         try:
             await asyncio.wait_for(probe, self.hung_s)
         except (TimeoutError, PyMongoError) as exc:
-            if self.database.returncode is not None:
-                log.error("database.exited", pid=self.database.pid,
-                          exit_code=self.database.returncode)  # fmt: skip
+            if self._exited():  # it died while the write waited
                 return "exited"
             log.error("database.hung", pid=self.database.pid,
                       waited_s=round(time.monotonic() - began, 1),
                       error=type(exc).__name__)  # fmt: skip
             return "hung"
         return None
+
+    def _exited(self) -> bool:
+        """True, and logged, when the database process has exited."""
+        if self.database.returncode is None:
+            return False
+        log.error("database.exited", pid=self.database.pid, exit_code=self.database.returncode)
+        return True
 
     async def restart(self, why: str) -> None:
         """Stop what is left of the database and start it again on its port and files."""
