@@ -15,7 +15,10 @@ from pathlib import Path
 
 # What another run's processes look like: a figure taken beside one is off (a worker
 # orphaned by an interrupted run once used a fifth of a core through two benchmarks).
-OTHERS = ("claritycast worker", "claritycast up", "claritycast web", "-m secantus", "tansu")
+OTHERS = (
+    "claritycast worker", "claritycast up", "claritycast web", "-m secantus", "secantusdb_main",
+    "tansu",
+)  # fmt: skip
 
 
 def other_runs() -> list[str]:

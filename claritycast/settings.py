@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Embedded database: how often `up` writes a probe to it (0: never)",
     )
+    database_expiry_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Embedded database: how often `up` deletes what TTL indexes expire, "
+        "through them (0: SecantusDB's own sweeper, which reads every document)",
+    )
     database_hung_s: float = Field(
         default=60.0,
         gt=0,

@@ -169,7 +169,13 @@ def tansu(port: int, log_dir: Path) -> ServerProcess:
 
 
 def secantusdb(
-    port: int, storage_path: Path, log_dir: Path, *, sync_on_commit: bool, cache_mb: int = 1024
+    port: int,
+    storage_path: Path,
+    log_dir: Path,
+    *,
+    sync_on_commit: bool,
+    cache_mb: int = 1024,
+    ttl_sweeper: bool = True,
 ) -> ServerProcess:
     """SecantusDB's MongoDB-wire server, WiredTiger data under ``storage_path``.
 
@@ -177,12 +183,15 @@ def secantusdb(
     replica set and so writes every change a second time, to its oplog
     (up to 100,000 entries, pruned every 1,000 writes), for change streams
     and transactions that claritycast never uses.
+
+    Without ``ttl_sweeper``, SecantusDB's own TTL sweeper is off and the one
+    who started it expires documents (`claritycast.runtime.database_expiry`).
     """
     storage_path.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
         "-m",
-        "secantus",
+        "secantus" if ttl_sweeper else "claritycast.runtime.secantusdb_main",
         "--host",
         LOOPBACK,
         "--port",
@@ -334,8 +343,12 @@ def resolve_endpoints(settings: Settings) -> Endpoints:
     )
 
 
-async def start_servers(settings: Settings) -> list[ServerProcess]:
-    """Start whichever of the broker and the database the settings leave to us."""
+async def start_servers(settings: Settings, *, own_expiry: bool = False) -> list[ServerProcess]:
+    """Start whichever of the broker and the database the settings leave to us.
+
+    ``own_expiry``: the caller expires the database's documents itself
+    (`claritycast.runtime.database_expiry`), so SecantusDB's sweeper is off.
+    """
     started: list[ServerProcess] = []
     wanted: list[ServerProcess] = []
     if settings.embedded_kafka:
@@ -348,6 +361,7 @@ async def start_servers(settings: Settings) -> list[ServerProcess]:
                 settings.log_dir,
                 sync_on_commit=settings.mongodb_sync_on_commit,
                 cache_mb=settings.mongodb_cache_mb,
+                ttl_sweeper=not own_expiry,
             )
         )
     try:

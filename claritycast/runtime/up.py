@@ -16,7 +16,8 @@ The embedded broker keeps every message in memory: once it passes
 moment, stopping the worker and the web process around it
 (`claritycast.runtime.broker_bound`). The embedded database is probed with a
 write and started again if it hangs or exits
-(`claritycast.runtime.database_watch`).
+(`claritycast.runtime.database_watch`), and `up` expires its documents
+through their TTL indexes (`claritycast.runtime.database_expiry`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from claritycast.keyfile import keyring_for
 from claritycast.logs import get_logger
 from claritycast.runtime.app import app_id_for
 from claritycast.runtime.broker_bound import BrokerBound, consumed_topics
+from claritycast.runtime.database_expiry import DatabaseExpiry
 from claritycast.runtime.database_watch import DatabaseWatch
 from claritycast.runtime.embedded import (
     ChildProcess,
@@ -83,7 +85,7 @@ async def run_up(
         loop.add_signal_handler(signum, stop.set)
     children: list[ChildProcess] = []
     try:
-        servers = await start_servers(settings)
+        servers = await start_servers(settings, own_expiry=settings.database_expiry_s > 0)
         children.extend(servers)
         state = new_state(settings, servers)
         state.web_url = f"http://{settings.web_host}:{web_port}"
@@ -116,6 +118,7 @@ async def run_up(
         return await supervisor.run(
             _broker_bound(settings, servers, stages, supervisor),
             _database_watch(settings, servers, state, supervisor),
+            _database_expiry(settings, servers, state),
         )
     finally:
         await _stop_children(children)
@@ -225,7 +228,7 @@ class Supervisor:
         self.running = asyncio.Event()
         self.running.set()
 
-    async def run(self, *watches: BrokerBound | DatabaseWatch | None) -> int:
+    async def run(self, *watches: BrokerBound | DatabaseWatch | DatabaseExpiry | None) -> int:
         """Until a signal; returns the exit code."""
         watchers = [watch.watch(self.stop) for watch in watches if watch is not None]
         await asyncio.gather(*(self._keep_running(child) for child in self.children), *watchers)
@@ -345,6 +348,17 @@ def _database_watch(
     if database is None or settings.database_watch_s == 0:
         return None
     return DatabaseWatch(settings, database, state.mongodb_url, sup.server_restarted)
+
+
+def _database_expiry(
+    settings: Settings, servers: list[ServerProcess], state: RunState
+) -> DatabaseExpiry | None:
+    """The embedded database's expiry, unless SecantusDB's own sweeper was left on."""
+    if not any(server.name == "secantusdb" for server in servers):
+        return None
+    if settings.database_expiry_s == 0:
+        return None
+    return DatabaseExpiry(settings, state.mongodb_url)
 
 
 async def _wait_end(child: ChildProcess, stop: asyncio.Event) -> int | None:
