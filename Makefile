@@ -62,6 +62,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.store 2000
 	$(BIN)/python -m bench.ingest 100 1000
 	$(BIN)/python -m bench.broker_fetch
+	$(BIN)/python -m bench.expiry 100 1000
 	$(BIN)/python -m bench.big_series 20000 30
 	$(BIN)/python -m bench.render
 	$(BIN)/python -m bench.scale 200 200

@@ -22,9 +22,11 @@ import pytest
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from secantus import cli
+from structlog.testing import capture_logs
 
 from claritycast.runtime import secantusdb_main
 from claritycast.runtime.database_expiry import (
+    DatabaseExpiry,
     TtlIndex,
     expire_all,
     ttl_index,
@@ -32,6 +34,7 @@ from claritycast.runtime.database_expiry import (
 )
 from claritycast.runtime.embedded import embedded_mongodb_url, secantusdb
 from claritycast.runtime.ports import free_port
+from claritycast.settings import Settings
 from claritycast.store.claim_check import COLLECTION as BLOCKS
 from tests.helpers import start_server_process, stop_server_process, wait_for
 from tests.test_restarts import line_in, stop_up
@@ -82,6 +85,21 @@ def test_the_launcher_makes_secantusdb_without_its_sweeper(
         assert ours.storage._ttl_thread is None
     finally:
         ours.storage.close()
+
+
+async def test_a_sweep_that_cannot_reach_the_database_is_one_line_and_no_harm() -> None:
+    """Down or restarting (the watch restarts it): logged, nothing raised; the next one retries."""
+    settings = Settings(database_expiry_s=60)
+    url = f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300"  # nobody listens
+    expiry = DatabaseExpiry(settings, url)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        with capture_logs() as logged:
+            assert await expiry.sweep(client["claritycast"]) == {}
+    finally:
+        await client.close()
+    assert [line["event"] for line in logged] == ["database.expiry_failed"]
+    assert logged[0]["error"] == "ServerSelectionTimeoutError"
 
 
 @pytest.fixture(scope="module")
