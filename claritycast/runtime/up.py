@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from typing import Protocol
 
 import httpx
 
@@ -200,6 +201,12 @@ async def _first_steps(settings: Settings, state: RunState) -> list[str]:
     return lines
 
 
+class Watch(Protocol):
+    """What runs beside the children until `up` stops: the broker's bound, the database's."""
+
+    async def watch(self, stop: asyncio.Event) -> None: ...
+
+
 class Supervisor:
     """Keeps the worker and the web process running; pauses them for a planned broker restart.
 
@@ -228,7 +235,7 @@ class Supervisor:
         self.running = asyncio.Event()
         self.running.set()
 
-    async def run(self, *watches: BrokerBound | DatabaseWatch | DatabaseExpiry | None) -> int:
+    async def run(self, *watches: Watch | None) -> int:
         """Until a signal; returns the exit code."""
         watchers = [watch.watch(self.stop) for watch in watches if watch is not None]
         await asyncio.gather(*(self._keep_running(child) for child in self.children), *watchers)
