@@ -20,8 +20,8 @@ request over the quota).
 ``--profile DIR`` samples the worker and SecantusDB with py-spy for the whole
 pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them);
 with ``BENCH_PROFILE_GIL=1`` only samples holding the GIL (CPU in Python) count.
-``BENCH_PARTITIONS=N`` runs `up` with N partitions per topic (default 8, the default
-of ``CLARITYCAST_PARTITIONS``); ``BENCH_UP="name=value ..."`` any other setting, named
+``BENCH_PARTITIONS=N`` runs `up` with N partitions per topic (unset: the default of
+``CLARITYCAST_PARTITIONS``, 32); ``BENCH_UP="name=value ..."`` any other setting, named
 as in `claritycast.settings` (e.g. ``broker_fetch_wait_ms=1000``). ``--ops`` lists every
 database operation by shape, per Clarity request, with its plan (`bench.round_trips`);
 the profiler it needs slows the run down.
@@ -171,8 +171,9 @@ def tried_settings() -> dict[str, str]:
 async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
-    partitions = os.environ.get("BENCH_PARTITIONS", "8")
-    up = Up(clarity_api_url=url, tick_interval_s="2", partitions=partitions, **tried_settings())
+    partitions = os.environ.get("BENCH_PARTITIONS")
+    chosen = {"partitions": partitions} if partitions else {}
+    up = Up(clarity_api_url=url, tick_interval_s="2", **chosen, **tried_settings())
     try:
         up.wait_ready()
         state = up.state()

@@ -287,7 +287,7 @@ async def month(count: int, nights: int, history: int, limit_mb: int, quiet_s: f
     async with SmtpCatcher() as smtp, slack as slack_url:
         up = Up(
             clock_file=str(clock_file), clarity_api_url=simulator.export_url,
-            tick_interval_s="1", partitions="8",
+            tick_interval_s="1",
             broker_memory_limit_mb=str(limit_mb), broker_memory_check_s=str(CHECK_S),
             slack_token=slack.token, slack_api_url=slack_url,
             smtp_host="127.0.0.1", smtp_port=str(smtp.port), smtp_security="none",

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # Kafka and Faust.
     app_id: str = Field(default="claritycast", description="Faust app id and consumer group")
     topic_prefix: str = Field(default="claritycast.", description="Prefix of every topic name")
-    partitions: int = Field(default=8, ge=1, le=256, description="Partitions per topic")
+    partitions: int = Field(default=32, ge=1, le=256, description="Partitions per topic")
     replication_factor: int = Field(default=1, ge=1, le=7, description="Replicas per topic")
     kafka_flavour: Literal["auto", "kafka", "tansu"] = Field(
         default="auto",

@@ -18,7 +18,7 @@ def test_defaults_are_the_embedded_default() -> None:
     assert settings.embedded_kafka and settings.embedded_mongodb
     assert settings.data_dir == Path("./var")
     assert settings.clarity_api_url == CLARITY_EXPORT_URL
-    assert settings.partitions == 8
+    assert settings.partitions == 32
 
 
 def test_environment_sets_values(monkeypatch: pytest.MonkeyPatch) -> None:
