@@ -15,7 +15,13 @@ the simulator's own request log is read: every project asked exactly once for
 each of its 7 groups, and every request answered 200 (a 429 would mean a
 request over the quota).
 
-    .venv/bin/python -m bench.ingest [projects ...] [--profile DIR] [--ops]   (default: 100 1000)
+    .venv/bin/python -m bench.ingest [projects ...] [--history-days D] [--profile DIR] [--ops]
+                                     (default: 100 1000; no history)
+
+``--history-days D`` runs the night on top of D earlier nights' data (`bench.history`:
+each project's snapshots, pull records and call log, and the last week's blocks, as
+the chain keeps them), the database a real installation has; stored before the clock
+starts, and said how long it took.
 
 ``--profile DIR`` samples the worker and SecantusDB with py-spy for the whole
 pull (``DIR/<N>/worker.txt``, ``secantusdb.txt``; `bench.profile_top` reads them);
@@ -39,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bench import round_trips
 from bench.embedded import Up, memory_kib, stop_on_sigterm
+from bench.history import store_history
 from bench.progress import CpuByRole, EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
@@ -168,7 +175,7 @@ def tried_settings() -> dict[str, str]:
     return {name: value for name, value in pairs}
 
 
-async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
+async def night(count: int, profile_dir: Path | None, ops: bool, history_days: int = 0) -> None:
     simulator_dir = Path(tempfile.mkdtemp(prefix="claritycast-bench-sim-"))
     simulator, url, tokens = start_simulator(count, simulator_dir)
     partitions = os.environ.get("BENCH_PARTITIONS")
@@ -186,6 +193,12 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
         timezone = zone_at_noon(datetime.now(UTC))
         yesterday = local_yesterday(timezone, datetime.now(UTC)).isoformat()
         await add_paused_projects(store, tokens, timezone)
+        if history_days:
+            before = date.fromisoformat(yesterday) - timedelta(days=1)
+            kept = await store_history(store, sorted(tokens), timezone, before, history_days)
+            print(f"-- {history_days} days of history stored first in {kept['seconds']:.0f} s: "
+                  f"{kept['snapshots']} snapshots, {kept['calls']} calls, "
+                  f"{kept['blocks']} answers' blocks", flush=True)  # fmt: skip
         if ops:
             await round_trips.start(store.db)
         expected = count * SNAPSHOTS_PER_PROJECT
@@ -227,8 +240,9 @@ async def night(count: int, profile_dir: Path | None, ops: bool) -> None:
                 idle_after = "not measured after it (restarted)"
         if ops:
             print("\n".join(await round_trips.report(store.db, expected, "request")))
-        snapshots = await store.db.snapshots.count_documents({})
-        calls = await store.db.calls.count_documents({})
+        tonight = {"local_date": yesterday}  # the night's alone, once the clock has stopped
+        snapshots = await store.db.snapshots.count_documents(tonight)
+        calls = await store.db.calls.count_documents(tonight)
         sizes = await document_sizes(store.db)
         await store.close()
         print(f"-- {count} projects, one night ({expected} Clarity requests; {yesterday} in "
@@ -260,6 +274,11 @@ def main(argv: list[str]) -> None:
     ops = "--ops" in argv
     argv = [arg for arg in argv if arg != "--ops"]
     profile_dir = None
+    history_days = 0
+    if "--history-days" in argv:
+        at = argv.index("--history-days")
+        history_days = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     if "--profile" in argv:
         at = argv.index("--profile")
         profile_dir = Path(argv[at + 1])
@@ -267,7 +286,7 @@ def main(argv: list[str]) -> None:
     stop_on_sigterm()
     try:
         for count in [int(arg) for arg in argv] or [100, 1000]:
-            asyncio.run(night(count, profile_dir, ops))
+            asyncio.run(night(count, profile_dir, ops, history_days))
     except KeyboardInterrupt:
         raise SystemExit("interrupted: claritycast up and the simulator stopped") from None
 

@@ -36,6 +36,12 @@ every report received exactly once.
 
     .venv/bin/python -m bench.month [--projects 1000] [--nights 30] [--history-days 30]
                                     [--broker-limit-mb 256] [--quiet-s 6]
+                                    [--profile DIR [--profile-nights 2,13]]
+
+``--profile DIR`` samples the worker and SecantusDB with py-spy during the
+reports of the nights named by ``--profile-nights`` (``DIR/night-<N>/worker.txt``,
+``secantusdb.txt``; `bench.profile_top` reads them): what a report costs on
+one night against another.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from pathlib import Path
 import httpx
 
 from bench.embedded import Up, memory_kib, stop_on_sigterm
+from bench.progress import Profiler
 from claritycast.access import create_api_key
 from claritycast.clock import ManualClock, write_clock_file
 from claritycast.delivery.connections import create_connection
@@ -271,7 +278,25 @@ def restart_summary(line: str) -> str:
     )
 
 
-async def month(count: int, nights: int, history: int, limit_mb: int, quiet_s: float) -> None:
+@dataclass(frozen=True)
+class Profiling:
+    """Where py-spy's samples go, and of which nights' reports."""
+
+    out_dir: Path
+    nights: frozenset[int]
+
+    def of(self, night: int) -> Path | None:
+        return self.out_dir / f"night-{night}" if night in self.nights else None
+
+
+async def month(
+    count: int,
+    nights: int,
+    history: int,
+    limit_mb: int,
+    quiet_s: float,
+    profiling: Profiling | None = None,
+) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="claritycast-bench-month-"))
     clock_file = scratch / "clock"
     first = datetime.now(UTC).date() - timedelta(days=nights + 1)
@@ -311,7 +336,7 @@ async def month(count: int, nights: int, history: int, limit_mb: int, quiet_s: f
                       "now / peak | restarts (broker, database) | night s |")  # fmt: skip
                 print("|---|---|---|---|---|---|---|---|", flush=True)
                 results = await run_nights(up, store, clock, clock_file, count, nights, quiet_s,
-                                           smtp, slack)  # fmt: skip
+                                           smtp, slack, profiling)  # fmt: skip
             finally:
                 await store.close()
             up.stop()
@@ -333,6 +358,7 @@ async def run_nights(
     quiet_s: float,
     smtp: SmtpCatcher,
     slack: SlackStandin,
+    profiling: Profiling | None = None,
 ) -> list[Night]:
     results: list[Night] = []
     day = clock.now().date() + timedelta(days=1)
@@ -358,7 +384,9 @@ async def run_nights(
         )
         clock.set(datetime(day.year, day.month, day.day, 9, 0, 30, tzinfo=UTC))
         write_clock_file(clock_file, clock.now())
-        deliver_s = await wait_until(received, count * number, f"night {number}: reports")
+        spied = {"worker": last_pid, "secantusdb": int(up.state()["children"]["secantusdb"])}  # type: ignore[index]
+        with Profiler(profiling.of(number) if profiling else None, spied):
+            deliver_s = await wait_until(received, count * number, f"night {number}: reports")
         await asyncio.sleep(quiet_s)  # the quiet hours: `up` may restart its broker now
         await restart_done(up)
         pid = await worker_running(up, store)
@@ -433,12 +461,18 @@ def main() -> None:
     parser.add_argument("--history-days", type=int, default=30)
     parser.add_argument("--broker-limit-mb", type=int, default=256)
     parser.add_argument("--quiet-s", type=float, default=6.0)
+    parser.add_argument("--profile", type=Path, help="py-spy the reports of some nights into DIR")
+    parser.add_argument("--profile-nights", default="2,13", help="which nights --profile samples")
     args = parser.parse_args()
+    profiling = (
+        Profiling(args.profile, frozenset(int(n) for n in args.profile_nights.split(",")))
+        if args.profile
+        else None
+    )
     stop_on_sigterm()
     try:
-        asyncio.run(
-            month(args.projects, args.nights, args.history_days, args.broker_limit_mb, args.quiet_s)
-        )
+        sized = (args.projects, args.nights, args.history_days)
+        asyncio.run(month(*sized, args.broker_limit_mb, args.quiet_s, profiling))
     except KeyboardInterrupt:
         raise SystemExit("interrupted: claritycast up and the stand-ins stopped") from None
 
