@@ -7,7 +7,8 @@ import inspect
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from unittest.mock import patch
 
 import pymongo.errors
 import pytest
@@ -18,6 +19,7 @@ from claritycast.runtime.ports import free_port
 from claritycast.store import claim_check
 from claritycast.store.claim_check import BlocksCorrupt, BlocksMissing
 from claritycast.store.core import INDEXES, Store, translated
+from models.clarity import GROUPS
 from models.documents import Call, Snapshot, WorkerBeat
 
 
@@ -87,6 +89,48 @@ async def test_snapshots_for_includes_both_ends(store: Store) -> None:
         ("2026-03-30", "url"),
     ]
     assert len(await store.snapshots_for("p1", "2026-03-31", "2026-03-31", group="url")) == 1
+
+
+async def test_one_groups_window_reads_only_its_own_documents(store: Store) -> None:
+    """A report's read costs the same however many other groups each day holds.
+
+    60 days of all 7 groups stored, plus an unrelated project; a 30-day window
+    of one group comes back in date order, missing days simply absent, and the
+    server (explaining each read its profiler saw) examined no document of
+    another group or day; a window too long to name by id still answers right.
+    """
+    start = date(2026, 1, 1)
+    days = [(start + timedelta(days=n)).isoformat() for n in range(60)]
+    groups = [group.name for group in GROUPS]
+    await store.save_snapshots([
+        replace(snapshot(), project_id=project, local_date=day, group=group)
+        for project in ("p1", "p2") for day in days for group in groups
+        if not (project == "p1" and group == "overall" and day == days[40])
+    ])  # fmt: skip
+    await store.db.command("profile", 2)
+    try:
+        found = await store.snapshots_for("p1", days[30], days[59], group="overall")
+    finally:
+        await store.db.command("profile", 0)
+    assert [s.local_date for s in found] == [d for d in days[30:] if d != days[40]]
+    assert {(s.project_id, s.group) for s in found} == {("p1", "overall")}
+    sent = [entry["command"]["filter"] async for entry in store.db["system.profile"].find({})
+            if entry["command"].get("find") == "snapshots"]  # fmt: skip
+    assert sent, "the profiler saw no read of snapshots"
+    examined = 0
+    for filter_ in sent:  # the server's own count of what each read examined
+        plan = await store.db.command(
+            "explain", {"find": "snapshots", "filter": filter_}, verbosity="executionStats"
+        )
+        examined += plan["executionStats"]["totalDocsExamined"]
+    assert examined == 29, sent
+
+    many = await store.snapshots_for_many(["p1", "p2"], days[0], days[59], "url")
+    assert [len(many[p]) for p in ("p1", "p2")] == [60, 60]
+    assert [s.local_date for s in many["p2"]] == days
+    with patch("claritycast.store.snapshots.BY_ID_AT_MOST", 10):  # read by the index range
+        assert await store.snapshots_for_many(["p1", "p2"], days[0], days[59], "url") == many
+        assert await store.snapshots_for("p1", days[30], days[59], group="overall") == found
 
 
 async def test_concurrent_saves_create_exactly_one(store: Store) -> None:

@@ -41,6 +41,49 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
+# Past this many (project, day) pairs a window is read by its index range instead of by ids.
+BY_ID_AT_MOST = 5000
+
+
+def _days(first_date: str, last_date: str) -> list[str]:
+    first, last = date.fromisoformat(first_date), date.fromisoformat(last_date)
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _snapshot_ids(project_ids: list[str], first_date: str, last_date: str, group: str) -> list[str]:
+    """The ids one group's snapshots in the window have, stored or not (``Snapshot.id``)."""
+    days = _days(first_date, last_date)
+    return [f"{project_id}/{day}/{group}" for project_id in project_ids for day in days]
+
+
+def _by_id_or_range(
+    project_ids: list[str], first_date: str, last_date: str, group: str
+) -> list[dict[str, Any]]:
+    """Queries for one group's snapshots in a window: by their ids, unless there are too many.
+
+    By id, a read costs the same whatever else is stored: by the index range
+    (project, dates), SecantusDB reads and decodes every group's snapshot of
+    those days and only then drops the other groups (mongod would check the
+    group in the index), so a report read 7 snapshots for each one it drew once
+    every group was stored: a report's cost grew night by night for the length
+    of its window (`bench.month`). Each query's ``$in`` is one chunk.
+    """
+    days = (date.fromisoformat(last_date) - date.fromisoformat(first_date)).days + 1
+    if days < 1:
+        return []
+    if days * len(project_ids) <= BY_ID_AT_MOST:
+        ids = _snapshot_ids(project_ids, first_date, last_date, group)
+        return [{"_id": {"$in": chunk}} for chunk in chunks(ids)]
+    # ``$lt`` the next day: SecantusDB 0.7.0b3 drops the entries equal to an ``$lte``
+    # bound on a middle field of a compound index (mongod does not).
+    after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
+    return [{
+        "project_id": {"$in": project_ids},
+        "local_date": {"$gte": first_date, "$lt": after_last},
+        "group": group,
+    }]  # fmt: skip
+
+
 class SnapshotsMixin:
     """`Store` operations on snapshots, pulls and blocks."""
 
@@ -179,18 +222,20 @@ class SnapshotsMixin:
         """A project's snapshots with local dates in [first_date, last_date], by date.
 
         With ``metrics``, only those blocks are decoded (what a chart needs).
-
-        The upper bound is written as ``$lt`` the next day: SecantusDB 0.7.0b3
-        drops the entries equal to an ``$lte`` bound on a middle field of a
-        compound index (mongod does not); for ISO dates both mean the same.
+        One group's are read by id (`_by_id_or_range`); every group's by the
+        index range, its upper bound written as ``$lt`` the next day: SecantusDB
+        0.7.0b3 drops the entries equal to an ``$lte`` bound on a middle field
+        of a compound index (mongod does not); for ISO dates both mean the same.
         """
+        if group is not None:
+            found = await self.snapshots_for_many([project_id], first_date, last_date, group,
+                                                  metrics=metrics)  # fmt: skip
+            return found[project_id]
         after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
         query: dict[str, Any] = {
             "project_id": project_id,
             "local_date": {"$gte": first_date, "$lt": after_last},
         }
-        if group is not None:
-            query["group"] = group
         with translated("reading snapshots"):
             cursor = self.db.snapshots.find(query).sort(
                 [("local_date", ASCENDING), ("group", ASCENDING)]
@@ -206,17 +251,12 @@ class SnapshotsMixin:
         *,
         metrics: Collection[str] | None = None,
     ) -> dict[str, list[Snapshot]]:
-        """Several projects' snapshots of one group in [first_date, last_date], in one query.
+        """Several projects' snapshots of one group in [first_date, last_date], in a few queries.
 
-        For a page of sources, each with its sparkline; ``$lt`` as in `snapshots_for`.
+        For a page of sources, each with its sparkline, and for `snapshots_for`
+        of one group; read by id (`_by_id_or_range`); each project's by date.
         """
-        after_last = (date.fromisoformat(last_date) + timedelta(days=1)).isoformat()
         found: dict[str, list[Snapshot]] = {project_id: [] for project_id in project_ids}
-        query = {
-            "project_id": {"$in": project_ids},
-            "local_date": {"$gte": first_date, "$lt": after_last},
-            "group": group,
-        }
         projection = None
         if metrics is not None and len(metrics) == 1:  # a sparkline's: only that block is sent
             fields = (
@@ -227,8 +267,11 @@ class SnapshotsMixin:
                 "blocks": {"$elemMatch": {"metric": next(iter(metrics))}}
             }
         with translated("reading snapshots"):
-            async for doc in self.db.snapshots.find(query, projection):
-                found[doc["project_id"]].append(Snapshot.from_document(doc, metrics))
+            for query in _by_id_or_range(project_ids, first_date, last_date, group):
+                async for doc in self.db.snapshots.find(query, projection):
+                    found[doc["project_id"]].append(Snapshot.from_document(doc, metrics))
+        for snapshots in found.values():
+            snapshots.sort(key=lambda snapshot: snapshot.local_date)
         return found
 
     async def groups_stored(self, project_id: str, local_date: str) -> set[str]:
