@@ -46,14 +46,9 @@ BY_ID_AT_MOST = 5000
 
 
 def _days(first_date: str, last_date: str) -> list[str]:
+    """Every ISO date from ``first_date`` to ``last_date``, both included."""
     first, last = date.fromisoformat(first_date), date.fromisoformat(last_date)
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-
-
-def _snapshot_ids(project_ids: list[str], first_date: str, last_date: str, group: str) -> list[str]:
-    """The ids one group's snapshots in the window have, stored or not (``Snapshot.id``)."""
-    days = _days(first_date, last_date)
-    return [f"{project_id}/{day}/{group}" for project_id in project_ids for day in days]
 
 
 def _by_id_or_range(
@@ -68,11 +63,11 @@ def _by_id_or_range(
     every group was stored: a report's cost grew night by night for the length
     of its window (`bench.month`). Each query's ``$in`` is one chunk.
     """
-    days = (date.fromisoformat(last_date) - date.fromisoformat(first_date)).days + 1
-    if days < 1:
+    days = _days(first_date, last_date)
+    if not days:
         return []
-    if days * len(project_ids) <= BY_ID_AT_MOST:
-        ids = _snapshot_ids(project_ids, first_date, last_date, group)
+    if len(days) * len(project_ids) <= BY_ID_AT_MOST:  # ids as `Snapshot.id` writes them
+        ids = [f"{project_id}/{day}/{group}" for project_id in project_ids for day in days]
         return [{"_id": {"$in": chunk}} for chunk in chunks(ids)]
     # ``$lt`` the next day: SecantusDB 0.7.0b3 drops the entries equal to an ``$lte``
     # bound on a middle field of a compound index (mongod does not).
