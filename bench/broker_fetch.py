@@ -2,7 +2,8 @@
 
 A night's chain fetches near the end of its partitions all the time. This starts
 Tansu as `up` does (memory storage), fills one partition with one-record batches
-(as the worker produces them: ``producer_max_batch_size=1``), and at each size
+(as the worker produced them until it was let batch records, eighth session;
+a batch of several records is read through as one), and at each size
 times 50 fetches of one record near the end, where a chain's consumers read,
 with Tansu's own CPU from ``/proc``. Such a fetch reads through every batch
 before its offset, so its cost grows with what the partition holds; a fetch at

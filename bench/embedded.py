@@ -19,6 +19,7 @@ OTHERS = (
     "claritycast worker", "claritycast up", "claritycast web", "-m secantus", "secantusdb_main",
     "tansu",
 )  # fmt: skip
+UP_TAIL_LINES = 80  # printed when a run ends with `up` still running
 
 
 def other_runs() -> list[str]:
@@ -104,9 +105,13 @@ class Up:
         """Kill whatever is left of it and remove its scratch folder (the end of every run).
 
         A benchmark's data would otherwise stay behind: a 10,000-project night
-        leaves over a gigabyte of database files.
+        leaves over a gigabyte of database files. A run that ends with `up` still
+        running ended early (an error, a timeout, Ctrl-C): the end of `up`'s output
+        is printed first, since the scratch folder with its logs goes too.
         """
         if self.process.poll() is None:
+            tail = "".join(self.lines[-UP_TAIL_LINES:])
+            print(f"-- the last {UP_TAIL_LINES} lines of claritycast up:\n{tail}", file=sys.stderr)
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READ_EVERY_S = 0.5  # how often `EventCounter` reads while events come
@@ -170,13 +169,9 @@ class EventCounter:
     async def _start_over_after_a_restart(self) -> None:
         """Each partition whose position is past its end (a new, empty broker) starts over."""
         assert self._consumer is not None
-        assignment = sorted(self._consumer.assignment())
-        try:
-            ends = await self._consumer.end_offsets(assignment)
-        except KafkaError:  # the broker is being restarted: the next empty read asks again
-            return
-        for tp in assignment:
-            if await self._consumer.position(tp) > ends[tp]:
+        for tp in sorted(self._consumer.assignment()):
+            highwater = self._consumer.highwater(tp)  # from the last fetch: right on Tansu too
+            if highwater is not None and await self._consumer.position(tp) > highwater:
                 self._consumer.seek(tp, 0)
 
     async def wait_for(self, wanted: int, timeout_s: float, poll_s: float = 0.1) -> float:

@@ -53,6 +53,11 @@ def unpack_blocks(
     return blocks
 
 
+def snapshot_id(project_id: str, local_date: str, group: str) -> str:
+    """A snapshot's ``_id``: one per project, day and group, so a read by id needs no index."""
+    return f"{project_id}/{local_date}/{group}"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One fetch group's response for one project and local date.
@@ -81,7 +86,7 @@ class Snapshot:
 
     @property
     def id(self) -> str:
-        return f"{self.project_id}/{self.local_date}/{self.group}"
+        return snapshot_id(self.project_id, self.local_date, self.group)
 
     def to_document(self) -> dict[str, Any]:
         return {

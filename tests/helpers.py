@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from claritycast.runtime.app import ClarityCastApp
 from claritycast.runtime.embedded import die_with_parent
+from claritycast.runtime.end_offsets import end_offsets
 from claritycast.runtime.ports import is_listening
 from claritycast.standins.history import history_snapshot as history_snapshot
 from claritycast.standins.history import seed_history as seed_history
@@ -293,7 +294,7 @@ async def topic_records(
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(bootstrap(kafka_url), partitions)
         remaining = {tp for tp, end in ends.items() if end > 0}
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:

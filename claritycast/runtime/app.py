@@ -137,9 +137,6 @@ def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict
     if is_tansu(settings, endpoints):
         session_s = settings.broker_session_timeout_s or EMBEDDED_SESSION_TIMEOUT_S
         options |= {
-            # One record per batch: Tansu answers a wrong high watermark after
-            # multi-record batches, which breaks table recovery on failover.
-            "producer_max_batch_size": 1,
             "broker_session_timeout": session_s,
             "broker_heartbeat_interval": max(session_s / 4, 0.25),
         }

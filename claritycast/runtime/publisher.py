@@ -3,7 +3,7 @@
 Topics are declared first, with their partition count and retention, exactly
 as the workers declare them: a broker that auto-creates topics on first use
 would otherwise choose its own partition count. Each record is sent and
-acknowledged on its own (one record per batch, which Tansu needs).
+acknowledged on its own: a command sends a few, and waits for each.
 """
 
 from __future__ import annotations

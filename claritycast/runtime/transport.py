@@ -37,12 +37,21 @@ one seen as grants and snapshots the survivor never processed:
    more messages it holds, so short waits made a big night's cost grow faster than
    its size (``bench.ingest``: 3,000 projects in 271 s with 50 ms waits, 195 s
    with 250 ms; Tansu's CPU halved). Tests use 50 ms: many hops, little data.
+6. Tansu only: its ``ListOffsets`` answers the last batch's base offset plus
+   one, short of the end once the producer puts several records in a batch
+   (which it does: with one record per batch, every broker fetch of a night
+   read through many times as many batches). Faust's table recovery reads a
+   changelog up to that end, and a worker whose table had read further raised
+   ``ConsistencyError`` on the next rebalance. `TansuConsumerThread` takes the
+   end a fetch reports instead (`claritycast.runtime.end_offsets`).
 
 Every stage is idempotent by request id or key, so reading a message twice is
 safe; these fixes only make sure each one is read at least once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import aiokafka
 from faust.transport.consumer import RecordMap
@@ -51,6 +60,8 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from mode.utils.queues import FlowControlEvent
+
+from claritycast.runtime.end_offsets import end_offsets
 
 
 class SeekingConsumer(Consumer):
@@ -135,6 +146,12 @@ class TansuConsumerThread(AIOKafkaConsumerThread):
         wait_ms = self.app.deps.settings.broker_fetch_wait_ms  # type: ignore[attr-defined]
         consumer._fetch_max_wait_ms = wait_ms  # read when the consumer starts
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """The changelogs' true ends for the table recovery (see point 6 above)."""
+        bootstrap = ",".join(f"{url.host}:{url.port}" for url in self.app.conf.broker)
+        ends = await end_offsets(bootstrap, partitions)
+        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
 class TansuConsumer(SeekingConsumer):

@@ -22,6 +22,7 @@ from claritycast.store.claim_check import BlocksRef, BlockStore
 from models.documents import (
     PullProgress,
     Snapshot,
+    snapshot_id,
 )
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -66,8 +67,8 @@ def _by_id_or_range(
     days = _days(first_date, last_date)
     if not days:
         return []
-    if len(days) * len(project_ids) <= BY_ID_AT_MOST:  # ids as `Snapshot.id` writes them
-        ids = [f"{project_id}/{day}/{group}" for project_id in project_ids for day in days]
+    if len(days) * len(project_ids) <= BY_ID_AT_MOST:
+        ids = [snapshot_id(project_id, day, group) for project_id in project_ids for day in days]
         return [{"_id": {"$in": chunk}} for chunk in chunks(ids)]
     # ``$lt`` the next day: SecantusDB 0.7.0b3 drops the entries equal to an ``$lte``
     # bound on a middle field of a compound index (mongod does not).
@@ -120,7 +121,7 @@ class SnapshotsMixin:
     async def snapshot_exists(self, project_id: str, local_date: str, group: str) -> bool:
         with translated("looking for a snapshot"):
             found = await self.db.snapshots.find_one(
-                {"_id": f"{project_id}/{local_date}/{group}"}, {"_id": 1}
+                {"_id": snapshot_id(project_id, local_date, group)}, {"_id": 1}
             )
         return found is not None
 
