@@ -82,6 +82,7 @@ def test_tansu_settings_only_on_the_embedded_broker(tmp_path) -> None:
     assert forced["broker_session_timeout"] <= 5
     for options in (embedded, external, forced):
         assert "producer_max_batch_size" not in options
+        assert 0 < options["producer_linger"] <= 0.05  # a burst shares a batch, soon sent
 
 
 def test_web_server_is_off_and_nothing_is_autodiscovered(tmp_path) -> None:

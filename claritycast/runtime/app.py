@@ -40,6 +40,11 @@ HEARTBEAT_INTERVAL_S = 5.0
 # Tansu's consumer-group join waits half the session timeout: keep it short.
 EMBEDDED_SESSION_TIMEOUT_S = 4.0
 DEFAULT_SESSION_TIMEOUT_S = 60.0
+# A record waits up to 10 ms for others to the same partition (a project's 7 groups
+# leave in a burst), so they share a batch: each batch costs Tansu about 1 KiB and a
+# read-through on every fetch (`bench.ingest`: broker memory 56 -> 52 MiB, its CPU
+# -12 % at 1,000 projects). Kafka's own default since 4.0 is 5 ms.
+PRODUCER_LINGER_S = 0.01
 
 
 class ClarityCastApp(faust.App):
@@ -133,6 +138,7 @@ def faust_options(settings: Settings, endpoints: Endpoints, app_id: str) -> dict
         "topic_allow_declare": True,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        "producer_linger": PRODUCER_LINGER_S,
     }
     if is_tansu(settings, endpoints):
         session_s = settings.broker_session_timeout_s or EMBEDDED_SESSION_TIMEOUT_S
