@@ -51,15 +51,18 @@ from typing import Any
 
 import bson
 import httpx
+from aiokafka.errors import KafkaError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bench import round_trips
+from bench.broker_batches import count_batches
 from bench.embedded import Up, memory_kib, stop_on_sigterm
 from bench.history import store_history
 from bench.progress import CpuByRole, EventCounter, Profiler, cpu_s, created
 from claritycast.keyfile import KEY_FILE_NAME
 from claritycast.keyring import parse_keys
 from claritycast.localtime import local_yesterday
+from claritycast.runtime.publisher import bootstrap_servers
 from claritycast.standins.clarity import EXPORT_PATH
 from claritycast.store import claim_check
 from claritycast.store.core import Store
@@ -67,7 +70,8 @@ from models import catalogue
 from models.documents import Organisation, Project, ProjectStatus
 
 SNAPSHOTS_PER_PROJECT = 7
-STORED_TOPIC = "claritycast.snapshots.stored"
+TOPIC_PREFIX = "claritycast."  # `up`'s default
+STORED_TOPIC = f"{TOPIC_PREFIX}snapshots.stored"
 IDLE_S = 5.0
 
 
@@ -238,6 +242,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool, history_days: i
                 idle_after = f"{await idle_cpu(now['tansu']):.0%} holding it"
             except FileNotFoundError:
                 idle_after = "not measured after it (restarted)"
+        batching = await batches_line(str(state["kafka_url"]))
         if ops:
             print("\n".join(await round_trips.report(store.db, expected, "request")))
         tonight = {"local_date": yesterday}  # the night's alone, once the clock has stopped
@@ -256,6 +261,7 @@ async def night(count: int, profile_dir: Path | None, ops: bool, history_days: i
               f"broker {broker_mib[0]:.0f} -> {broker_mib[1]:.0f} MiB")  # fmt: skip
         print(f"  broker CPU with nothing to do: {idle_before:.0%} of a core before the night, "
               f"{idle_after}")  # fmt: skip
+        print(batching)
         for line in up.kept:
             print(f"  up: {line.strip()}")
         assert snapshots == expected, f"{snapshots} snapshots stored, {expected} expected"
@@ -268,6 +274,19 @@ async def night(count: int, profile_dir: Path | None, ops: bool, history_days: i
         os.killpg(simulator.pid, signal.SIGTERM)
         simulator.wait(30)
         shutil.rmtree(simulator_dir, ignore_errors=True)
+
+
+async def batches_line(kafka_url: str) -> str:
+    """Records per producer batch on the broker, by topic (`bench.broker_batches`)."""
+    try:
+        counts = await count_batches(bootstrap_servers(kafka_url), TOPIC_PREFIX)
+    except KafkaError as exc:  # restarting at the limit just now
+        return f"  broker batches not counted: {exc}"
+    return "  records per producer batch on the broker (since it last started): " + ", ".join(
+        f"{topic.removeprefix(TOPIC_PREFIX)} {n.per_batch:.1f}"
+        for topic, n in counts.items()
+        if n.records
+    )
 
 
 def main(argv: list[str]) -> None:
