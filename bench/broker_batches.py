@@ -8,21 +8,30 @@ batching saves. A consumer never sees batches, so this reads them raw: a
 batch (aiokafka's own parser).
 
     .venv/bin/python -m bench.broker_batches BOOTSTRAP [topic-prefix]
+    .venv/bin/python -m bench.broker_batches --memory
 
 `bench.ingest` prints the same at the end of each night (since the broker's last
-restart, if it had one).
+restart, if it had one). ``--memory`` measures what a record costs a fresh Tansu's
+memory, one record per batch and ten per batch, for small and record-sized values.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
+
+from bench.embedded import memory_kib
+from claritycast.runtime.embedded import tansu
+from claritycast.runtime.ports import free_port
 
 MAX_BYTES = 64 * 1024 * 1024
 # Tansu answers a fetch asking for nothing at all with no partitions; asking for a byte
@@ -87,7 +96,49 @@ async def _count_partition(
             return
 
 
+MEMORY_RECORDS = 20_000
+MEMORY_CASES = ((100, 1), (500, 1), (100, 10), (500, 10))  # (value bytes, records a batch)
+
+
+async def memory_per_record(value_bytes: int, per_batch: int) -> float:
+    """Bytes of a fresh Tansu's resident memory per record, batches of ``per_batch``."""
+    port = free_port()
+    broker = tansu(port, Path(tempfile.mkdtemp(prefix="claritycast-bench-broker-")))
+    await broker.start()
+    assert broker.pid is not None
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic("filled", 8, 1)])
+        await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        before = memory_kib(broker.pid)
+        value = b"x" * value_bytes
+        for start in range(0, MEMORY_RECORDS, per_batch):
+            partition = (start // per_batch) % 8
+            sent = [await producer.send("filled", value, partition=partition)
+                    for _ in range(per_batch)]  # fmt: skip
+            await asyncio.gather(*sent)
+        await producer.stop()
+        return 1024 * (memory_kib(broker.pid) - before) / MEMORY_RECORDS
+    finally:
+        await broker.stop()
+
+
+async def memory_table() -> None:
+    print(f"| value bytes | records a batch | Tansu memory per record ({MEMORY_RECORDS:,}) |")
+    print("|---|---|---|")
+    for value_bytes, per_batch in MEMORY_CASES:
+        per_record = await memory_per_record(value_bytes, per_batch)
+        print(f"| {value_bytes} | {per_batch} | {per_record:,.0f} bytes |", flush=True)
+
+
 def main(argv: list[str]) -> None:
+    if argv == ["--memory"]:
+        asyncio.run(memory_table())
+        return
     bootstrap, prefix = argv[0], argv[1] if len(argv) > 1 else ""
     for topic, counted in asyncio.run(count_batches(bootstrap, prefix)).items():
         print(f"{topic}: {counted.records} records in {counted.batches} batches "
