@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 
-from bench.embedded import memory_kib
-from claritycast.runtime.embedded import tansu
-from claritycast.runtime.ports import free_port
+from bench.embedded import fresh_tansu, memory_kib
 
 MAX_BYTES = 64 * 1024 * 1024
 # Tansu answers a fetch asking for nothing at all with no partitions; asking for a byte
@@ -98,33 +93,28 @@ async def _count_partition(
 
 MEMORY_RECORDS = 20_000
 MEMORY_CASES = ((100, 1), (500, 1), (100, 10), (500, 10))  # (value bytes, records a batch)
+SENT_TOGETHER = 10
 
 
 async def memory_per_record(value_bytes: int, per_batch: int) -> float:
-    """Bytes of a fresh Tansu's resident memory per record, batches of ``per_batch``."""
-    port = free_port()
-    broker = tansu(port, Path(tempfile.mkdtemp(prefix="claritycast-bench-broker-")))
-    await broker.start()
-    assert broker.pid is not None
-    bootstrap = f"127.0.0.1:{port}"
-    try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        await admin.create_topics([NewTopic("filled", 8, 1)])
-        await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    """Bytes of a fresh Tansu's resident memory per record, batches of ``per_batch`` (1 or 10).
+
+    Records go out 10 at a time to one partition; ``max_batch_size=1`` keeps each alone.
+    """
+    async with fresh_tansu("filled", 8) as (bootstrap, pid):
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 if per_batch == 1 else 16384
+        )
         await producer.start()
-        before = memory_kib(broker.pid)
+        before = memory_kib(pid)
         value = b"x" * value_bytes
-        for start in range(0, MEMORY_RECORDS, per_batch):
-            partition = (start // per_batch) % 8
+        for start in range(0, MEMORY_RECORDS, SENT_TOGETHER):
+            partition = (start // SENT_TOGETHER) % 8
             sent = [await producer.send("filled", value, partition=partition)
-                    for _ in range(per_batch)]  # fmt: skip
+                    for _ in range(SENT_TOGETHER)]  # fmt: skip
             await asyncio.gather(*sent)
         await producer.stop()
-        return 1024 * (memory_kib(broker.pid) - before) / MEMORY_RECORDS
-    finally:
-        await broker.stop()
+        return 1024 * (memory_kib(pid) - before) / MEMORY_RECORDS
 
 
 async def memory_table() -> None:

@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.embedded import fresh_tansu
 from bench.progress import cpu_s
-from claritycast.runtime.embedded import tansu
-from claritycast.runtime.ports import free_port
 
 FETCHES = 50
 RECORD = b"x" * 500  # about a fetch.granted record
@@ -46,16 +42,7 @@ async def fetch_cost(consumer: AIOKafkaConsumer, tp: TopicPartition, pid: int,
 
 
 async def main(sizes: list[int]) -> None:
-    port = free_port()
-    broker = tansu(port, Path(tempfile.mkdtemp(prefix="claritycast-bench-broker-")))
-    await broker.start()
-    assert broker.pid is not None
-    bootstrap = f"127.0.0.1:{port}"
-    try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        await admin.create_topics([NewTopic("filled", 1, 1)])
-        await admin.close()
+    async with fresh_tansu("filled", 1) as (bootstrap, pid):
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1)
         await producer.start()
         tp = TopicPartition("filled", 0)
@@ -71,12 +58,10 @@ async def main(sizes: list[int]) -> None:
             await consumer.start()
             consumer.assign([tp])
             near_end = [held - 1 - k for k in range(FETCHES)]
-            cpu_ms, wall_ms = await fetch_cost(consumer, tp, broker.pid, near_end)
+            cpu_ms, wall_ms = await fetch_cost(consumer, tp, pid, near_end)
             await consumer.stop()
             print(f"| {held:,} | {cpu_ms:.1f} | {wall_ms:.1f} |", flush=True)
         await producer.stop()
-    finally:
-        await broker.stop()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from claritycast.runtime.embedded import tansu
+from claritycast.runtime.ports import free_port
 
 # What another run's processes look like: a figure taken beside one is off (a worker
 # orphaned by an interrupted run once used a fifth of a core through two benchmarks).
@@ -134,3 +141,21 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
+
+
+@asynccontextmanager
+async def fresh_tansu(topic: str, partitions: int) -> AsyncIterator[tuple[str, int]]:
+    """A Tansu of its own, started as `up` starts it, with ``topic`` made: (bootstrap, pid)."""
+    port = free_port()
+    broker = tansu(port, Path(tempfile.mkdtemp(prefix="claritycast-bench-broker-")))
+    await broker.start()
+    assert broker.pid is not None
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        await admin.close()
+        yield bootstrap, broker.pid
+    finally:
+        await broker.stop()
