@@ -18,6 +18,7 @@ import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from agents.quota import EventTable
 from claritycast.runtime.app import ClarityCastApp, create_app
@@ -168,3 +169,13 @@ async def test_a_table_written_in_batches_recovers_every_change_on_another_worke
     assert recovered == final, json.dumps(
         {k: v for k, v in recovered.items() if v != final[k]}, sort_keys=True
     )
+
+
+async def test_an_end_no_fetch_reports_is_a_broker_error_the_lag_check_already_handles(
+    endpoints: Endpoints, test_id: str
+) -> None:
+    """`up` logs ``broker.lag_unknown`` for a `KafkaError` and tries later: never a traceback."""
+    topic = f"t{test_id}.silent"
+    await _topic(endpoints.kafka_url, topic)
+    with pytest.raises(KafkaError, match="no fetch reported the end of"):
+        await end_offsets(bootstrap(endpoints.kafka_url), [TopicPartition(topic, 0)], timeout_s=-1)

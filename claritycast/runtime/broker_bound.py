@@ -82,7 +82,7 @@ from aiokafka.errors import KafkaError
 from claritycast.errors import StoreError
 from claritycast.logs import get_logger
 from claritycast.runtime.embedded import ServerProcess
-from claritycast.runtime.end_offsets import end_offsets
+from claritycast.runtime.end_offsets import ends_read_by
 from claritycast.runtime.publisher import bootstrap_servers
 from claritycast.settings import Settings
 from topics import (
@@ -137,7 +137,7 @@ def consumed_topics(settings: Settings, stage_names: Iterable[str]) -> list[str]
 async def consumer_lag(kafka_url: str, group: str, topic_names: Iterable[str]) -> int:
     """Messages on ``topic_names`` that ``group`` has not committed: end offset minus committed.
 
-    The end offsets are the ones a fetch reports (`end_offsets`: Tansu's own listing
+    The end offsets are the ones a fetch reports (`ends_read_by`: Tansu's own listing
     is short once a batch holds several records). A partition the group never
     committed counts from 0. Partitions are named explicitly: Tansu drops the
     connection when asked for all of a group's offsets.
@@ -155,7 +155,7 @@ async def consumer_lag(kafka_url: str, group: str, topic_names: Iterable[str]) -
         ]
         if not partitions:
             return 0
-        ends = await end_offsets(bootstrap, partitions)
+        ends = await ends_read_by(probe, partitions)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         return sum(
             max(ends[tp] - max(committed[tp].offset if tp in committed else 0, 0), 0)
