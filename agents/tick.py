@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from datetime import date, datetime, timedelta
 
 import faust
@@ -36,6 +37,9 @@ log = get_logger(__name__)
 
 # A night cut into waves by the bound on groups in flight asks for the next wave this often.
 WAVE_INTERVAL_S = 1.0
+# The due projects' ids read for a night's waves are read again after this: a project
+# connected meanwhile (due at once) waits no longer than this behind a big night.
+DUE_LIST_FOR = timedelta(seconds=60)
 # A group asked for and not stored stops counting against the bound after this: by then
 # it was granted and fetched, or dropped, refused or lost (a grant older than GRANT_TTL
 # is never made).
@@ -69,6 +73,9 @@ class Ticker:
         # (project, local date) -> the groups asked for and not seen stored, and when.
         self._in_flight: dict[tuple[str, str], tuple[set[str], datetime]] = {}
         self._lock = asyncio.Lock()
+        # The ids of the projects due, read once for several waves, and when (`_due_projects`).
+        self._due: deque[str] = deque()
+        self._due_read_at: datetime | None = None
         # The last tick left due projects for the next wave. A new leader starts behind:
         # its first look is within a second, not a tick interval (after `up` restarted
         # the broker mid-night, the night goes on at once).
@@ -116,15 +123,13 @@ class Ticker:
         store = self.deps.store
         now = self.deps.clock.now()
         lease = timedelta(seconds=self.deps.settings.fetch_lease_s)
-        self._asked = {key: at for key, at in self._asked.items() if at > now - lease}
+        self._forget_asked(now - lease)
         room = await self._room(now)
         if room == 0:
             self.behind = True
             return 0
-        # Most projects want all 7 groups: read no more than the room can take.
-        limit = -(-room // len(GROUP_NAMES))
-        projects = await store.projects_due(now, limit=limit)
-        self.behind = len(projects) == limit  # perhaps more are due than were read
+        # Most projects want all 7 groups: take no more than the room can take.
+        projects = await self._due_projects(now, limit=-(-room // len(GROUP_NAMES)))
         if not projects:
             return 0
         timezones = await store.timezones_of({project.org_id for project in projects})
@@ -143,20 +148,24 @@ class Ticker:
         )
         sent = 0
         handled = [project for project in projects if project.project_id in next_at]
-        for project, timezone, yesterday in due:
+        for position, (project, timezone, yesterday) in enumerate(due):
             pull = pulls.get((project.project_id, yesterday.isoformat()), PullProgress())
             missing = [
                 group for group in GROUP_NAMES if self._wanted(project, yesterday, group, pull, now)
             ]
             if len(missing) > room - sent:  # the bound (at least 7) always fits one project
-                self.behind = True  # this project and the rest wait for the next wave
+                waiting = [later.project_id for later, _, _ in due[position:]]
+                self._due.extendleft(reversed(waiting))  # first in the next wave
+                self.behind = True
                 break
             handled.append(project)
             if missing:
                 await self._report_gap(project, timezone, yesterday, pulls)
                 self._in_flight[(project.project_id, yesterday.isoformat())] = (set(missing), now)
             for group in missing:
-                self._asked[(project.project_id, yesterday.isoformat(), group)] = now
+                key = (project.project_id, yesterday.isoformat(), group)
+                self._asked.pop(key, None)  # to the end: the dict stays in the order asked
+                self._asked[key] = now
                 await send_bounded(
                     self.requested_topic,
                     project.project_id,
@@ -179,6 +188,25 @@ class Ticker:
             log.info("tick.requested", fetches=sent, in_flight=self.in_flight,
                      more_due=self.behind)  # fmt: skip
         return sent
+
+    async def _due_projects(self, now: datetime, limit: int) -> list[DueProject]:
+        """Up to ``limit`` due projects, from the ids of all those due read once for many waves.
+
+        The ids are read again when they run out or are older than
+        `DUE_LIST_FOR` (and whenever the clock is set back); each wave reads
+        its own projects by id, so a project handled, paused or rescheduled
+        since is left out. The tick stays `behind` while ids are left.
+        """
+        read_at = self._due_read_at
+        if not self._due or read_at is None or not read_at <= now < read_at + DUE_LIST_FOR:
+            self._due = deque(await self.deps.store.due_project_ids(now))
+            self._due_read_at = now
+        projects: list[DueProject] = []
+        while self._due and len(projects) < limit:
+            ids = [self._due.popleft() for _ in range(min(limit - len(projects), len(self._due)))]
+            projects += await self.deps.store.projects_if_due(ids, now)
+        self.behind = bool(self._due)
+        return projects
 
     @property
     def in_flight(self) -> int:
@@ -215,7 +243,24 @@ class Ticker:
         """Is ``group`` of yesterday neither stored, held, nor asked for within the lease?"""
         if group in pull.stored or pull.held(group, now) is not None:
             return False
-        return (project.project_id, yesterday.isoformat(), group) not in self._asked
+        asked = self._asked.get((project.project_id, yesterday.isoformat(), group))
+        lease = timedelta(seconds=self.deps.settings.fetch_lease_s)
+        return asked is None or asked <= now - lease
+
+    def _forget_asked(self, before: datetime) -> None:
+        """Drop what was asked for at or before ``before``: the oldest first, no more.
+
+        ``_asked`` is in the order things were asked for, so this reads only
+        what it drops and the first it keeps, not every group asked for in the
+        lease (70,000 of them an hour into a night of 10,000 projects, read on
+        every wave). A clock set back only leaves an entry a little longer:
+        `_wanted` compares its time anyway.
+        """
+        while self._asked:
+            key, at = next(iter(self._asked.items()))
+            if at > before:
+                return
+            del self._asked[key]
 
     def _next_look(
         self,

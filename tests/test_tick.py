@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import structlog
 
-from agents.tick import Ticker
+from agents.tick import DUE_LIST_FOR, Ticker
 from claritycast.clock import ManualClock
 from claritycast.localtime import local_yesterday
 from claritycast.runtime.app import ClarityCastApp
@@ -16,7 +16,7 @@ from claritycast.settings import Settings
 from claritycast.standins.clarity import ClaritySimulator
 from claritycast.store.core import Store
 from models import catalogue
-from models.documents import Organisation, Project
+from models.documents import Organisation, Project, ProjectStatus
 from tests.conftest import StartChain
 from tests.helpers import wait_for
 from topics import FETCH_REQUESTED
@@ -234,6 +234,62 @@ async def test_a_night_bigger_than_the_bound_is_asked_for_in_waves(
     for i in range(6):
         requests = simulator.requests_for(f"p{i}")
         assert len(requests) == 7 and all(r.status == 200 for r in requests)
+
+
+async def test_a_nights_due_projects_are_read_once_and_each_wave_reads_its_own_by_id(
+    start_chain: StartChain,
+    chain_settings: Settings,
+    store: Store,
+    simulator: ClaritySimulator,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The waves of a night share one read of what is due; what changed since is respected.
+
+    SecantusDB reads every document a range matches before it applies a
+    limit, so the due projects are read once for the night's waves and each
+    wave reads its own by id. A project paused after that read is not asked
+    for; one connected after it is asked for once the list is `DUE_LIST_FOR` old.
+    """
+    app = await start_chain(
+        clock, ("quota", "fetch", "store"), settings=chain_settings, pull_in_flight=14
+    )
+    await store.add_organisation(Organisation("org", "Org", "UTC", START))
+
+    async def connect(name: str) -> None:
+        token = simulator.add_project(name, 100).token
+        sealed = store.seal_token(token, name)
+        project = Project(name, name.upper(), "org", sealed, connected_at=START)
+        await store.add_project(project, [m.id for m in catalogue.METRICS])
+
+    for i in range(6):
+        await connect(f"p{i}")
+    reads = 0
+    read_ids = app.deps.store.due_project_ids
+
+    async def counted(now: datetime) -> list[str]:
+        nonlocal reads
+        reads += 1
+        return await read_ids(now)
+
+    monkeypatch.setattr(app.deps.store, "due_project_ids", counted)
+    ticker = Ticker(app.deps, app.declared[FETCH_REQUESTED])
+    assert await ticker.tick() == 14 and ticker.behind
+    await store.set_project_status("p5", ProjectStatus.PAUSED, "paused mid-night")
+    await connect("late")
+    asked = 14
+    while ticker.behind:
+        asked += await ticker.wave()
+        await asyncio.sleep(0.05)
+    assert asked == 28 + 7, "p0 to p4, not the paused p5 nor the late project yet"
+    assert reads == 1, "one read of the due projects for every wave of the night"
+    assert simulator.requests_for("late") == [] and simulator.requests_for("p5") == []
+    clock.advance(DUE_LIST_FOR + timedelta(seconds=1))
+    await wait_for(lambda: _stored(store, 35), timeout_s=60)
+    assert await ticker.tick() == 7 and reads == 2, "the list is read again: the late one"
+    await wait_for(lambda: _stored(store, 42), timeout_s=60)
+    assert len(simulator.requests_for("late")) == 7
+    assert simulator.requests_for("p5") == [], "paused after the list was read"
 
 
 async def _stored(store: Store, count: int) -> bool:

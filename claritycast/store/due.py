@@ -72,6 +72,7 @@ class DueProject:
 
 PROJECT_FIELDS = {
     "org_id": 1, "connected_at": 1, "exhausted_until": 1, "deferred_until": 1, "next_pull_at": 1,
+    "status": 1,
 }  # fmt: skip
 
 
@@ -80,27 +81,49 @@ class DueMixin:
 
     db: AsyncDatabase[dict[str, Any]]
 
-    async def projects_due(self, now: datetime, limit: int | None = None) -> list[DueProject]:
-        """Active projects whose next pull moment has come, or that have none yet.
+    async def due_project_ids(self, now: datetime) -> list[str]:
+        """Every active project whose pull moment has come, or that has none yet, in order.
 
-        At most ``limit`` of them when given: those without a moment first (new
-        projects), then the longest due first.
+        Those without a moment first (new projects), then the longest due
+        first: the order the tick asks for them in. Ids only, read once for a
+        night's waves (`Ticker`): SecantusDB reads every document a range
+        matches before it applies a limit, so reading a wave's worth of a
+        night's due projects at a time read them all on every wave, 2.6
+        million documents over a night of 10,000 projects.
         """
         active = ProjectStatus.ACTIVE
         with translated("finding due projects"):
-            found: list[DueProject] = []
+            found: list[str] = []
             for moment in (None, {"$lte": now}):
-                if limit is not None and len(found) >= limit:
-                    break
                 cursor = self.db.projects.find(
-                    {"status": active, "next_pull_at": moment}, PROJECT_FIELDS
+                    {"status": active, "next_pull_at": moment}, {"_id": 1}
                 )
-                if limit is not None:
-                    if moment is not None:
-                        cursor = cursor.sort("next_pull_at", ASCENDING)
-                    cursor = cursor.limit(limit - len(found))
-                found += [DueProject.from_document(doc) async for doc in cursor]
+                if moment is not None:
+                    cursor = cursor.sort("next_pull_at", ASCENDING)
+                found += [doc["_id"] async for doc in cursor]
         return found
+
+    async def projects_if_due(self, project_ids: list[str], now: datetime) -> list[DueProject]:
+        """These projects read again, in this order, as far as they are still active and due.
+
+        By id, so the cost is the ids' and not the night's: one read of the
+        ids named whatever else is due. A project paused, removed or scheduled
+        later since its id was read is left out.
+        """
+        with translated("reading due projects"):
+            found: dict[str, dict[str, Any]] = {}
+            for chunk in chunks(project_ids):
+                cursor = self.db.projects.find({"_id": {"$in": chunk}}, PROJECT_FIELDS)
+                found.update({doc["_id"]: doc async for doc in cursor})
+        due = []
+        for project_id in project_ids:
+            doc = found.get(project_id)
+            if doc is None or doc.get("status") != ProjectStatus.ACTIVE:
+                continue
+            moment = doc.get("next_pull_at")
+            if moment is None or as_utc(moment) <= now:
+                due.append(DueProject.from_document(doc))
+        return due
 
     async def set_next_pulls(
         self, projects: Iterable[DueProject], moments: dict[str, datetime]
