@@ -88,7 +88,7 @@ class DueMixin:
         first: the order the tick asks for them in. Ids only, read once for a
         night's waves (`Ticker`): SecantusDB reads every document a range
         matches before it applies a limit, so reading a wave's worth of a
-        night's due projects at a time read them all on every wave, 2.6
+        night's due projects at a time read them all on every wave, some 2
         million documents over a night of 10,000 projects.
         """
         active = ProjectStatus.ACTIVE
