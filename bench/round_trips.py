@@ -62,7 +62,16 @@ def filter_of(command: str, doc: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# The profiler's collection is capped; SecantusDB's default cap (10 MB) keeps about the
+# last 2,000 commands, a small part of a night. Made this large before profiling starts.
+PROFILE_BYTES = 2 << 30
+
+
 async def start(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Profile every command, keeping them all (a capped collection large enough for a night)."""
+    await db.command("profile", 0)
+    await db.drop_collection("system.profile")
+    await db.create_collection("system.profile", capped=True, size=PROFILE_BYTES)
     await db.command("profile", 2)
 
 
