@@ -151,7 +151,9 @@ class Ticker:
         for position, (project, timezone, yesterday) in enumerate(due):
             pull = pulls.get((project.project_id, yesterday.isoformat()), PullProgress())
             missing = [
-                group for group in GROUP_NAMES if self._wanted(project, yesterday, group, pull, now)
+                group
+                for group in GROUP_NAMES
+                if self._wanted(project, yesterday, group, pull, now, lease)
             ]
             if len(missing) > room - sent:  # the bound (at least 7) always fits one project
                 waiting = [later.project_id for later, _, _ in due[position:]]
@@ -238,13 +240,18 @@ class Ticker:
         return max(0, self.deps.settings.pull_in_flight - self.in_flight)
 
     def _wanted(
-        self, project: DueProject, yesterday: date, group: str, pull: PullProgress, now: datetime
+        self,
+        project: DueProject,
+        yesterday: date,
+        group: str,
+        pull: PullProgress,
+        now: datetime,
+        lease: timedelta,
     ) -> bool:
         """Is ``group`` of yesterday neither stored, held, nor asked for within the lease?"""
         if group in pull.stored or pull.held(group, now) is not None:
             return False
         asked = self._asked.get((project.project_id, yesterday.isoformat(), group))
-        lease = timedelta(seconds=self.deps.settings.fetch_lease_s)
         return asked is None or asked <= now - lease
 
     def _forget_asked(self, before: datetime) -> None:

@@ -43,8 +43,14 @@ def test_a_group_is_wanted_again_once_its_lease_has_passed_even_if_still_remembe
     tick._forget_asked(NOW - LEASE)
     assert early in tick._asked, "behind a newer entry: not read"
     pull = PullProgress()
-    assert tick._wanted(project("b"), YESTERDAY, "overall", pull, NOW), "its lease has passed"
-    assert not tick._wanted(project("a"), YESTERDAY, "overall", pull, NOW), "within its lease"
-    assert tick._wanted(project("c"), YESTERDAY, "overall", pull, NOW), "never asked for"
+    assert tick._wanted(project("b"), YESTERDAY, "overall", pull, NOW, LEASE), (
+        "its lease has passed"
+    )
+    assert not tick._wanted(project("a"), YESTERDAY, "overall", pull, NOW, LEASE), (
+        "within its lease"
+    )
+    assert tick._wanted(project("c"), YESTERDAY, "overall", pull, NOW, LEASE), "never asked for"
     stored = PullProgress(stored=frozenset({"overall"}))
-    assert not tick._wanted(project("b"), YESTERDAY, "overall", stored, NOW), "stored already"
+    assert not tick._wanted(project("b"), YESTERDAY, "overall", stored, NOW, LEASE), (
+        "stored already"
+    )
